@@ -1,0 +1,20 @@
+import ArgumentParser
+
+/// The `fulfillment` executable: argument parsing only; every command calls library code.
+@main
+struct Fulfillment: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fulfillment",
+        abstract: "The order-fulfillment saga on Kafka: embedded broker, workers, retries, compensation.",
+        discussion: """
+            Exit codes: 0 ok, 1 a check failed, 2 usage or runtime error.
+            """,
+        subcommands: [BenchCommand.self, TopicsCommand.self, DebugCommand.self]
+    )
+}
+
+/// Options every command that opens the embedded broker shares.
+struct DataDirectoryOptions: ParsableArguments {
+    @Option(name: .long, help: "The embedded broker's data directory.")
+    var dataDir: String = "./fulfillment-data"
+}
