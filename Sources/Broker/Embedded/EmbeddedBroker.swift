@@ -425,12 +425,13 @@ public final class EmbeddedBroker: MessageBroker {
 
     public func lag(group: String) async throws -> [PartitionLag] {
         let committed = offsets.committed(group: group)
-        var partitions = Set(committed.keys)
+        // Every partition of every topic the group reads now or has committed to.
+        var partitions: Set<TopicPartition> = []
         registry.withLock { registry in
-            for member in registry.groups[group]?.state.members.values ?? [:].values {
-                for topic in member.topics {
-                    for p in 0..<(registry.topics[topic]?.partitions.count ?? 0) { partitions.insert(TopicPartition(topic, p)) }
-                }
+            var topics = Set(committed.keys.map(\.topic))
+            for member in registry.groups[group]?.state.members.values ?? [:].values { topics.formUnion(member.topics) }
+            for topic in topics {
+                for p in 0..<(registry.topics[topic]?.partitions.count ?? 0) { partitions.insert(TopicPartition(topic, p)) }
             }
         }
         var result: [PartitionLag] = []

@@ -11,6 +11,8 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         var paused: Set<TopicPartition> = []
         var cursor = 0
         var closed = false
+        /// Fetch passes over the partitions; a parked poll makes none.
+        var fetchPasses = 0
     }
 
     public let memberID: String
@@ -97,6 +99,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
 
     private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
         let (order, positions) = state.withLock { state -> ([TopicPartition], [TopicPartition: Int64]) in
+            state.fetchPasses += 1
             let readable = state.owned.subtracting(state.paused).sorted()
             guard !readable.isEmpty else { return ([], [:]) }
             state.cursor = (state.cursor + 1) % readable.count
@@ -163,6 +166,8 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
     public func position(_ partition: TopicPartition) -> Int64? {
         state.withLock { $0.positions[partition] }
     }
+
+    var fetchPasses: Int { state.withLock { $0.fetchPasses } }
 
     public func close() async {
         let wasClosed = state.withLock { state in

@@ -1,0 +1,85 @@
+import Testing
+@testable import Broker
+
+/// The ownership state machine alone: no I/O, an injected clock.
+@Suite struct ConsumerGroupStateTests {
+    let t0 = ContinuousClock.now
+    let counts = ["orders": 6]
+
+    private func assertSingleOwners(_ state: ConsumerGroupState) {
+        var seen: [TopicPartition: String] = [:]
+        for member in state.members.values {
+            for tp in member.owned {
+                #expect(seen[tp] == nil, "\(tp) owned by \(seen[tp] ?? "") and \(member.id)")
+                seen[tp] = member.id
+                #expect(state.owners[tp] == member.id)
+            }
+        }
+    }
+
+    @Test func threeMembersSplitSixPartitionsTwoEach() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        for id in ["a", "b", "c"] { state.join(memberID: id, topics: ["orders"], now: t0) }
+        var owned: [String: Set<TopicPartition>] = [:]
+        for id in ["a", "b", "c"] { owned[id] = try state.sync(memberID: id, now: t0, partitionCounts: counts).owned }
+        #expect(owned.values.map(\.count) == [2, 2, 2])
+        #expect(owned.values.reduce(Set()) { $0.union($1) }.count == 6)
+        assertSingleOwners(state)
+    }
+
+    @Test func aPartitionMovesOnlyAfterItsOwnerReleasesIt() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        state.join(memberID: "a", topics: ["orders"], now: t0)
+        let first = try state.sync(memberID: "a", now: t0, partitionCounts: counts)
+        #expect(first.owned.count == 6)
+        state.join(memberID: "b", topics: ["orders"], now: t0)
+        // b polls first: everything it should get is still a's, so it gets nothing yet.
+        let early = try state.sync(memberID: "b", now: t0, partitionCounts: counts)
+        #expect(early.owned.isEmpty)
+        assertSingleOwners(state)
+        // a polls: told to give up three partitions; until it releases them it keeps them.
+        let revoke = try state.sync(memberID: "a", now: t0, partitionCounts: counts).revoke
+        #expect(revoke.count == 3)
+        #expect(try state.sync(memberID: "b", now: t0, partitionCounts: counts).owned.isEmpty)
+        state.release(memberID: "a", partitions: revoke)
+        let late = try state.sync(memberID: "b", now: t0, partitionCounts: counts)
+        #expect(late.granted == revoke)
+        assertSingleOwners(state)
+    }
+
+    @Test func aMemberSilentPastTheSessionTimeoutIsExpelledAndItsPartitionsFreed() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        state.join(memberID: "a", topics: ["orders"], now: t0)
+        state.join(memberID: "b", topics: ["orders"], now: t0)
+        _ = try state.sync(memberID: "a", now: t0, partitionCounts: counts)
+        _ = try state.sync(memberID: "b", now: t0, partitionCounts: counts)
+        // b keeps polling; a goes silent.
+        _ = try state.sync(memberID: "b", now: t0 + .seconds(9), partitionCounts: counts)
+        let after = try state.sync(memberID: "b", now: t0 + .seconds(11), partitionCounts: counts)
+        #expect(after.owned.count == 6)
+        #expect(state.members["a"] == nil)
+        #expect(throws: BrokerError.self) { try state.sync(memberID: "a", now: t0 + .seconds(12), partitionCounts: counts) }
+        assertSingleOwners(state)
+    }
+
+    @Test func leavingFreesPartitionsAtOnce() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        state.join(memberID: "a", topics: ["orders"], now: t0)
+        state.join(memberID: "b", topics: ["orders"], now: t0)
+        let a = try state.sync(memberID: "a", now: t0, partitionCounts: counts).owned
+        _ = try state.sync(memberID: "b", now: t0, partitionCounts: counts)
+        #expect(state.leave(memberID: "a") == a)
+        #expect(try state.sync(memberID: "b", now: t0, partitionCounts: counts).owned.count == 6)
+    }
+
+    @Test func membersOnlyGetTopicsTheySubscribeTo() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        state.join(memberID: "a", topics: ["orders"], now: t0)
+        state.join(memberID: "b", topics: ["orders", "orders.retry.1"], now: t0)
+        let all = ["orders": 2, "orders.retry.1": 3]
+        let a = try state.sync(memberID: "a", now: t0, partitionCounts: all).owned
+        let b = try state.sync(memberID: "b", now: t0, partitionCounts: all).owned
+        #expect(a == [TopicPartition("orders", 0)])
+        #expect(b == [TopicPartition("orders", 1), TopicPartition("orders.retry.1", 0), TopicPartition("orders.retry.1", 1), TopicPartition("orders.retry.1", 2)])
+    }
+}

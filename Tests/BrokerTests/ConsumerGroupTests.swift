@@ -1,0 +1,211 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import Broker
+
+/// Consumer groups on the real embedded broker and real files.
+@Suite struct ConsumerGroupTests {
+    private func config(_ id: String, session: Duration = .seconds(10), onRevoke: (@Sendable (Set<TopicPartition>) async -> Void)? = nil) -> ConsumerConfiguration {
+        var c = ConsumerConfiguration()
+        c.clientID = id
+        c.sessionTimeout = session
+        c.onRevoke = onRevoke
+        return c
+    }
+
+    @Test func membersJoinLeaveAndStopPollingWithoutAPartitionEverHavingTwoOwners() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "orders", partitions: 6))
+        let a = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("a", session: .milliseconds(600)))
+        let b = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("b", session: .milliseconds(600)))
+        let c = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("c", session: .milliseconds(600)))
+        let members = [a, b, c]
+
+        func pollAll(_ consumers: [EmbeddedGroupConsumer], rounds: Int) async throws {
+            for _ in 0..<rounds {
+                for consumer in consumers { _ = try await consumer.poll(maxRecords: 100, maxWait: .milliseconds(10)) }
+                try await checkDisjoint(consumers)
+            }
+        }
+        func checkDisjoint(_ consumers: [EmbeddedGroupConsumer]) async throws {
+            var owner: [TopicPartition: String] = [:]
+            for consumer in consumers {
+                for tp in await consumer.assignment() {
+                    #expect(owner[tp] == nil, "\(tp) owned by both \(owner[tp] ?? "") and \(consumer.memberID)")
+                    owner[tp] = consumer.memberID
+                }
+            }
+        }
+
+        try await pollAll(members, rounds: 3)
+        #expect(await a.assignment().count == 2)
+        #expect(await b.assignment().count == 2)
+        #expect(await c.assignment().count == 2)
+
+        // c leaves: its two partitions go to a and b.
+        await c.close()
+        try await pollAll([a, b], rounds: 3)
+        #expect(await a.assignment().count == 3)
+        #expect(await b.assignment().count == 3)
+
+        // b stops polling: after the session timeout a owns everything.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while await a.assignment().count < 6, ContinuousClock.now < deadline {
+            _ = try await a.poll(maxRecords: 100, maxWait: .milliseconds(100))
+            try await checkDisjoint([a])
+        }
+        #expect(await a.assignment().count == 6)
+        // The expelled member's commits are fenced.
+        await #expect(throws: BrokerError.self) { try await b.commit([TopicPartition("orders", 0): 1]) }
+        await #expect(throws: BrokerError.self) { _ = try await b.poll(maxRecords: 1, maxWait: .zero) }
+    }
+
+    @Test func uncommittedRecordsAreRedeliveredToTheNextOwnerFromTheCommittedOffset() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "orders", partitions: 1))
+        _ = try await broker.produce((0..<20).map { record("orders", "o-\($0)", "v\($0)", partition: 0) })
+        let first = try await broker.makeConsumer(group: "g", topics: ["orders"], configuration: config("first"))
+        let batch = try await first.poll(maxRecords: 10, maxWait: .seconds(1))
+        #expect(batch.map(\.offset) == Array(0..<10))
+        try await first.commit([TopicPartition("orders", 0): 7])
+        // It read up to 9 but committed only up to 7, then dies (leaves).
+        await first.close()
+        let second = try await broker.makeConsumer(group: "g", topics: ["orders"], configuration: config("second"))
+        var redelivered: [ConsumerRecord] = []
+        while redelivered.count < 13 {
+            redelivered += try await second.poll(maxRecords: 100, maxWait: .seconds(1))
+        }
+        #expect(redelivered.map(\.offset) == Array(7..<20))
+        #expect(redelivered.first?.valueString == "v7")
+    }
+
+    @Test func theRevokeCallbackCommitsBeforeThePartitionMoves() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
+        _ = try await broker.produce((0..<10).map { record("t", nil, "p0-\($0)", partition: 0) } + (0..<10).map { record("t", nil, "p1-\($0)", partition: 1) })
+        let revoked = Mutex<Set<TopicPartition>>([])
+        let holder = Mutex<EmbeddedGroupConsumer?>(nil)
+        let a = try await broker.makeEmbeddedConsumer(group: "g", topics: ["t"], configuration: config("a") { partitions in
+            revoked.withLock { $0.formUnion(partitions) }
+            // Commit what was processed: position of each revoked partition.
+            if let me = holder.withLock({ $0 }) {
+                var offsets: [TopicPartition: Int64] = [:]
+                for tp in partitions { offsets[tp] = me.position(tp) }
+                try? await me.commit(offsets)
+            }
+        })
+        holder.withLock { $0 = a }
+        var seen = 0
+        while seen < 20 { seen += try await a.poll(maxRecords: 100, maxWait: .seconds(1)).count }
+        let b = try await broker.makeEmbeddedConsumer(group: "g", topics: ["t"], configuration: config("b"))
+        _ = try await b.poll(maxRecords: 10, maxWait: .milliseconds(10))
+        _ = try await a.poll(maxRecords: 10, maxWait: .milliseconds(10))
+        let moved = try await b.poll(maxRecords: 10, maxWait: .milliseconds(200))
+        #expect(revoked.withLock { $0 } == [TopicPartition("t", 1)])
+        #expect(moved.isEmpty, "finished work was committed on revoke, so nothing is redelivered")
+        #expect(await b.assignment() == [TopicPartition("t", 1)])
+        #expect(broker.committedOffset(group: "g", TopicPartition("t", 1)) == 10)
+    }
+
+    @Test func anEmptyPollWakesAsSoonAsARecordArrives() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 3))
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        #expect(try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(50)).isEmpty)
+        let start = ContinuousClock.now
+        async let produced: RecordMetadata = {
+            try await Task.sleep(for: .milliseconds(200))
+            return try await broker.produce(record("t", "late", "hello"))
+        }()
+        let records = try await consumer.poll(maxRecords: 10, maxWait: .seconds(30))
+        let waited = ContinuousClock.now - start
+        _ = try await produced
+        #expect(records.map(\.valueString) == ["hello"])
+        #expect(waited >= .milliseconds(150))
+        #expect(waited < .seconds(10), "woken by the record, not by the 30 s max-wait")
+    }
+
+    @Test func anEmptyPollWaitsWithoutSpinning() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 3))
+        let consumer = try await broker.makeEmbeddedConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        _ = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(10))
+        let before = consumer.fetchPasses
+        let start = ContinuousClock.now
+        let records = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(800))
+        #expect(records.isEmpty)
+        #expect(ContinuousClock.now - start >= .milliseconds(800))
+        // One pass before parking, one after the deadline wakes it: no polling loop.
+        #expect(consumer.fetchPasses - before <= 2)
+    }
+
+    @Test func pausedPartitionsAreSkippedUntilResumed() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
+        _ = try await broker.produce([record("t", nil, "zero", partition: 0), record("t", nil, "one", partition: 1)])
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        _ = try await consumer.poll(maxRecords: 0, maxWait: .zero)
+        await consumer.pause([TopicPartition("t", 0)])
+        var got = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(100))
+        #expect(got.map(\.valueString) == ["one"])
+        #expect(try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(50)).isEmpty)
+        await consumer.resume([TopicPartition("t", 0)])
+        got = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(100))
+        #expect(got.map(\.valueString) == ["zero"])
+    }
+
+    @Test func seekRereadsFromTheGivenOffset() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+        _ = try await broker.produce((0..<10).map { record("t", nil, "v\($0)", partition: 0) })
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        #expect(try await consumer.poll(maxRecords: 100, maxWait: .seconds(1)).count == 10)
+        try await consumer.seek(TopicPartition("t", 0), to: 4)
+        #expect(try await consumer.poll(maxRecords: 2, maxWait: .seconds(1)).map(\.offset) == [4, 5])
+        await #expect(throws: BrokerError.self) { try await consumer.seek(TopicPartition("t", 9), to: 0) }
+    }
+
+    @Test func lagIsEndOffsetMinusCommittedPerPartition() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
+        _ = try await broker.produce((0..<7).map { record("t", nil, "a\($0)", partition: 0) } + (0..<3).map { record("t", nil, "b\($0)", partition: 1) })
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        _ = try await consumer.poll(maxRecords: 0, maxWait: .zero)
+        try await consumer.commit([TopicPartition("t", 0): 5])
+        let lag = try await broker.lag(group: "g")
+        #expect(lag.map(\.lag) == [2, 3])
+        #expect(lag.map(\.committedOffset) == [5, nil])
+        #expect(lag.map(\.endOffset) == [7, 3])
+        #expect(try await broker.listGroups() == ["g"])
+    }
+
+    @Test func aDelayedTopicHoldsRecordsUntilTheirDelayPassedWithoutBlockingOthers() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "retry.1", partitions: 1, deliveryDelayMilliseconds: 700))
+        try await broker.createTopic(TopicSpec(name: "main", partitions: 1))
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["retry.1", "main"], configuration: config("c"))
+        _ = try await consumer.poll(maxRecords: 0, maxWait: .zero)
+        let sent = try await broker.produce(record("retry.1", "o-1", "retry me"))
+        _ = try await broker.produce(record("main", "o-2", "now"))
+        // The undelayed topic flows at once.
+        let first = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(300))
+        #expect(first.map(\.valueString) == ["now"])
+        // The delayed record arrives only once timestamp + delay has passed, and the poll
+        // wakes for it by itself (no new record arrives to wake it).
+        var delayed: [ConsumerRecord] = []
+        while delayed.isEmpty { delayed = try await consumer.poll(maxRecords: 10, maxWait: .seconds(5)) }
+        let deliveredAt = UnixClock.nowMillis()
+        #expect(delayed.map(\.valueString) == ["retry me"])
+        #expect(deliveredAt >= sent.timestamp + 700)
+        #expect(deliveredAt < sent.timestamp + 3000)
+    }
+}
