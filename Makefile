@@ -7,7 +7,7 @@ DATA_DIR ?= ./fulfillment-data
 .PHONY: deps build release demo test bench-broker clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
-APT_PACKAGES :=
+APT_PACKAGES := libsqlite3-dev pkg-config
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required: https://swift.org/install"; exit 2; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

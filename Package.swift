@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         /// The messaging abstraction every other module talks to, and the embedded,
@@ -21,11 +23,55 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        /// The saga's shared domain: the order and its validation, steps, topic names,
+        /// headers, retry/timeout policy and the YAML configuration.
+        .target(
+            name: "SagaDomain",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        /// SQLite, the system library (Debian: libsqlite3-dev).
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
+        ),
+        /// A small, durable SQLite connection: WAL, prepared-statement cache, transactions.
+        .target(name: "SQLiteDatabase", dependencies: ["CSQLite"]),
+        /// The worker runtime (consume -> idempotent handle -> publish -> commit, retries,
+        /// timeouts, heartbeats, dead letters) and the step services with their stores.
+        .target(
+            name: "Workers",
+            dependencies: [
+                "Broker", "SagaDomain", "SQLiteDatabase",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        /// Order intake and priority routing, the saga tracker (state and history), the
+        /// stuck-order watchdog, DLT-driven compensation, redrive, stats and the conservation check.
+        .target(
+            name: "Dispatcher",
+            dependencies: [
+                "Broker", "SagaDomain", "SQLiteDatabase", "Workers",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        /// The saga assembled on one machine: topic layout, the services of each role, the
+        /// load generator and `run` with its summary.
+        .target(
+            name: "SagaAssembly",
+            dependencies: [
+                "Broker", "SagaDomain", "SQLiteDatabase", "Workers", "Dispatcher",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         /// The `fulfillment` executable: argument parsing only, everything else is library code.
         .executableTarget(
             name: "fulfillment",
             dependencies: [
-                "Broker",
+                "Broker", "SagaDomain", "Workers", "Dispatcher", "SagaAssembly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

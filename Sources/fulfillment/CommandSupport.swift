@@ -1,6 +1,7 @@
 import ArgumentParser
 import Broker
 import Foundation
+import SagaDomain
 
 /// A runtime failure reported the way every command reports it: one line saying what went
 /// wrong and what to do, exit code 2.
@@ -16,6 +17,12 @@ extension AsyncParsableCommand {
             try await body()
         } catch let error as ExitCode {
             throw error
+        } catch let error as CommandFailure {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(2)
         } catch let error as BrokerError {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(2)

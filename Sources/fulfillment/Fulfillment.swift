@@ -9,7 +9,10 @@ struct Fulfillment: AsyncParsableCommand {
         discussion: """
             Exit codes: 0 ok, 1 a check failed, 2 usage or runtime error.
             """,
-        subcommands: [BenchCommand.self, TopicsCommand.self, DebugCommand.self]
+        subcommands: [
+            RunCommand.self, ProduceCommand.self, DlqCommand.self, OrderCommand.self, StatsCommand.self, CheckCommand.self,
+            GraphCommand.self, ExplainCommand.self, TopicsCommand.self, BenchCommand.self, DebugCommand.self,
+        ]
     )
 }
 

@@ -1,0 +1,135 @@
+import SQLiteDatabase
+import SagaDomain
+
+/// The dispatcher's store (`dispatcher.sqlite`): accepted orders with their canonical body
+/// (for deduplication and recovery), each order's state, its full history, rejections and
+/// redrive marks.
+public final class DispatcherStore: Sendable {
+    public let connection: SQLiteConnection
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS orders (
+            order_id TEXT PRIMARY KEY,
+            body BLOB NOT NULL,
+            amount_cents INTEGER NOT NULL,
+            units INTEGER NOT NULL,
+            tier TEXT NOT NULL,
+            priority TEXT NOT NULL,
+            state TEXT NOT NULL,
+            failed_step TEXT,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            error_class TEXT,
+            error_message TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            finished_at INTEGER,
+            recoveries INTEGER NOT NULL DEFAULT 0);
+        CREATE INDEX IF NOT EXISTS orders_state ON orders(state, updated_at);
+        CREATE TABLE IF NOT EXISTS history (
+            order_id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            offset INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            step TEXT,
+            attempt INTEGER,
+            error_class TEXT,
+            error_message TEXT,
+            UNIQUE (topic, partition, offset));
+        CREATE INDEX IF NOT EXISTS history_order ON history(order_id, at);
+        CREATE TABLE IF NOT EXISTS rejections (
+            topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+            order_id TEXT, reason TEXT NOT NULL, field TEXT, message TEXT NOT NULL, at INTEGER NOT NULL,
+            UNIQUE (topic, partition, offset));
+        CREATE TABLE IF NOT EXISTS redriven (
+            topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL,
+            PRIMARY KEY (topic, partition, offset));
+        CREATE TABLE IF NOT EXISTS alerts (at INTEGER NOT NULL, order_id TEXT, kind TEXT NOT NULL, message TEXT NOT NULL);
+        """
+
+    public init(directory: String, readOnly: Bool = false) throws {
+        connection = try SQLiteConnection(path: directory + "/dispatcher.sqlite", readOnly: readOnly)
+        if !readOnly { try connection.execute(Self.schema) }
+    }
+
+    /// One order as `order <id>` shows it.
+    public struct OrderRecord: Codable, Sendable {
+        public var orderID: String
+        public var state: String
+        public var amountCents: Int64
+        public var units: Int
+        public var tier: String
+        public var priority: String
+        public var failedStep: String?
+        public var errorClass: String?
+        public var errorMessage: String?
+        public var createdAt: Int64
+        public var updatedAt: Int64
+        public var finishedAt: Int64?
+        public var recoveries: Int
+
+        enum CodingKeys: String, CodingKey {
+            case orderID = "order_id", state, amountCents = "amount_cents", units, tier, priority
+            case failedStep = "failed_step", errorClass = "error_class", errorMessage = "error_message"
+            case createdAt = "created_at", updatedAt = "updated_at", finishedAt = "finished_at", recoveries
+        }
+    }
+
+    public struct HistoryEntry: Codable, Sendable {
+        public var at: Int64
+        public var topic: String
+        public var partition: Int
+        public var offset: Int64
+        public var event: String
+        public var step: String?
+        public var attempt: Int?
+        public var errorClass: String?
+        public var errorMessage: String?
+
+        enum CodingKeys: String, CodingKey {
+            case at, topic, partition, offset, event, step, attempt
+            case errorClass = "error_class", errorMessage = "error_message"
+        }
+    }
+
+    public func order(_ id: String) throws -> OrderRecord? {
+        try connection.query(
+            "SELECT order_id, state, amount_cents, units, tier, priority, failed_step, error_class, error_message, created_at, updated_at, finished_at, recoveries FROM orders WHERE order_id = ?",
+            [.text(id)]
+        ) { row in
+            OrderRecord(
+                orderID: row.text(0), state: row.text(1), amountCents: row.int(2), units: Int(row.int(3)), tier: row.text(4), priority: row.text(5),
+                failedStep: row.optionalText(6), errorClass: row.optionalText(7), errorMessage: row.optionalText(8),
+                createdAt: row.int(9), updatedAt: row.int(10), finishedAt: row.optionalInt(11), recoveries: Int(row.int(12)))
+        }.first
+    }
+
+    public func history(_ id: String) throws -> [HistoryEntry] {
+        try connection.query(
+            "SELECT at, topic, partition, offset, event, step, attempt, error_class, error_message FROM history WHERE order_id = ? ORDER BY at, rowid",
+            [.text(id)]
+        ) { row in
+            HistoryEntry(
+                at: row.int(0), topic: row.text(1), partition: Int(row.int(2)), offset: row.int(3), event: row.text(4), step: row.optionalText(5),
+                attempt: row.optionalInt(6).map(Int.init), errorClass: row.optionalText(7), errorMessage: row.optionalText(8))
+        }
+    }
+
+    public func rejections(orderID: String) throws -> [(reason: String, message: String, at: Int64)] {
+        try connection.query("SELECT reason, message, at FROM rejections WHERE order_id = ? ORDER BY at", [.text(orderID)]) { ($0.text(0), $0.text(1), $0.int(2)) }
+    }
+
+    /// Orders per state.
+    public func stateCounts() throws -> [String: Int] {
+        Dictionary(uniqueKeysWithValues: try connection.query("SELECT state, COUNT(*) FROM orders GROUP BY state") { ($0.text(0), Int($0.int(1))) })
+    }
+
+    public func rejectionCount() throws -> Int {
+        Int(try connection.scalar("SELECT COUNT(*) FROM rejections") ?? 0)
+    }
+
+    public func acceptedCount() throws -> Int {
+        Int(try connection.scalar("SELECT COUNT(*) FROM orders") ?? 0)
+    }
+}

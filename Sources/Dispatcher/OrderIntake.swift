@@ -1,0 +1,103 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+import Workers
+
+/// Order intake: validates each record of `orders`, publishes a machine-readable rejection to
+/// `orders.rejected` for anything invalid, and routes accepted orders to
+/// `payment.requested`, or `payment.requested.priority` for VIP orders (tier `vip` or amount
+/// above the threshold). Resubmitting an order (same id, same body) is a no-op; the same id
+/// with a different body is rejected as `duplicate_order_id`.
+public struct OrderIntake: StepHandler {
+    public enum Work: Sendable {
+        case valid(Order, canonical: [UInt8])
+        case invalid(OrderRejection)
+    }
+
+    public let name = "dispatcher"
+    let store: DispatcherStore
+    let validator: OrderValidator
+    let vipThreshold: Double
+    let messages: SagaMessages
+
+    public init(store: DispatcherStore, validator: OrderValidator = OrderValidator(), vipThreshold: Double, messages: SagaMessages) {
+        self.store = store
+        self.validator = validator
+        self.vipThreshold = vipThreshold
+        self.messages = messages
+    }
+
+    public static func priority(of order: Order, threshold: Double) -> Priority {
+        order.customerTier == .vip || Double(order.amountCents) > threshold * 100 ? .vip : .standard
+    }
+
+    public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: [ProducerRecord]] { [:] }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        switch validator.validate(message.record.value) {
+        case .success(let order):
+            var normalized = order
+            normalized.amount = Double(order.amountCents) / 100
+            return .valid(normalized, canonical: SagaCoding.encode(normalized))
+        case .failure(let rejection):
+            var rejection = rejection
+            if rejection.orderID == nil, let key = message.record.keyString { rejection.orderID = key }
+            return .invalid(rejection)
+        }
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        try store.connection.transaction { db in
+            try batch.map { message, work in
+                let record = message.record
+                switch work {
+                case .invalid(let rejection):
+                    return .success([try reject(rejection, record, db)])
+                case .valid(let order, let canonical):
+                    let priority = Self.priority(of: order, threshold: vipThreshold)
+                    let existing = try db.query("SELECT body, state FROM orders WHERE order_id = ?", [.text(order.orderID)]) { ($0.blob(0), $0.text(1)) }.first
+                    if let (body, state) = existing {
+                        guard body == canonical else {
+                            let rejection = OrderRejection(
+                                orderID: order.orderID, reason: .duplicateOrderID, field: "order_id",
+                                message: "order \(order.orderID) was already submitted with a different body; use a new order_id")
+                            return .success([try reject(rejection, record, db)])
+                        }
+                        // Same order again. If it never left intake (we crashed between storing
+                        // and publishing), publish its request again; otherwise nothing to do.
+                        return .success(state == OrderState.accepted.rawValue
+                            ? [messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)]
+                            : [])
+                    }
+                    try db.run(
+                        "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
+                        [.text(order.orderID), .blob(canonical), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
+                         .text(priority.rawValue), .integer(record.timestamp), .integer(record.timestamp)])
+                    try db.run(
+                        "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event, step, attempt) VALUES (?, ?, ?, ?, ?, 'accepted', NULL, NULL)",
+                        [.text(order.orderID), .integer(record.timestamp), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset)])
+                    return .success([messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)])
+                }
+            }
+        }
+    }
+
+    private func reject(_ rejection: OrderRejection, _ record: ConsumerRecord, _ db: SQLiteConnection.Transaction) throws -> ProducerRecord {
+        try db.run(
+            "INSERT OR IGNORE INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [.text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), rejection.orderID.map { .text($0) } ?? .null,
+             .text(rejection.reason.rawValue), rejection.field.map { .text($0) } ?? .null, .text(rejection.message), .integer(record.timestamp)])
+        var headers = [
+            RecordHeader(SagaHeader.step, "intake"),
+            RecordHeader(SagaHeader.originalTopic, record.topic),
+            RecordHeader(SagaHeader.originalPartition, String(record.partition)),
+            RecordHeader(SagaHeader.originalOffset, String(record.offset)),
+            RecordHeader(SagaHeader.errorClass, rejection.reason.rawValue),
+            RecordHeader(SagaHeader.errorMessage, rejection.message),
+        ]
+        if let id = rejection.orderID { headers.insert(RecordHeader(SagaHeader.sagaID, "saga-\(id)"), at: 0) }
+        return ProducerRecord(
+            topic: messages.topics.rejected, key: rejection.orderID.map { Array($0.utf8) } ?? record.key,
+            value: SagaCoding.encode(rejection), headers: headers)
+    }
+}

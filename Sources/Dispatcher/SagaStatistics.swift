@@ -1,0 +1,98 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+
+/// What `stats` reports, computed from the tracker's store and the broker.
+public struct SagaStatistics: Codable, Sendable {
+    public struct Latency: Codable, Sendable {
+        public var count: Int
+        public var p50: Double
+        public var p99: Double
+    }
+
+    public struct StepFigures: Codable, Sendable {
+        public var retries: Int
+        public var deadLetters: Int
+        public var timeouts: Int
+
+        enum CodingKeys: String, CodingKey {
+            case retries, deadLetters = "dead_letters", timeouts
+        }
+    }
+
+    public var orders: Int
+    public var states: [String: Int]
+    public var rejected: Int
+    public var rejectionReasons: [String: Int]
+    public var completedPerSecond: Double
+    public var successRate: Double
+    public var steps: [String: StepFigures]
+    public var compensations: Int
+    public var manualReviewAlerts: Int
+    public var deadLetterDepth: [String: Int]
+    public var lag: [String: Int64]
+    public var latencyMilliseconds: [String: Latency]
+
+    enum CodingKeys: String, CodingKey {
+        case orders, states, rejected, rejectionReasons = "rejection_reasons", completedPerSecond = "completed_per_s"
+        case successRate = "success_rate", steps, compensations, manualReviewAlerts = "manual_review_alerts"
+        case deadLetterDepth = "dlt_depth", lag, latencyMilliseconds = "latency_ms"
+    }
+
+    public static func latency(_ store: DispatcherStore) throws -> [String: Latency] {
+        var result: [String: Latency] = [:]
+        for tier in [Priority.standard, Priority.vip] {
+            let values = try store.connection.query(
+                "SELECT finished_at - created_at FROM orders WHERE state = 'completed' AND priority = ? ORDER BY 1", [.text(tier.rawValue)]
+            ) { Double($0.int(0)) }
+            result[tier.rawValue] = Latency(count: values.count, p50: percentile(values, 0.5), p99: percentile(values, 0.99))
+        }
+        return result
+    }
+
+    public static func percentile(_ sorted: [Double], _ q: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        // Nearest rank: the smallest value with at least q of the values at or below it.
+        let rank = Int((Double(sorted.count) * q).rounded(.up))
+        return sorted[min(sorted.count - 1, max(0, rank - 1))]
+    }
+
+    public static func collect(store: DispatcherStore, broker: any MessageBroker, configuration: SagaConfiguration) async throws -> SagaStatistics {
+        let states = try store.stateCounts()
+        let orders = states.values.reduce(0, +)
+        let reasons = Dictionary(uniqueKeysWithValues: try store.connection.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason") { ($0.text(0), Int($0.int(1))) })
+        var steps: [String: StepFigures] = [:]
+        for step in SagaStep.allCases { steps[step.rawValue] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0) }
+        steps["compensation"] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0)
+        for (event, step, errorClass, count) in try store.connection.query(
+            "SELECT event, COALESCE(step, 'compensation'), COALESCE(error_class, ''), COUNT(*) FROM history WHERE event IN ('retry_scheduled','dead_lettered','compensation_retry_scheduled','compensation_dead_lettered') GROUP BY 1, 2, 3"
+        , [], { ($0.text(0), $0.text(1), $0.text(2), Int($0.int(3))) }) {
+            var figures = steps[step] ?? StepFigures(retries: 0, deadLetters: 0, timeouts: 0)
+            if event.hasSuffix("retry_scheduled") { figures.retries += count } else { figures.deadLetters += count }
+            if errorClass == "Timeout" || errorClass == "HeartbeatTimeout" { figures.timeouts += count }
+            steps[step] = figures
+        }
+        let compensations = Int(try store.connection.scalar("SELECT COUNT(DISTINCT order_id) FROM history WHERE event = 'compensation_requested'") ?? 0)
+        let alerts = Int(try store.connection.scalar("SELECT COUNT(*) FROM alerts") ?? 0)
+        let window = try store.connection.query("SELECT MIN(created_at), MAX(finished_at), COUNT(*) FROM orders WHERE state = 'completed'") { ($0.int(0), $0.int(1), $0.int(2)) }.first ?? (0, 0, 0)
+        let completed = states[OrderState.completed.rawValue] ?? 0
+        let compensated = states[OrderState.compensated.rawValue] ?? 0
+        var depth: [String: Int] = [:]
+        let t = configuration.topics
+        for topic in t.stepDeadLetters + [t.deadLetter(nil), t.manualReview] {
+            if let description = try? await broker.describeTopic(topic) {
+                depth[topic] = Int(description.partitions.reduce(Int64(0)) { $0 + $1.endOffset - $1.beginOffset })
+            }
+        }
+        var lag: [String: Int64] = [:]
+        for group in try await broker.listGroups() {
+            lag[group] = try await broker.lag(group: group).reduce(Int64(0)) { $0 + $1.lag }
+        }
+        return SagaStatistics(
+            orders: orders, states: states, rejected: reasons.values.reduce(0, +), rejectionReasons: reasons,
+            completedPerSecond: window.1 > window.0 ? Double(window.2) / (Double(window.1 - window.0) / 1000) : 0,
+            successRate: completed + compensated > 0 ? Double(completed) / Double(completed + compensated) : 0,
+            steps: steps, compensations: compensations, manualReviewAlerts: alerts, deadLetterDepth: depth, lag: lag,
+            latencyMilliseconds: try latency(store))
+    }
+}

@@ -1,0 +1,99 @@
+import Broker
+import Logging
+import SQLiteDatabase
+import SagaDomain
+import ServiceLifecycle
+import Workers
+
+/// Records every saga event into each order's history and keeps its state: a choreography
+/// has no orchestrator, so the tracker reads every topic the saga writes. The latest event
+/// (by when it happened) decides the state; a final state (`completed`, `compensated`) never
+/// changes again, so late duplicates cannot resurrect an order.
+public struct SagaTracker: Service {
+    let broker: any MessageBroker
+    let store: DispatcherStore
+    let configuration: SagaConfiguration
+    let logger: Logger
+
+    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, logger: Logger) {
+        self.broker = broker
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Every topic the tracker reads.
+    public static func topics(_ configuration: SagaConfiguration) -> [String] {
+        let t = configuration.topics
+        var topics = [t.rejected, t.completed, t.compensated, t.manualReview, t.compensation, t.deadLetter(nil)]
+        for step in SagaStep.allCases {
+            topics += [t.requested(step), t.requested(step, priority: .vip), t.deadLetter(step)]
+            topics += (0..<configuration[step].retryTiers).map { t.retry(step, tier: $0 + 1) }
+        }
+        topics += (0..<configuration.compensation.retryTiers).map { t.retry(nil, tier: $0 + 1) }
+        return topics
+    }
+
+    public func run() async throws {
+        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 2000, logger: logger) { records in
+            try record(records)
+        }
+        try await loop.run()
+    }
+
+    struct Event {
+        var orderID: String
+        var name: String
+        var step: SagaStep?
+        var state: OrderState?
+        var failedStep: SagaStep?
+    }
+
+    func classify(_ record: ConsumerRecord) -> Event? {
+        let t = configuration.topics
+        let message = InboundMessage(record: record)
+        let topic = record.topic
+        guard !message.orderID.isEmpty else { return nil }
+        if topic == t.completed { return Event(orderID: message.orderID, name: "completed", state: .completed) }
+        if topic == t.compensated { return Event(orderID: message.orderID, name: "compensated", state: .compensated) }
+        if topic == t.manualReview { return Event(orderID: message.orderID, name: "manual_review", state: .manualReview) }
+        if topic == t.rejected { return Event(orderID: message.orderID, name: "rejected", state: nil) }
+        if topic == t.compensation { return Event(orderID: message.orderID, name: "compensation_requested", state: .compensating) }
+        if topic == t.deadLetter(nil) { return Event(orderID: message.orderID, name: "compensation_dead_lettered", state: .compensating) }
+        if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: message.orderID, name: "compensation_retry_scheduled", state: .compensating) }
+        guard let step = t.step(ofTopic: topic) else { return nil }
+        if topic == t.deadLetter(step) { return Event(orderID: message.orderID, name: "dead_lettered", step: step, state: .compensating, failedStep: step) }
+        if topic.hasPrefix(t.requested(step) + ".retry.") { return Event(orderID: message.orderID, name: "retry_scheduled", step: step, state: OrderState(step: step)) }
+        let recovered = record.header(SagaHeader.recoveredBy) != nil ? "recovered" : record.header(SagaHeader.redriven) != nil ? "redriven" : "requested"
+        return Event(orderID: message.orderID, name: recovered, step: step, state: OrderState(step: step))
+    }
+
+    func record(_ records: [ConsumerRecord]) throws {
+        try store.connection.transaction { db in
+            for record in records {
+                guard let event = classify(record) else { continue }
+                let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
+                let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)
+                let errorClass = record.header(SagaHeader.errorClass)
+                let errorMessage = record.header(SagaHeader.errorMessage)
+                let inserted = try db.run(
+                    "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [.text(event.orderID), .integer(at), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .text(event.name),
+                     event.step.map { .text($0.rawValue) } ?? .null, attempt.map { .integer($0) } ?? .null,
+                     errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null])
+                guard inserted > 0, let state = event.state else { continue }
+                let finished: SQLiteValue = state.isTerminal ? .integer(at) : .null
+                try db.run(
+                    """
+                    UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
+                        failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
+                        finished_at = COALESCE(?, finished_at)
+                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND updated_at <= ?
+                    """,
+                    [.text(state.rawValue), .integer(at), attempt.map { .integer($0) } ?? .null,
+                     event.failedStep.map { .text($0.rawValue) } ?? .null, errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null,
+                     finished, .text(event.orderID), .integer(at)])
+            }
+        }
+    }
+}

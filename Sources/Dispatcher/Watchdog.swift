@@ -1,0 +1,101 @@
+import Broker
+import Logging
+import SQLiteDatabase
+import SagaDomain
+import ServiceLifecycle
+import Workers
+
+/// Finds orders stuck past their step's budget (every attempt running to its timeout plus
+/// every retry delay, plus a grace) and gets them moving: first by re-publishing the step's
+/// request with the same idempotency key (so a recovered order is never charged twice), then,
+/// if that did not help, by compensating. A compensation stuck past its budget is
+/// re-requested, and parked in manual review after that. Nothing stays in flight forever.
+public struct Watchdog: Service {
+    let broker: any MessageBroker
+    let store: DispatcherStore
+    let configuration: SagaConfiguration
+    let logger: Logger
+    let metrics: WorkerMetrics
+
+    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, metrics: WorkerMetrics, logger: Logger) {
+        self.broker = broker
+        self.store = store
+        self.configuration = configuration
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000)))
+            do {
+                try await sweep(now: UnixClock.nowMillis())
+            } catch {
+                logger.error("watchdog sweep failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// The longest an order may sit in `state` before it counts as stuck, in milliseconds.
+    public func budgetMilliseconds(_ state: OrderState) -> Int64 {
+        let seconds: Double
+        if let step = state.step {
+            seconds = configuration[step].budgetSeconds
+        } else {
+            seconds = configuration.compensation.budgetSeconds
+        }
+        return Int64((seconds + configuration.watchdogGraceSeconds) * 1000)
+    }
+
+    /// One pass: acts on every stuck order; returns how many it acted on.
+    @discardableResult
+    public func sweep(now: Int64) async throws -> Int {
+        let shortest = OrderState.allCases.filter { !$0.isTerminal }.map(budgetMilliseconds).min() ?? 0
+        let candidates = try store.connection.query(
+            "SELECT order_id, state, body, priority, recoveries, failed_step, updated_at FROM orders WHERE state NOT IN \(OrderState.terminalSQL) AND updated_at < ? LIMIT 10000",
+            [.integer(now - shortest)]
+        ) { row in
+            (id: row.text(0), state: OrderState(rawValue: row.text(1)) ?? .accepted, body: row.blob(2), priority: Priority(rawValue: row.text(3)) ?? .standard,
+             recoveries: Int(row.int(4)), failedStep: row.optionalText(5).flatMap(SagaStep.init(rawValue:)), updatedAt: row.int(6))
+        }
+        let messages = SagaMessages(topics: configuration.topics)
+        var outgoing: [ProducerRecord] = []
+        var updates: [(String, Int)] = []
+        for order in candidates where now - order.updatedAt > budgetMilliseconds(order.state) {
+            let marker = [RecordHeader(SagaHeader.recoveredBy, "watchdog")]
+            if let step = order.state.step {
+                if order.recoveries == 0 {
+                    var request = messages.request(step, orderID: order.id, orderJSON: order.body, priority: order.priority)
+                    request.headers += marker
+                    outgoing.append(request)
+                    logger.warning("stuck order: re-publishing its request", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
+                } else {
+                    outgoing.append(messages.compensation(
+                        orderID: order.id, orderJSON: order.body, priority: order.priority, undo: SagaMessages.undoList(failedAt: step),
+                        reason: "stuck in \(step.rawValue) past its budget", extra: marker))
+                    logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
+                }
+            } else if order.recoveries < 3 {
+                let undo = SagaMessages.undoList(failedAt: order.failedStep ?? .notification)
+                outgoing.append(messages.compensation(
+                    orderID: order.id, orderJSON: order.body, priority: order.priority, undo: undo, reason: "compensation stuck past its budget", extra: marker))
+            } else {
+                var headers = SagaMessages.headers(orderID: order.id, key: IdempotencyKey.compensation(order.id), step: "compensation", attempt: 1, priority: order.priority)
+                headers.append(RecordHeader(SagaHeader.reason, "compensation stuck past its budget three times"))
+                outgoing.append(ProducerRecord(topic: configuration.topics.manualReview, key: Array(order.id.utf8), value: order.body, headers: headers + marker))
+                logger.error("order parked for manual review", metadata: ["order.id": "\(order.id)", "reason": "compensation stuck"])
+                metrics.add("manual_review_alerts")
+            }
+            updates.append((order.id, order.recoveries + 1))
+        }
+        guard !outgoing.isEmpty else { return 0 }
+        _ = try await broker.produce(outgoing)
+        metrics.add("watchdog_recoveries", updates.count)
+        try store.connection.transaction { db in
+            for (id, recoveries) in updates {
+                try db.run("UPDATE orders SET recoveries = ?, updated_at = ? WHERE order_id = ?", [.integer(Int64(recoveries)), .integer(now), .text(id)])
+            }
+        }
+        return updates.count
+    }
+}

@@ -1,0 +1,108 @@
+import Broker
+import Dispatcher
+import Logging
+import SagaDomain
+import ServiceLifecycle
+import Workers
+
+/// Everything one process runs of the saga: its stores (SQLite files in the data directory)
+/// and its services. `fulfillment run` hosts every role; `worker <step>` and `dispatcher` host one.
+public final class SagaNode: Sendable {
+    public enum Role: String, CaseIterable, Sendable {
+        case dispatcher
+        case payment
+        case inventory
+        case shipping
+        case notification
+        case compensation
+    }
+
+    public let configuration: SagaConfiguration
+    public let directory: String
+    public let broker: any MessageBroker
+    public let world: SimulatedWorld
+    public let payments: PaymentStore
+    public let gateway: SimulatedPaymentGateway
+    public let inventory: InventoryStore
+    public let shipping: ShippingStore
+    public let notifications: NotificationStore
+    public let dispatcherStore: DispatcherStore
+    /// Counters per worker and for the dispatcher's alerts.
+    public let metrics: [String: WorkerMetrics]
+    let logger: Logger
+
+    public init(
+        broker: any MessageBroker, configuration: SagaConfiguration, directory: String, faults: FaultProfile,
+        stockFile: [String: Int]? = nil, logger: Logger
+    ) throws {
+        self.broker = broker
+        self.configuration = configuration
+        self.directory = directory
+        self.logger = logger
+        world = SimulatedWorld(profile: faults)
+        payments = try PaymentStore(directory: directory)
+        gateway = try SimulatedPaymentGateway(directory: directory, world: world)
+        inventory = try InventoryStore(directory: directory)
+        try inventory.seedIfEmpty(skuCount: configuration.skuCount, units: configuration.initialStock, stockFile: stockFile)
+        shipping = try ShippingStore(directory: directory)
+        notifications = try NotificationStore(directory: directory)
+        dispatcherStore = try DispatcherStore(directory: directory)
+        var metrics: [String: WorkerMetrics] = [:]
+        for role in Role.allCases { metrics[role.rawValue] = WorkerMetrics(name: role.rawValue) }
+        self.metrics = metrics
+    }
+
+    public func services(_ roles: Set<Role>) -> [any Service] {
+        let t = configuration.topics
+        let messages = SagaMessages(topics: t)
+        var services: [any Service] = []
+        func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) -> WorkerRuntime<H> {
+            var c = WorkerRuntimeConfiguration(
+                group: handler.name, standardTopics: standard, priorityTopics: priority, policy: policy,
+                router: RetryRouter(policy: policy, retryTopic: { t.retry(step, tier: $0) }, deadLetterTopic: t.deadLetter(step)))
+            c.concurrency = configuration.concurrency
+            c.batchSize = configuration.batchSize
+            c.starvationGuard = configuration.starvationGuard
+            return WorkerRuntime(broker: broker, handler: handler, configuration: c, metrics: metrics[handler.name], logger: logger)
+        }
+        func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) -> WorkerRuntime<H> {
+            let policy = configuration[step]
+            return runtime(
+                handler, step: step, standard: [t.requested(step)] + (0..<policy.retryTiers).map { t.retry(step, tier: $0 + 1) },
+                priority: [t.requested(step, priority: .vip)], policy: policy)
+        }
+        if roles.contains(.dispatcher) {
+            let intake = OrderIntake(store: dispatcherStore, vipThreshold: configuration.vipAmountThreshold, messages: messages)
+            var intakeRuntime = WorkerRuntimeConfiguration(
+                group: "dispatcher", standardTopics: [t.orders], priorityTopics: [], policy: StepPolicy(timeoutSeconds: 30),
+                router: RetryRouter(policy: StepPolicy(), retryTopic: { _ in t.rejected }, deadLetterTopic: t.rejected))
+            intakeRuntime.batchSize = configuration.batchSize
+            intakeRuntime.concurrency = configuration.concurrency
+            services.append(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, metrics: metrics["dispatcher"], logger: logger))
+            services.append(SagaTracker(broker: broker, store: dispatcherStore, configuration: configuration, logger: logger))
+            services.append(CompensationDriver(broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics["dispatcher"]!, logger: logger))
+            services.append(Watchdog(broker: broker, store: dispatcherStore, configuration: configuration, metrics: metrics["dispatcher"]!, logger: logger))
+        }
+        if roles.contains(.payment) {
+            services.append(stepRuntime(PaymentHandler(store: payments, gateway: gateway, messages: messages), .payment))
+        }
+        if roles.contains(.inventory) {
+            services.append(stepRuntime(InventoryHandler(store: inventory, world: world, messages: messages), .inventory))
+        }
+        if roles.contains(.shipping) {
+            services.append(stepRuntime(ShippingHandler(store: shipping, world: world, messages: messages), .shipping))
+        }
+        if roles.contains(.notification) {
+            services.append(stepRuntime(NotificationHandler(store: notifications, world: world, messages: messages), .notification))
+        }
+        if roles.contains(.compensation) {
+            let handler = CompensationHandler(
+                payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages)
+            let policy = configuration.compensation
+            services.append(runtime(
+                handler, step: nil, standard: [t.compensation] + (0..<policy.retryTiers).map { t.retry(nil, tier: $0 + 1) },
+                priority: [], policy: policy))
+        }
+        return services
+    }
+}

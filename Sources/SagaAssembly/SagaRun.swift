@@ -1,0 +1,207 @@
+import Broker
+import Dispatcher
+import Logging
+import SQLiteDatabase
+import SagaDomain
+import ServiceLifecycle
+import Synchronization
+import Workers
+
+/// `fulfillment run`: the embedded broker, every worker and the dispatcher in one process.
+/// With `orders`, generates that load and stops once every order is terminal; with `drain`,
+/// processes what is queued and stops; otherwise serves until SIGINT/SIGTERM.
+public struct SagaRun: Sendable {
+    public struct Options: Sendable {
+        public var dataDirectory: String
+        public var configuration: SagaConfiguration
+        public var faults: String = "none"
+        public var orders: Int?
+        public var drain = false
+        public var vipShare: Double = 0.05
+        public var rate: Double?
+        public var fsync: FsyncPolicy = .batch
+        public var stockFile: [String: Int]?
+        public var maxSeconds: Double?
+
+        public init(dataDirectory: String, configuration: SagaConfiguration) {
+            self.dataDirectory = dataDirectory
+            self.configuration = configuration
+        }
+    }
+
+    public struct Latency: Codable, Sendable {
+        public var p50: Double
+        public var p99: Double
+        public var count: Int
+    }
+
+    /// The end-of-run summary (`run --json` prints exactly this object).
+    public struct Summary: Codable, Sendable {
+        public var orders: Int
+        public var completed: Int
+        public var compensated: Int
+        public var rejected: Int
+        public var manual_review: Int
+        public var in_flight: Int
+        public var orders_per_s: Double
+        public var duration_s: Double
+        public var faults: String
+        public var latency_ms: [String: Latency]
+        public var retries: [String: Int]
+        public var dead_letters: [String: Int]
+        public var check: ConservationCheck.Report
+    }
+
+    public let options: Options
+    let logger: Logger
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Runs; returns the summary (nil when serving was ended by a signal without a load).
+    public func run(progress: @escaping @Sendable (String) -> Void) async throws -> Summary? {
+        var brokerConfiguration = EmbeddedBroker.Configuration(dataDirectory: options.dataDirectory)
+        brokerConfiguration.fsync = options.fsync
+        let broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
+        defer { broker.shutdown() }
+        let configuration = options.configuration
+        try await SagaTopology.create(configuration, on: broker)
+        let faults = try configuration.faultProfile(named: options.faults)
+        let node = try SagaNode(broker: broker, configuration: configuration, directory: options.dataDirectory, faults: faults, stockFile: options.stockFile, logger: logger)
+        let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
+        let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
+        let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
+
+        let group = ServiceGroup(
+            configuration: .init(services: node.services(Set(SagaNode.Role.allCases)).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let start = ContinuousClock.now
+        let marks = RunMarks()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            if let generator {
+                tasks.addTask {
+                    try await generator.produce(to: broker, topics: configuration.topics) { marks.produced.store($0, ordering: .relaxed) }
+                }
+            }
+            if generator != nil || drainTarget != nil {
+                tasks.addTask {
+                    var lastReport = ContinuousClock.now
+                    while true {
+                        try await Task.sleep(for: .milliseconds(100))
+                        let counts = try scope.counts(node.dispatcherStore)
+                        let elapsed = Self.seconds(ContinuousClock.now - start)
+                        if ContinuousClock.now - lastReport >= .seconds(1) {
+                            lastReport = ContinuousClock.now
+                            let rate = elapsed > 0 ? Double(counts.finished) / elapsed : 0
+                            let head = generator.map { "produced \(marks.produced.load(ordering: .relaxed))/\($0.count)" } ?? "queued \(drainTarget!)"
+                            progress("[\(Int(elapsed))s] \(head) · accepted \(counts.accepted) · completed \(counts.completed) · compensated \(counts.compensated) · manual-review \(counts.manualReview) · rejected \(counts.rejected) · in flight \(counts.inFlight) · \(Int(rate)) orders/s")
+                        }
+                        let done: Bool
+                        if let generator {
+                            done = counts.finished + counts.rejected >= generator.count
+                        } else {
+                            let intakeLag = try await broker.lag(group: "dispatcher").filter { $0.topic == configuration.topics.orders }.reduce(Int64(0)) { $0 + $1.lag }
+                            // Intake commits only after storing and publishing, so no lag means every
+                            // queued record is accepted (and tracked) or rejected.
+                            done = intakeLag == 0 && counts.inFlight == 0
+                        }
+                        let timedOut = options.maxSeconds.map { elapsed > $0 } ?? false
+                        if done || timedOut {
+                            if timedOut { progress("stopping: --max-seconds \(options.maxSeconds!) reached with orders still in flight") }
+                            marks.finishedAt.withLock { $0 = ContinuousClock.now }
+                            await group.triggerGracefulShutdown()
+                            return
+                        }
+                    }
+                }
+            }
+            try await tasks.next()
+            // The first to finish is either the service group (signal) or a helper: wait for the group.
+            if marks.finishedAt.withLock({ $0 }) == nil && generator == nil && drainTarget == nil {
+                tasks.cancelAll()
+            }
+            while let _ = try await tasks.next() {}
+        }
+        guard generator != nil || drainTarget != nil else { return nil }
+        let end = marks.finishedAt.withLock { $0 } ?? ContinuousClock.now
+        let duration = Self.seconds(end - start)
+        let counts = try scope.counts(node.dispatcherStore)
+        let check = try ConservationCheck(directory: options.dataDirectory).run()
+        return Summary(
+            orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
+            rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,
+            orders_per_s: duration > 0 ? Double(counts.finished) / duration : 0, duration_s: duration, faults: options.faults,
+            latency_ms: try scope.latency(node.dispatcherStore), retries: try scope.events(node.dispatcherStore, "retry_scheduled"),
+            dead_letters: try scope.events(node.dispatcherStore, "dead_lettered"), check: check)
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
+
+/// What the run's helper tasks share: orders produced so far, and when the run was done.
+private final class RunMarks: Sendable {
+    let produced = Atomic<Int>(0)
+    let finishedAt = Mutex<ContinuousClock.Instant?>(nil)
+}
+
+/// Which orders a run reports on: those it generated, or every order in the store.
+enum OrderScope: Sendable {
+    case run(String)
+    case all
+
+    struct Counts {
+        var accepted = 0
+        var completed = 0
+        var compensated = 0
+        var manualReview = 0
+        var rejected = 0
+        var inFlight = 0
+        var finished: Int { completed + compensated + manualReview }
+    }
+
+    var filter: (sql: String, values: [SQLiteValue]) {
+        switch self {
+        case .run(let tag): ("order_id >= ? AND order_id < ?", [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}")])
+        case .all: ("1 = 1", [])
+        }
+    }
+
+    func counts(_ store: DispatcherStore) throws -> Counts {
+        var counts = Counts()
+        for (state, n) in try store.connection.query("SELECT state, COUNT(*) FROM orders WHERE \(filter.sql) GROUP BY state", filter.values, { ($0.text(0), Int($0.int(1))) }) {
+            counts.accepted += n
+            switch OrderState(rawValue: state) {
+            case .completed: counts.completed += n
+            case .compensated: counts.compensated += n
+            case .manualReview: counts.manualReview += n
+            default: counts.inFlight += n
+            }
+        }
+        let rejectionFilter = filter.sql.replacingOccurrences(of: "order_id", with: "COALESCE(order_id, '')")
+        counts.rejected = Int(try store.connection.scalar("SELECT COUNT(*) FROM rejections WHERE \(rejectionFilter)", filter.values) ?? 0)
+        return counts
+    }
+
+    func latency(_ store: DispatcherStore) throws -> [String: SagaRun.Latency] {
+        var result: [String: SagaRun.Latency] = [:]
+        for tier in ["standard", "vip"] {
+            let values = try store.connection.query(
+                "SELECT finished_at - created_at FROM orders WHERE \(filter.sql) AND state = 'completed' AND priority = ? ORDER BY 1", filter.values + [.text(tier)]
+            ) { Double($0.int(0)) }
+            result[tier] = SagaRun.Latency(p50: SagaStatistics.percentile(values, 0.5), p99: SagaStatistics.percentile(values, 0.99), count: values.count)
+        }
+        return result
+    }
+
+    func events(_ store: DispatcherStore, _ event: String) throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for step in SagaStep.allCases { result[step.rawValue] = 0 }
+        let sql = "SELECT COALESCE(step, 'compensation'), COUNT(*) FROM history WHERE \(filter.sql) AND event = ? GROUP BY 1"
+        for (step, n) in try store.connection.query(sql, filter.values + [.text(event)], { ($0.text(0), Int($0.int(1))) }) { result[step] = n }
+        return result
+    }
+}

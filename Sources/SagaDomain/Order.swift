@@ -1,0 +1,123 @@
+/// An order as users submit it on the `orders` topic (DESIGN.md, "The order").
+public struct Order: Codable, Hashable, Sendable {
+    public var orderID: String
+    public var customerID: String
+    public var customerTier: CustomerTier
+    public var currency: String
+    public var items: [OrderItem]
+    public var payment: PaymentDetails
+    public var shippingAddress: ShippingAddress
+    public var email: String
+    /// Optional on input; when present it must equal the sum of the items.
+    public var amount: Double?
+
+    public init(
+        orderID: String, customerID: String, customerTier: CustomerTier = .standard, currency: String = "USD",
+        items: [OrderItem], payment: PaymentDetails, shippingAddress: ShippingAddress, email: String, amount: Double? = nil
+    ) {
+        self.orderID = orderID
+        self.customerID = customerID
+        self.customerTier = customerTier
+        self.currency = currency
+        self.items = items
+        self.payment = payment
+        self.shippingAddress = shippingAddress
+        self.email = email
+        self.amount = amount
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case orderID = "order_id"
+        case customerID = "customer_id"
+        case customerTier = "customer_tier"
+        case currency, items, payment
+        case shippingAddress = "shipping_address"
+        case email, amount
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        orderID = try c.decode(String.self, forKey: .orderID)
+        customerID = try c.decode(String.self, forKey: .customerID)
+        customerTier = try c.decodeIfPresent(CustomerTier.self, forKey: .customerTier) ?? .standard
+        currency = try c.decode(String.self, forKey: .currency)
+        items = try c.decode([OrderItem].self, forKey: .items)
+        payment = try c.decode(PaymentDetails.self, forKey: .payment)
+        shippingAddress = try c.decode(ShippingAddress.self, forKey: .shippingAddress)
+        email = try c.decode(String.self, forKey: .email)
+        amount = try c.decodeIfPresent(Double.self, forKey: .amount)
+    }
+
+    /// The order total in minor units (cents), summed exactly from the items.
+    public var amountCents: Int64 {
+        items.reduce(Int64(0)) { $0 + Int64($1.quantity) * $1.unitPriceCents }
+    }
+
+    public var totalUnits: Int { items.reduce(0) { $0 + $1.quantity } }
+}
+
+public enum CustomerTier: String, Codable, Hashable, Sendable {
+    case standard
+    case vip
+}
+
+public struct OrderItem: Codable, Hashable, Sendable {
+    public var sku: String
+    public var quantity: Int
+    public var unitPrice: Double
+
+    public init(sku: String, quantity: Int, unitPrice: Double) {
+        self.sku = sku
+        self.quantity = quantity
+        self.unitPrice = unitPrice
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case sku, quantity
+        case unitPrice = "unit_price"
+    }
+
+    public var unitPriceCents: Int64 { Int64((unitPrice * 100).rounded()) }
+}
+
+public struct PaymentDetails: Codable, Hashable, Sendable {
+    public var method: String
+    public var token: String
+
+    public init(method: String = "card", token: String) {
+        self.method = method
+        self.token = token
+    }
+}
+
+public struct ShippingAddress: Codable, Hashable, Sendable {
+    public var name: String
+    public var line1: String
+    public var city: String
+    public var postalCode: String
+    public var country: String
+
+    public init(name: String, line1: String, city: String, postalCode: String, country: String) {
+        self.name = name
+        self.line1 = line1
+        self.city = city
+        self.postalCode = postalCode
+        self.country = country
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case name, line1, city
+        case postalCode = "postal_code"
+        case country
+    }
+}
+
+/// Money in minor units, printed the way users wrote it.
+public enum Money {
+    public static func format(cents: Int64) -> String {
+        let sign = cents < 0 ? "-" : ""
+        let magnitude = cents.magnitude
+        let fraction = magnitude % 100
+        return "\(sign)\(magnitude / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}

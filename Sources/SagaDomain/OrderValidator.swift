@@ -1,0 +1,183 @@
+import Foundation
+
+/// Why an order was refused: a machine-readable code, the offending field, and a sentence.
+/// Published as the value of the `orders.rejected` record.
+public struct OrderRejection: Codable, Hashable, Sendable, Error {
+    public struct Reason: RawRepresentable, Codable, Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let notJSON = Reason(rawValue: "not_json")
+        public static let notAnObject = Reason(rawValue: "not_an_object")
+        public static let missingField = Reason(rawValue: "missing_field")
+        public static let wrongType = Reason(rawValue: "wrong_type")
+        public static let emptyItems = Reason(rawValue: "empty_items")
+        public static let nonPositiveQuantity = Reason(rawValue: "non_positive_quantity")
+        public static let nonPositivePrice = Reason(rawValue: "non_positive_price")
+        public static let amountMismatch = Reason(rawValue: "amount_mismatch")
+        public static let unknownCurrency = Reason(rawValue: "unknown_currency")
+        public static let badEmail = Reason(rawValue: "bad_email")
+        public static let payloadTooLarge = Reason(rawValue: "payload_too_large")
+        public static let duplicateOrderID = Reason(rawValue: "duplicate_order_id")
+        public static let unknownTier = Reason(rawValue: "unknown_tier")
+        public static let invalidField = Reason(rawValue: "invalid_field")
+    }
+
+    public var orderID: String?
+    public var reason: Reason
+    public var field: String?
+    public var message: String
+
+    public init(orderID: String?, reason: Reason, field: String? = nil, message: String) {
+        self.orderID = orderID
+        self.reason = reason
+        self.field = field
+        self.message = message
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case orderID = "order_id"
+        case reason, field, message
+    }
+}
+
+/// Decodes and checks an order from raw bytes. Never throws anything but `OrderRejection`.
+public struct OrderValidator: Sendable {
+    public static let currencies: Set<String> = [
+        "USD", "EUR", "GBP", "JPY", "CAD", "AUD", "CHF", "CNY", "SEK", "NOK", "DKK", "NZD", "SGD", "HKD", "INR", "BRL", "MXN", "ZAR", "PLN", "KRW",
+    ]
+
+    public var maxPayloadBytes: Int
+    public var maxItems: Int
+
+    public init(maxPayloadBytes: Int = 64 * 1024, maxItems: Int = 500) {
+        self.maxPayloadBytes = maxPayloadBytes
+        self.maxItems = maxItems
+    }
+
+    public func validate(_ bytes: [UInt8]) -> Result<Order, OrderRejection> {
+        guard bytes.count <= maxPayloadBytes else {
+            return .failure(OrderRejection(orderID: nil, reason: .payloadTooLarge, message: "order payload of \(bytes.count) bytes exceeds the \(maxPayloadBytes)-byte limit"))
+        }
+        let data = Data(bytes)
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch {
+            return .failure(OrderRejection(orderID: nil, reason: .notJSON, message: "the payload is not valid JSON (UTF-8)"))
+        }
+        guard let dictionary = object as? [String: Any] else {
+            return .failure(OrderRejection(orderID: nil, reason: .notAnObject, message: "the payload must be a JSON object"))
+        }
+        let orderID = dictionary["order_id"] as? String
+        if let tier = dictionary["customer_tier"] as? String, CustomerTier(rawValue: tier) == nil {
+            return .failure(OrderRejection(orderID: orderID, reason: .unknownTier, field: "customer_tier", message: "customer_tier must be \"standard\" or \"vip\", not \"\(tier)\""))
+        }
+        let order: Order
+        do {
+            order = try JSONDecoder().decode(Order.self, from: data)
+        } catch let error as DecodingError {
+            return .failure(Self.rejection(for: error, orderID: orderID))
+        } catch {
+            return .failure(OrderRejection(orderID: orderID, reason: .notJSON, message: "\(error)"))
+        }
+        if let rejection = check(order) { return .failure(rejection) }
+        return .success(order)
+    }
+
+    /// Rules beyond types: non-empty identifiers, positive quantities and prices, known
+    /// currency, plausible email, consistent amount.
+    public func check(_ order: Order) -> OrderRejection? {
+        let id = order.orderID
+        func reject(_ reason: OrderRejection.Reason, _ field: String?, _ message: String) -> OrderRejection {
+            OrderRejection(orderID: id, reason: reason, field: field, message: message)
+        }
+        if id.trimmingCharacters(in: .whitespaces).isEmpty || id.utf8.count > 128 {
+            return reject(.invalidField, "order_id", "order_id must be 1-128 characters")
+        }
+        if order.customerID.trimmingCharacters(in: .whitespaces).isEmpty {
+            return reject(.invalidField, "customer_id", "customer_id must not be empty")
+        }
+        if order.items.isEmpty { return reject(.emptyItems, "items", "an order needs at least one item") }
+        if order.items.count > maxItems { return reject(.invalidField, "items", "an order holds at most \(maxItems) items") }
+        for (i, item) in order.items.enumerated() {
+            if item.sku.isEmpty { return reject(.invalidField, "items[\(i)].sku", "items[\(i)].sku must not be empty") }
+            if item.quantity <= 0 { return reject(.nonPositiveQuantity, "items[\(i)].quantity", "items[\(i)].quantity must be positive, not \(item.quantity)") }
+            if item.quantity > 1_000_000 { return reject(.invalidField, "items[\(i)].quantity", "items[\(i)].quantity is implausibly large") }
+            if !(item.unitPrice > 0) || !item.unitPrice.isFinite {
+                return reject(.nonPositivePrice, "items[\(i)].unit_price", "items[\(i)].unit_price must be positive, not \(item.unitPrice)")
+            }
+            if item.unitPrice > 10_000_000 { return reject(.invalidField, "items[\(i)].unit_price", "items[\(i)].unit_price is implausibly large") }
+        }
+        if !Self.currencies.contains(order.currency) {
+            return reject(.unknownCurrency, "currency", "currency \"\(order.currency)\" is not one of \(Self.currencies.sorted().joined(separator: ", "))")
+        }
+        if !Self.isPlausibleEmail(order.email) { return reject(.badEmail, "email", "email \"\(order.email)\" is not a valid address") }
+        if order.payment.token.isEmpty { return reject(.invalidField, "payment.token", "payment.token must not be empty") }
+        if order.payment.method.isEmpty { return reject(.invalidField, "payment.method", "payment.method must not be empty") }
+        let address = order.shippingAddress
+        for (field, value) in [("name", address.name), ("line1", address.line1), ("city", address.city), ("postal_code", address.postalCode)] where value.trimmingCharacters(in: .whitespaces).isEmpty {
+            return reject(.invalidField, "shipping_address.\(field)", "shipping_address.\(field) must not be empty")
+        }
+        if address.country.count != 2 || !address.country.allSatisfy({ $0.isASCII && $0.isUppercase }) {
+            return reject(.invalidField, "shipping_address.country", "shipping_address.country must be a two-letter ISO code such as \"US\"")
+        }
+        if let amount = order.amount {
+            let stated = Int64((amount * 100).rounded())
+            if stated != order.amountCents {
+                return reject(.amountMismatch, "amount", "amount \(amount) does not match the items' total \(Money.format(cents: order.amountCents))")
+            }
+        }
+        return nil
+    }
+
+    static func isPlausibleEmail(_ email: String) -> Bool {
+        let parts = email.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, email.utf8.count <= 254 else { return false }
+        let domain = parts[1]
+        guard domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains("..") else { return false }
+        return !email.contains(where: { $0.isWhitespace || $0 == "," || $0 == "<" || $0 == ">" })
+    }
+
+    static func rejection(for error: DecodingError, orderID: String?) -> OrderRejection {
+        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
+            var parts: [String] = []
+            for key in codingPath + (last.map { [$0] } ?? []) {
+                if let index = key.intValue { parts.append("[\(index)]") } else { parts.append((parts.isEmpty ? "" : ".") + key.stringValue) }
+            }
+            return parts.joined()
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            let field = path(context.codingPath, key)
+            return OrderRejection(orderID: orderID, reason: .missingField, field: field, message: "required field \(field) is missing")
+        case .valueNotFound(_, let context):
+            let field = path(context.codingPath)
+            return OrderRejection(orderID: orderID, reason: .missingField, field: field, message: "required field \(field) is null")
+        case .typeMismatch(let type, let context):
+            let field = path(context.codingPath)
+            if field.isEmpty { return OrderRejection(orderID: orderID, reason: .notAnObject, message: "the payload must be a JSON object") }
+            return OrderRejection(orderID: orderID, reason: .wrongType, field: field, message: "field \(field) must be of type \(Self.jsonTypeName(type))")
+        case .dataCorrupted(let context):
+            let field = path(context.codingPath)
+            if field == "customer_tier" {
+                return OrderRejection(orderID: orderID, reason: .unknownTier, field: field, message: "customer_tier must be \"standard\" or \"vip\"")
+            }
+            if field.isEmpty { return OrderRejection(orderID: orderID, reason: .notJSON, message: "the payload is not valid JSON") }
+            return OrderRejection(orderID: orderID, reason: .wrongType, field: field, message: "field \(field) has an invalid value: \(context.debugDescription)")
+        @unknown default:
+            return OrderRejection(orderID: orderID, reason: .notJSON, message: "\(error)")
+        }
+    }
+
+    static func jsonTypeName(_ type: Any.Type) -> String {
+        switch type {
+        case is String.Type: "string"
+        case is Int.Type, is Double.Type, is Int64.Type: "number"
+        case is Bool.Type: "boolean"
+        case is [OrderItem].Type: "array"
+        default: "object"
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// The retry, timeout and compensation logic of a configuration, in plain words.
+public struct PolicyExplanation: Sendable {
+    public let configuration: SagaConfiguration
+
+    public init(configuration: SagaConfiguration) { self.configuration = configuration }
+
+    static func seconds(_ s: Double) -> String { SagaGraph.seconds(s) }
+
+    static func describe(_ policy: StepPolicy, what: String) -> [String] {
+        var lines: [String] = []
+        var timeout = "Each attempt may take \(seconds(policy.timeoutSeconds)); past that it is cancelled and counts as a `Timeout` failure."
+        if let heartbeat = policy.heartbeatSeconds {
+            timeout += " An attempt that reports no progress for \(seconds(heartbeat)) is cancelled sooner, as a `HeartbeatTimeout`."
+        }
+        lines.append(timeout)
+        if policy.retry.isEmpty {
+            lines.append("Failures are not retried.")
+        }
+        for rule in policy.retry {
+            let delays = (1...max(1, rule.maxAttempts)).prefix(rule.maxAttempts).map { seconds(rule.delaySeconds(retry: $0)) }
+            var sentence = "\(rule.errorEquals.joined(separator: ", ")): retried up to \(rule.maxAttempts) time\(rule.maxAttempts == 1 ? "" : "s")"
+            if !delays.isEmpty { sentence += ", after \(delays.joined(separator: ", "))" }
+            if rule.backoffRate != 1 { sentence += " (interval \(seconds(rule.intervalSeconds)) × \(rule.backoffRate) per retry" + (rule.maxDelaySeconds.map { ", capped at \(seconds($0))" } ?? "") + ")" }
+            if rule.jitter == .full { sentence += ", each delay drawn uniformly between 0 and that value (full jitter)" }
+            sentence += ". A waiting retry sits on its own delayed topic and holds up no other order."
+            lines.append(sentence)
+        }
+        if !policy.nonRetryable.isEmpty {
+            lines.append("\(policy.nonRetryable.joined(separator: ", ")) \(policy.nonRetryable.count == 1 ? "is" : "are") never retried.")
+        }
+        lines.append("Other errors are not retried. When \(what) gives up, the message goes to its dead-letter topic with the error's class, message, attempt and original position in headers.")
+        return lines
+    }
+
+    public func text() -> String {
+        let t = configuration.topics
+        var out: [String] = []
+        out.append("An order passes four steps: \(SagaStep.allCases.map(\.actionName).joined(separator: " → ")). Each step is a worker that consumes its request topic, does its work idempotently (keyed by `<order_id>:<step>`, so redelivery, recovery and redrive never charge or reserve twice) and publishes the next request.")
+        out.append("")
+        out.append("VIP orders (tier `vip`, or an amount above \(Int(configuration.vipAmountThreshold))) travel on the `.priority` topics, which every worker drains first; at least one standard batch runs in every \(configuration.starvationGuard) so standard orders keep moving.")
+        for step in SagaStep.allCases {
+            let policy = configuration[step]
+            out.append("")
+            out.append("\(step.rawValue) (\(step.actionName), topic \(t.requested(step))):")
+            for line in Self.describe(policy, what: "the step") { out.append("  - " + line) }
+            let undo = step.undoOrderOnFailure
+            out.append("  - " + (policy.onExhausted == .park
+                ? "The order is then parked in \(t.manualReview) for an operator instead of being compensated."
+                : "The order is then compensated: " + (undo.isEmpty ? "nothing to undo." : undo.map { "\($0.undoName) (\($0.rawValue))" }.joined(separator: " → ") + ", newest effect first; undoing something that never happened is a no-op.")))
+            out.append("  - Worst case in this step: \(String(format: "%.1f", policy.budgetSeconds)) s (every attempt to its timeout plus every retry delay). The watchdog treats an order still here \(Self.seconds(configuration.watchdogGraceSeconds)) after that as stuck: it re-publishes the request with the same idempotency key, and compensates if that does not help.")
+        }
+        out.append("")
+        out.append("Compensation (topic \(t.compensation)): cancel shipment → release inventory → refund payment, then one failure notice to the customer; every undo is keyed `<order_id>:<step>:undo`.")
+        for line in Self.describe(configuration.compensation, what: "compensation") { out.append("  - " + line) }
+        out.append("  - A compensation that runs out of retries is parked in \(t.manualReview) with an alert and stays redrivable (`fulfillment dlq redrive`). Compensation never gives up silently.")
+        return out.joined(separator: "\n")
+    }
+
+}

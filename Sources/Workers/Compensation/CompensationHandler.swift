@@ -1,0 +1,74 @@
+import Broker
+import SagaDomain
+
+/// Undoes what an order holds, newest effect first (cancel shipment -> release inventory ->
+/// refund payment), then sends the failure notice and publishes `orders.compensated`. Every
+/// undo is keyed `<order_id>:<step>:undo`, so a retried compensation redoes nothing already
+/// done; a failing undo (a refund timing out) fails the attempt, which the compensation
+/// policy retries with capped backoff.
+public struct CompensationHandler: StepHandler {
+    public struct Work: Sendable {
+        var reason: String
+    }
+
+    public let name = "compensation"
+    let payments: PaymentStore
+    let gateway: any PaymentGateway
+    let inventory: InventoryStore
+    let shipping: ShippingStore
+    let notifications: NotificationStore
+    let world: SimulatedWorld
+    let messages: SagaMessages
+
+    public init(payments: PaymentStore, gateway: any PaymentGateway, inventory: InventoryStore, shipping: ShippingStore, notifications: NotificationStore, world: SimulatedWorld, messages: SagaMessages) {
+        self.payments = payments
+        self.gateway = gateway
+        self.inventory = inventory
+        self.shipping = shipping
+        self.notifications = notifications
+        self.world = world
+        self.messages = messages
+    }
+
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] { [:] }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        let order: Order
+        do { order = try message.decodeOrder() } catch {
+            throw StepFailure(StepFailure.malformedClass, "compensation request is not an order: \(error)")
+        }
+        let undo = (message.record.header(SagaHeader.undo) ?? "").split(separator: ",").compactMap { SagaStep(rawValue: String($0)) }
+        let now = UnixClock.nowMillis()
+        for step in undo {
+            let key = IdempotencyKey.undo(order.orderID, step)
+            switch step {
+            case .shipping:
+                if world.undoFails(.shipping, key: key, call: world.callNumber(key)) {
+                    throw StepFailure(StepFailure.transientClass, "cancel shipment failed: carrier unavailable (injected)")
+                }
+                try shipping.cancel(orderID: order.orderID, at: now)
+            case .inventory:
+                if world.undoFails(.inventory, key: key, call: world.callNumber(key)) {
+                    throw StepFailure(StepFailure.transientClass, "release failed: warehouse system busy (injected)")
+                }
+                try inventory.release(orderID: order.orderID, at: now)
+            case .payment:
+                if try !payments.isRefunded(orderID: order.orderID) {
+                    let receipt = try await gateway.refund(idempotencyKey: key, chargeKey: IdempotencyKey.step(order.orderID, .payment), orderID: order.orderID, token: order.payment.token)
+                    try payments.recordRefund(orderID: order.orderID, receipt: receipt, at: now)
+                }
+            case .notification:
+                break
+            }
+            heartbeat.beat()
+        }
+        try notifications.sendFailureNotice(orderID: order.orderID, email: order.email, at: now)
+        return Work(reason: message.record.header(SagaHeader.reason) ?? "compensation")
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        batch.map { message, work in
+            .success([messages.compensated(orderID: message.orderID, orderJSON: message.record.value, priority: message.priority, reason: work.reason)])
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+
+/// Reserves an order's items: all or nothing, in one transaction per batch, in arrival
+/// order (so two orders racing for the last units are decided deterministically).
+/// Insufficient stock fails the attempt with `OutOfStock`, which the policy retries.
+public struct InventoryHandler: StepHandler {
+    public typealias Work = [OrderItem]
+
+    public let name = "inventory"
+    let store: InventoryStore
+    let world: SimulatedWorld
+    let messages: SagaMessages
+
+    public init(store: InventoryStore, world: SimulatedWorld, messages: SagaMessages) {
+        self.store = store
+        self.world = world
+        self.messages = messages
+    }
+
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+        try store.connection.withConnection { db in
+            var result: [Int: [ProducerRecord]] = [:]
+            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM reservations WHERE idempotency_key = ? AND status = 'reserved'", [.text(message.key(for: .inventory))]) != nil {
+                result[i] = [messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+            }
+            return result
+        }
+    }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        let order: Order
+        do { order = try message.decodeOrder() } catch {
+            throw StepFailure(StepFailure.malformedClass, "inventory request is not an order: \(error)")
+        }
+        let key = message.key(for: .inventory)
+        let call = world.callNumber(key)
+        try await world.latency(.inventory, key: key, call: call)
+        switch world.fault(.inventory, key: key, call: call) {
+        case .hang: try await SimulatedWorld.hang()
+        case .transient: throw StepFailure(StepFailure.transientClass, "warehouse system busy (injected)")
+        case .permanent: throw StepFailure("WarehouseRejected", "the warehouse refused the reservation (injected)")
+        case .none: break
+        }
+        return order.items
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        let now = UnixClock.nowMillis()
+        return try store.connection.transaction { db in
+            var results: [HandlerResult] = []
+            for (message, items) in batch {
+                let key = message.key(for: .inventory)
+                let next = messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)
+                if try db.scalar("SELECT 1 FROM reservations WHERE idempotency_key = ?", [.text(key)]) != nil {
+                    results.append(.success([next]))
+                    continue
+                }
+                if try db.scalar("SELECT 1 FROM releases WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .inventory))]) != nil {
+                    results.append(.failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not reserving")))
+                    continue
+                }
+                // Merge repeated SKUs, then check everything before taking anything.
+                var wanted: [String: Int64] = [:]
+                for item in items { wanted[item.sku, default: 0] += Int64(item.quantity) }
+                var shortage: String?
+                for (sku, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
+                    guard let available = try db.scalar("SELECT units FROM stock WHERE sku = ?", [.text(sku)]) else {
+                        shortage = "unknown SKU \(sku)"
+                        break
+                    }
+                    if available < quantity {
+                        shortage = "\(sku): \(quantity) wanted, \(available) in stock"
+                        break
+                    }
+                }
+                if let shortage {
+                    results.append(.failure(StepFailure("OutOfStock", shortage)))
+                    continue
+                }
+                var units: Int64 = 0
+                for (sku, quantity) in wanted {
+                    try db.run("UPDATE stock SET units = units - ? WHERE sku = ?", [.integer(quantity), .text(sku)])
+                    try db.run("INSERT OR REPLACE INTO reservation_items VALUES (?, ?, ?)", [.text(message.orderID), .text(sku), .integer(quantity)])
+                    units += quantity
+                }
+                try db.run("INSERT INTO reservations VALUES (?, ?, ?, 'reserved', ?, NULL)", [.text(key), .text(message.orderID), .integer(units), .integer(now)])
+                results.append(.success([next]))
+            }
+            return results
+        }
+    }
+}

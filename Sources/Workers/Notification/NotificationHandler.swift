@@ -1,0 +1,63 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+
+/// Sends the confirmation through the simulated mail service and publishes
+/// `orders.completed`. Addresses at `bounce.example` fail permanently (`MailboxUnavailable`).
+public struct NotificationHandler: StepHandler {
+    public typealias Work = String
+
+    public let name = "notification"
+    let store: NotificationStore
+    let world: SimulatedWorld
+    let messages: SagaMessages
+
+    public init(store: NotificationStore, world: SimulatedWorld, messages: SagaMessages) {
+        self.store = store
+        self.world = world
+        self.messages = messages
+    }
+
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+        try store.connection.withConnection { db in
+            var result: [Int: [ProducerRecord]] = [:]
+            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM outbox WHERE idempotency_key = ?", [.text(message.key(for: .notification))]) != nil {
+                result[i] = [messages.next(after: .notification, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+            }
+            return result
+        }
+    }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        let order: Order
+        do { order = try message.decodeOrder() } catch {
+            throw StepFailure(StepFailure.malformedClass, "notification request is not an order: \(error)")
+        }
+        if order.email.hasSuffix("@bounce.example") {
+            throw StepFailure("MailboxUnavailable", "mailbox \(order.email) does not exist")
+        }
+        let key = message.key(for: .notification)
+        let call = world.callNumber(key)
+        try await world.latency(.notification, key: key, call: call)
+        switch world.fault(.notification, key: key, call: call) {
+        case .hang: try await SimulatedWorld.hang()
+        case .transient: throw StepFailure(StepFailure.transientClass, "mail relay deferred the message (injected)")
+        case .permanent: throw StepFailure("MailboxUnavailable", "mail relay rejected the message (injected)")
+        case .none: break
+        }
+        return order.email
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        let now = UnixClock.nowMillis()
+        return try store.connection.transaction { db in
+            try batch.map { message, email in
+                if let kind = try db.query("SELECT kind FROM outbox WHERE order_id = ?", [.text(message.orderID)], { $0.text(0) }).first, kind == "failure" {
+                    return .failure(StepFailure("OrderCompensated", "order \(message.orderID) already got a failure notice"))
+                }
+                try db.run("INSERT OR IGNORE INTO outbox VALUES (?, ?, 'confirmation', ?, ?)", [.text(message.key(for: .notification)), .text(message.orderID), .text(email), .integer(now)])
+                return .success([messages.next(after: .notification, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import SQLiteDatabase
+import SagaDomain
+
+/// The outbox of notifications sent (`notifications.sqlite`): per order exactly one
+/// confirmation or one failure notice.
+public final class NotificationStore: Sendable {
+    public let connection: SQLiteConnection
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS outbox (
+            idempotency_key TEXT PRIMARY KEY, order_id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+            email TEXT NOT NULL, sent_at INTEGER NOT NULL);
+        """
+
+    public init(directory: String, readOnly: Bool = false) throws {
+        connection = try StoreFile.open(directory: directory, name: "notifications", schema: Self.schema, readOnly: readOnly)
+    }
+
+    /// Sends the failure notice unless the customer already got a notice for this order.
+    public func sendFailureNotice(orderID: String, email: String, at: Int64) throws {
+        try connection.run(
+            "INSERT OR IGNORE INTO outbox VALUES (?, ?, 'failure', ?, ?)",
+            [.text(IdempotencyKey.failureNotice(orderID)), .text(orderID), .text(email), .integer(at)])
+    }
+
+    public func notice(orderID: String) throws -> String? {
+        try connection.query("SELECT kind FROM outbox WHERE order_id = ?", [.text(orderID)]) { $0.text(0) }.first
+    }
+}

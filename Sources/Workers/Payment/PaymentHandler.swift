@@ -1,0 +1,62 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+
+/// Validates and charges payment through the gateway with the key `<order_id>:payment`.
+public struct PaymentHandler: StepHandler {
+    public struct Work: Sendable {
+        var orderID: String
+        var amountCents: Int64
+        var currency: String
+        var receipt: GatewayReceipt
+    }
+
+    public let name = "payment"
+    let store: PaymentStore
+    let gateway: any PaymentGateway
+    let messages: SagaMessages
+
+    public init(store: PaymentStore, gateway: any PaymentGateway, messages: SagaMessages) {
+        self.store = store
+        self.gateway = gateway
+        self.messages = messages
+    }
+
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+        try store.connection.withConnection { db in
+            var result: [Int: [ProducerRecord]] = [:]
+            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM charges WHERE idempotency_key = ?", [.text(message.key(for: .payment))]) != nil {
+                result[i] = [messages.next(after: .payment, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+            }
+            return result
+        }
+    }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        let order: Order
+        do { order = try message.decodeOrder() } catch {
+            throw StepFailure(StepFailure.malformedClass, "payment request is not an order: \(error)")
+        }
+        if try store.isRefunded(orderID: order.orderID) {
+            throw StepFailure("OrderCompensated", "order \(order.orderID) was already compensated; not charging it")
+        }
+        let receipt = try await gateway.charge(
+            idempotencyKey: message.key(for: .payment), orderID: order.orderID, amountCents: order.amountCents,
+            currency: order.currency, token: order.payment.token)
+        return Work(orderID: order.orderID, amountCents: order.amountCents, currency: order.currency, receipt: receipt)
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        let now = UnixClock.nowMillis()
+        try store.connection.transaction { db in
+            for (message, work) in batch {
+                try db.run(
+                    "INSERT OR IGNORE INTO charges VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(message.key(for: .payment)), .text(work.orderID), .integer(work.amountCents), .text(work.currency), .text(work.receipt.reference), .integer(now)])
+            }
+        }
+        return batch.map { message, _ in
+            .success([messages.next(after: .payment, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import SagaDomain
+import Synchronization
+
+/// The outside world the steps talk to (gateway, warehouse system, carrier, mail), simulated
+/// with a fault profile. Draws are deterministic per idempotency key and call number, so a
+/// run fails the same way every time; call numbers are per process, like a real service that
+/// does not remember failed calls.
+public final class SimulatedWorld: Sendable {
+    public let profile: FaultProfile
+    private let calls = Mutex<[String: Int]>([:])
+
+    public init(profile: FaultProfile) { self.profile = profile }
+
+    /// Counts a call for `key` and returns its number (1-based).
+    public func callNumber(_ key: String) -> Int {
+        calls.withLock { counts in
+            counts[key, default: 0] += 1
+            return counts[key]!
+        }
+    }
+
+    /// What the profile makes of this call.
+    public enum Fault: Sendable, Equatable {
+        case none
+        case transient
+        case hang
+        case permanent
+    }
+
+    public func fault(_ step: SagaStep, key: String, call: Int) -> Fault {
+        let faults = profile[step]
+        let u = FaultDraw.uniform(key, "fault", String(call))
+        if u < faults.hang { return .hang }
+        if u < faults.hang + faults.permanent { return .permanent }
+        if u < faults.hang + faults.permanent + faults.transient { return .transient }
+        return .none
+    }
+
+    public func undoFails(_ step: SagaStep, key: String, call: Int) -> Bool {
+        FaultDraw.uniform(key, "undo", String(call)) < profile[step].undoFailure
+    }
+
+    /// Simulated service latency for this call (cancellable).
+    public func latency(_ step: SagaStep, key: String, call: Int) async throws {
+        let ms = profile[step].latencyMilliseconds.milliseconds(at: FaultDraw.uniform(key, "latency", String(call)))
+        if ms > 0 { try await Task.sleep(for: .microseconds(Int64(ms * 1000))) }
+    }
+
+    /// Hangs until cancelled (by the step's timeout or missed heartbeats).
+    public static func hang() async throws -> Never {
+        while true { try await Task.sleep(for: .seconds(3600)) }
+    }
+}
+
+/// Test tokens and addresses that make the simulated world misbehave on purpose, as payment
+/// gateways' test cards do. `tok_transient_2` fails twice then works; `tok_refund_fail_3`
+/// fails three refunds then works; `always` fails every time.
+public enum ScriptedFault {
+    /// The number in `prefix_N` (or `Int.max` for `prefix_always`), if `text` has that form.
+    public static func count(in text: String, prefix: String) -> Int? {
+        guard let range = text.range(of: prefix) else { return nil }
+        let rest = text[range.upperBound...].prefix { $0.isLetter || $0.isNumber }
+        if rest == "always" { return Int.max }
+        return Int(rest)
+    }
+}

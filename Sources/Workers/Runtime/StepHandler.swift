@@ -1,0 +1,51 @@
+import Broker
+import SagaDomain
+
+/// Why one attempt failed: an error class the retry policy matches on (`TransientError`,
+/// `Timeout`, `HeartbeatTimeout`, `OutOfStock`, `CardDeclined`, ...) and a message.
+public struct StepFailure: Error, Hashable, Sendable, CustomStringConvertible {
+    public var errorClass: String
+    public var message: String
+
+    public init(_ errorClass: String, _ message: String) {
+        self.errorClass = errorClass
+        self.message = message
+    }
+
+    public var description: String { "\(errorClass): \(message)" }
+
+    public static let transientClass = "TransientError"
+    public static let timeoutClass = "Timeout"
+    public static let heartbeatTimeoutClass = "HeartbeatTimeout"
+    public static let malformedClass = "MalformedMessage"
+}
+
+/// What applying one message's work produced.
+public enum HandlerResult: Sendable {
+    /// Done: publish these records (the next step's request, a completion, ...).
+    case success([ProducerRecord])
+    case failure(StepFailure)
+}
+
+/// One step's business logic, run by `WorkerRuntime`. The runtime owns consuming, ordering,
+/// timeouts, retries, dead-lettering, producing and committing; a handler only says what a
+/// message means.
+public protocol StepHandler: Sendable {
+    associatedtype Work: Sendable
+
+    /// Used for the consumer group, logs and metrics.
+    var name: String { get }
+
+    /// Messages whose effect is already recorded in the store, mapped to the records to
+    /// re-emit: a redelivered message changes nothing and publishes the same outcome again.
+    func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: [ProducerRecord]]
+
+    /// The part of the work done outside the store, such as a call to the payment gateway
+    /// with the message's idempotency key. Cancelled at the step's timeout, or when
+    /// `heartbeat` is not beaten for `heartbeat_seconds`.
+    func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work
+
+    /// Applies a batch of finished work in one store transaction and says, per message in
+    /// the same order, what to publish or why it failed.
+    func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult]
+}

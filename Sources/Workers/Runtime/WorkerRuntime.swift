@@ -1,0 +1,417 @@
+import Broker
+import Logging
+import SagaDomain
+import ServiceLifecycle
+import Synchronization
+
+/// How a worker consumes and pipelines.
+public struct WorkerRuntimeConfiguration: Sendable {
+    /// The consumer group (one per step; the priority lane uses `<group>.priority`).
+    public var group: String
+    /// The standard lane: the request topic and its retry tiers.
+    public var standardTopics: [String]
+    /// The VIP lane, drained first.
+    public var priorityTopics: [String]
+    public var policy: StepPolicy
+    public var router: RetryRouter
+    /// Handlers running at once.
+    public var concurrency = 64
+    /// Records taken per poll, and the most results applied in one store transaction.
+    public var batchSize = 500
+    /// While VIP traffic lasts, at least one standard poll in every `starvationGuard` polls.
+    public var starvationGuard = 8
+    /// How long a graceful shutdown lets running handlers finish before handing them back.
+    public var shutdownGrace: Duration = .seconds(5)
+
+    public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter) {
+        self.group = group
+        self.standardTopics = standardTopics
+        self.priorityTopics = priorityTopics
+        self.policy = policy
+        self.router = router
+    }
+}
+
+/// The generic worker: consume -> idempotent handle -> publish -> commit, for every step and
+/// for compensation.
+///
+/// Messages are handled concurrently (up to `concurrency`), one at a time per order. Finished
+/// results are gathered by a flusher that applies them in one store transaction, publishes
+/// what they produce (next requests, retries, dead letters) in one produce call, and only
+/// once that is durable commits offsets, each partition up to its first unfinished message.
+/// A hanging handler therefore delays only the commit of its partition, never other orders.
+public final class WorkerRuntime<Handler: StepHandler>: Service {
+    private enum Outcome: Sendable {
+        case work(Handler.Work)
+        case failed(StepFailure)
+        case recorded([ProducerRecord])
+    }
+
+    private struct Running {
+        var message: InboundMessage
+        var task: Task<Void, Never>?
+        var deadline: ContinuousClock.Instant
+        var heartbeat: Heartbeat
+        var cancelReason: StepFailure?
+    }
+
+    private struct Finished {
+        var token: Int
+        var message: InboundMessage
+        var outcome: Outcome
+    }
+
+    private struct State {
+        var ledger = PipelineLedger()
+        var nextToken = 0
+        var queued: [Int: (InboundMessage, Outcome?)] = [:]
+        var running: [Int: Running] = [:]
+        var finished: [Finished] = []
+        var stopping = false
+    }
+
+    public let handler: Handler
+    public let configuration: WorkerRuntimeConfiguration
+    public let metrics: WorkerMetrics
+    private let broker: any MessageBroker
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let capacitySignal = Signal()
+    private let flushSignal = Signal()
+
+    public init(broker: any MessageBroker, handler: Handler, configuration: WorkerRuntimeConfiguration, metrics: WorkerMetrics? = nil, logger: Logger) {
+        self.broker = broker
+        self.handler = handler
+        self.configuration = configuration
+        self.metrics = metrics ?? WorkerMetrics(name: handler.name)
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(handler.name)"
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var consumerConfiguration = ConsumerConfiguration()
+        consumerConfiguration.clientID = configuration.group
+        let standard = try await broker.makeConsumer(group: configuration.group, topics: configuration.standardTopics, configuration: consumerConfiguration)
+        let priority = configuration.priorityTopics.isEmpty
+            ? nil
+            : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
+        let consumers = [standard] + (priority.map { [$0] } ?? [])
+
+        let flusher = Task { await self.flushLoop(consumers: consumers) }
+        let deadlines = Task { await self.deadlineLoop() }
+        do {
+            try await pollLoop(standard: standard, priority: priority)
+        } catch {
+            logger.error("worker stopped by an error", metadata: ["error": "\(error)"])
+        }
+        // Graceful shutdown: no new work; let running handlers finish, then hand back the rest.
+        state.withLock { $0.stopping = true }
+        let graceEnd = ContinuousClock.now + configuration.shutdownGrace
+        while state.withLock({ !$0.running.isEmpty }), ContinuousClock.now < graceEnd {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        let abandoned = state.withLock { state -> [Task<Void, Never>] in
+            state.running.values.compactMap(\.task)
+        }
+        for task in abandoned { task.cancel() }
+        for task in abandoned { await task.value }
+        flushSignal.signal()
+        deadlines.cancel()
+        await flusher.value
+        for consumer in consumers { await consumer.close() }
+        logger.debug("worker stopped")
+    }
+
+    // MARK: Polling
+
+    private func pollLoop(standard: any GroupConsumer, priority: (any GroupConsumer)?) async throws {
+        var priorityStreak = 0
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            let room = state.withLock { configuration.concurrency * 4 - $0.ledger.taken }
+            if room <= 0 {
+                await capacitySignal.wait(timeout: .milliseconds(100))
+                continue
+            }
+            let take = min(room, configuration.batchSize)
+            var records: [ConsumerRecord] = []
+            if let priority, priorityStreak < configuration.starvationGuard {
+                records = try await priority.poll(maxRecords: take, maxWait: .zero)
+            }
+            if records.isEmpty {
+                priorityStreak = 0
+                let idle = state.withLock { $0.ledger.taken == 0 }
+                records = try await standard.poll(maxRecords: take, maxWait: priority == nil || idle ? .milliseconds(20) : .zero)
+                if records.isEmpty && priority != nil && !idle {
+                    await capacitySignal.wait(timeout: .milliseconds(2))
+                }
+            } else {
+                priorityStreak += 1
+            }
+            if !records.isEmpty { try accept(records) }
+        }
+    }
+
+    private func accept(_ records: [ConsumerRecord]) throws {
+        let messages = records.map(InboundMessage.init(record:))
+        let recorded: [Int: [ProducerRecord]]
+        do {
+            recorded = try handler.recordedOutcomes(for: messages)
+        } catch {
+            logger.warning("could not read recorded outcomes; handling the batch afresh", metadata: ["error": "\(error)"])
+            recorded = [:]
+        }
+        metrics.add(WorkerMetrics.handled, messages.count)
+        var toStart: [(Int, InboundMessage)] = []
+        var finishedNow: [Finished] = []
+        state.withLock { state in
+            for (i, message) in messages.enumerated() {
+                let token = state.nextToken
+                state.nextToken += 1
+                let orderKey = message.orderID.isEmpty ? "\(message.record.topic)/\(message.record.offset)" : message.orderID
+                let startNow = state.ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: orderKey), token: token)
+                if let records = recorded[i] {
+                    if startNow {
+                        finishedNow.append(Finished(token: token, message: message, outcome: .recorded(records)))
+                    } else {
+                        state.queued[token] = (message, .recorded(records))
+                    }
+                } else if startNow {
+                    toStart.append((token, message))
+                } else {
+                    state.queued[token] = (message, nil)
+                }
+            }
+        }
+        if !finishedNow.isEmpty {
+            metrics.add(WorkerMetrics.reemitted, finishedNow.count)
+            for finished in finishedNow { complete(finished) }
+        }
+        for (token, message) in toStart { start(token: token, message: message) }
+    }
+
+    // MARK: Handling
+
+    private func start(token: Int, message: InboundMessage) {
+        let heartbeat = Heartbeat()
+        let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.policy.timeoutSeconds * 1000))
+        state.withLock { $0.running[token] = Running(message: message, task: nil, deadline: deadline, heartbeat: heartbeat) }
+        let task = Task {
+            let outcome: Outcome
+            do {
+                outcome = .work(try await handler.perform(message, heartbeat: heartbeat))
+            } catch let failure as StepFailure {
+                outcome = .failed(failure)
+            } catch {
+                outcome = .failed(StepFailure(StepFailure.transientClass, "\(error)"))
+            }
+            let reason = state.withLock { $0.running.removeValue(forKey: token)?.cancelReason }
+            if let reason {
+                complete(Finished(token: token, message: message, outcome: .failed(reason)))
+            } else if Task.isCancelled {
+                // Handed back at shutdown: no outcome, not committed, redelivered later.
+                state.withLock { $0.ledger.abandoned() }
+            } else {
+                complete(Finished(token: token, message: message, outcome: outcome))
+            }
+        }
+        state.withLock { state in
+            if state.running[token] != nil { state.running[token]!.task = task }
+        }
+    }
+
+    /// Queues a result for the flusher and starts the next message of the same order.
+    private func complete(_ finished: Finished) {
+        let orderKey = finished.message.orderID.isEmpty ? "\(finished.message.record.topic)/\(finished.message.record.offset)" : finished.message.orderID
+        let next: (Int, InboundMessage, Outcome?)? = state.withLock { state in
+            state.finished.append(finished)
+            guard let token = state.ledger.finishHandling(orderKey: orderKey), let (message, outcome) = state.queued.removeValue(forKey: token) else { return nil }
+            return (token, message, outcome)
+        }
+        flushSignal.signal()
+        if let (token, message, outcome) = next {
+            if let outcome {
+                complete(Finished(token: token, message: message, outcome: outcome))
+            } else {
+                start(token: token, message: message)
+            }
+        }
+    }
+
+    /// Cancels attempts past their timeout or silent past the heartbeat interval.
+    private func deadlineLoop() async {
+        let heartbeatSeconds = configuration.policy.heartbeatSeconds
+        let tick = Duration.milliseconds(Int64(max(1, min(50, configuration.policy.timeoutSeconds * 100, (heartbeatSeconds ?? 1) * 100))))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: tick)
+            let now = ContinuousClock.now
+            let overdue: [(Task<Void, Never>, Bool)] = state.withLock { state in
+                var result: [(Task<Void, Never>, Bool)] = []
+                for (token, running) in state.running where running.cancelReason == nil {
+                    guard let task = running.task else { continue }
+                    if now >= running.deadline {
+                        state.running[token]!.cancelReason = StepFailure(StepFailure.timeoutClass, "no result within timeout_seconds \(configuration.policy.timeoutSeconds)")
+                        result.append((task, false))
+                    } else if let heartbeatSeconds, running.heartbeat.secondsSinceLastBeat > heartbeatSeconds {
+                        state.running[token]!.cancelReason = StepFailure(StepFailure.heartbeatTimeoutClass, "no heartbeat for heartbeat_seconds \(heartbeatSeconds)")
+                        result.append((task, true))
+                    }
+                }
+                return result
+            }
+            for (task, heartbeat) in overdue {
+                metrics.add(heartbeat ? WorkerMetrics.heartbeatMissed : WorkerMetrics.timedOut)
+                task.cancel()
+            }
+        }
+    }
+
+    // MARK: Flushing
+
+    private func flushLoop(consumers: [any GroupConsumer]) async {
+        while true {
+            let (batch, stopping, idle) = state.withLock { state -> ([Finished], Bool, Bool) in
+                let take = Array(state.finished.prefix(configuration.batchSize))
+                state.finished.removeFirst(take.count)
+                return (take, state.stopping, state.running.isEmpty && state.queued.isEmpty)
+            }
+            if batch.isEmpty {
+                if stopping && idle {
+                    await commit(consumers)
+                    return
+                }
+                await flushSignal.wait(timeout: .milliseconds(50))
+                continue
+            }
+            await flush(batch)
+            await commit(consumers)
+            capacitySignal.signal()
+        }
+    }
+
+    private func flush(_ batch: [Finished]) async {
+        var outgoing: [ProducerRecord] = []
+        var toApply: [(message: InboundMessage, work: Handler.Work)] = []
+        var failures: [(InboundMessage, StepFailure)] = []
+        for finished in batch {
+            switch finished.outcome {
+            case .recorded(let records): outgoing += records
+            case .work(let work): toApply.append((finished.message, work))
+            case .failed(let failure): failures.append((finished.message, failure))
+            }
+        }
+        if !toApply.isEmpty {
+            // A store that refuses a transaction (disk full, locked) is not the messages'
+            // fault: retry the same batch until it applies; nothing is committed meanwhile,
+            // and at shutdown the batch is handed back for redelivery.
+            var delay = Duration.milliseconds(50)
+            while true {
+                do {
+                    let results = try handler.apply(toApply)
+                    for (item, result) in zip(toApply, results) {
+                        switch result {
+                        case .success(let records):
+                            outgoing += records
+                            metrics.add(WorkerMetrics.succeeded)
+                        case .failure(let failure):
+                            failures.append((item.message, failure))
+                        }
+                    }
+                    break
+                } catch {
+                    logger.error("store transaction failed; retrying the batch", metadata: ["error": "\(error)"])
+                    if state.withLock({ $0.stopping }) {
+                        state.withLock { state in for _ in batch { state.ledger.abandoned() } }
+                        return
+                    }
+                    try? await Task.sleep(for: delay)
+                    delay = min(delay * 2, .seconds(5))
+                }
+            }
+        }
+        let now = UnixClock.nowMillis()
+        for (message, failure) in failures {
+            let routed = configuration.router.route(message, failure: failure, now: now, random: Double.random(in: 0..<1))
+            metrics.add(routed.topic == configuration.router.deadLetterTopic ? WorkerMetrics.deadLettered : WorkerMetrics.retried)
+            logger.debug("attempt failed", metadata: ["order.id": "\(message.orderID)", "error.class": "\(failure.errorClass)", "kafka.topic": "\(routed.topic)"])
+            outgoing.append(routed)
+        }
+        // Publish until durable; a failed produce is retried, since committing without it would lose work.
+        var delay = Duration.milliseconds(50)
+        while !outgoing.isEmpty {
+            do {
+                _ = try await broker.produce(outgoing)
+                break
+            } catch {
+                logger.error("publishing results failed; retrying", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+        state.withLock { state in
+            for finished in batch { state.ledger.flushed(finished.message.topicPartition, finished.message.record.offset) }
+        }
+    }
+
+    private func commit(_ consumers: [any GroupConsumer]) async {
+        let committable = state.withLock { $0.ledger.takeCommittable() }
+        guard !committable.isEmpty else { return }
+        for consumer in consumers {
+            let mine = await consumer.assignment()
+            let offsets = committable.filter { mine.contains($0.key) }
+            guard !offsets.isEmpty else { continue }
+            do {
+                try await consumer.commit(offsets)
+            } catch {
+                // The partition moved: its new owner re-handles from the last commit, idempotently.
+                logger.warning("offset commit refused", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// A wake-up that is remembered if nobody waits yet, so a signal is never lost.
+final class Signal: Sendable {
+    private let waiter = Mutex<(pending: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
+
+    func signal() {
+        let continuation: CheckedContinuation<Void, Never>? = waiter.withLock { state in
+            if let c = state.continuation {
+                state.continuation = nil
+                return c
+            }
+            state.pending = true
+            return nil
+        }
+        continuation?.resume()
+    }
+
+    /// Returns at the next signal (or at once if one is pending), or after `timeout`.
+    func wait(timeout: Duration) async {
+        let consumed = waiter.withLock { state -> Bool in
+            if state.pending {
+                state.pending = false
+                return true
+            }
+            return false
+        }
+        if consumed { return }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.signal()
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = waiter.withLock { state -> Bool in
+                if state.pending {
+                    state.pending = false
+                    return true
+                }
+                state.continuation = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        timer.cancel()
+        // A timer that fired after we were woken leaves a stale pending flag: harmless, one extra loop.
+    }
+}

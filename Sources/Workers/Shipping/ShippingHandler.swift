@@ -1,0 +1,71 @@
+import Broker
+import SQLiteDatabase
+import SagaDomain
+
+/// Prepares a shipment: pick, pack, label, beating the heartbeat after each stage. The
+/// simulated carrier refuses some destinations (`UnsupportedDestination`, non-retryable:
+/// countries `XX`, `ZZ`) and stalls without heartbeats for an address line containing `STALL`.
+public struct ShippingHandler: StepHandler {
+    public typealias Work = String
+
+    public let name = "shipping"
+    let store: ShippingStore
+    let world: SimulatedWorld
+    let messages: SagaMessages
+    static let unsupportedCountries: Set<String> = ["XX", "ZZ"]
+
+    public init(store: ShippingStore, world: SimulatedWorld, messages: SagaMessages) {
+        self.store = store
+        self.world = world
+        self.messages = messages
+    }
+
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+        try store.connection.withConnection { db in
+            var result: [Int: [ProducerRecord]] = [:]
+            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM shipments WHERE idempotency_key = ? AND status = 'prepared'", [.text(message.key(for: .shipping))]) != nil {
+                result[i] = [messages.next(after: .shipping, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+            }
+            return result
+        }
+    }
+
+    public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
+        let order: Order
+        do { order = try message.decodeOrder() } catch {
+            throw StepFailure(StepFailure.malformedClass, "shipment request is not an order: \(error)")
+        }
+        if Self.unsupportedCountries.contains(order.shippingAddress.country) {
+            throw StepFailure("UnsupportedDestination", "the carrier does not ship to \(order.shippingAddress.country)")
+        }
+        let key = message.key(for: .shipping)
+        let call = world.callNumber(key)
+        let fault = world.fault(.shipping, key: key, call: call)
+        for stage in 0..<3 {
+            try await world.latency(.shipping, key: key + "/\(stage)", call: call)
+            if stage == 1 {
+                if order.shippingAddress.line1.contains("STALL") || fault == .hang { try await SimulatedWorld.hang() }
+                if let failures = ScriptedFault.count(in: order.shippingAddress.line1, prefix: "FLAKY_"), call <= failures {
+                    throw StepFailure(StepFailure.transientClass, "carrier API timeout (test address, call \(call))")
+                }
+                if fault == .transient { throw StepFailure(StepFailure.transientClass, "carrier API timeout (injected)") }
+                if fault == .permanent { throw StepFailure("CarrierRejected", "the carrier rejected the parcel (injected)") }
+            }
+            heartbeat.beat()
+        }
+        return "TRK" + String(UInt64(FaultDraw.uniform(key, "tracking") * 1e12))
+    }
+
+    public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
+        let now = UnixClock.nowMillis()
+        return try store.connection.transaction { db in
+            try batch.map { message, tracking in
+                if try db.scalar("SELECT 1 FROM cancellations WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .shipping))]) != nil {
+                    return .failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not shipping"))
+                }
+                try db.run("INSERT OR IGNORE INTO shipments VALUES (?, ?, ?, 'prepared', ?, NULL)", [.text(message.key(for: .shipping)), .text(message.orderID), .text(tracking), .integer(now)])
+                return .success([messages.next(after: .shipping, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Broker
+import Foundation
+import SagaAssembly
+import SagaDomain
+import Workers
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the whole saga in one process on the embedded broker.",
+        discussion: """
+            Starts the embedded, disk-persistent broker, the dispatcher (intake, tracker, compensation
+            driver, watchdog) and every worker. With --orders N it generates that load and exits once
+            every order is terminal, printing a summary and the conservation check; with --drain it
+            processes what is already queued (e.g. by `fulfillment produce`) and exits; otherwise it
+            serves until SIGINT/SIGTERM.
+
+            Exit code 0: every order terminal and `check` holds; 1: check failed or orders left in
+            flight; 2: usage or runtime error.
+            """
+    )
+
+    @OptionGroup var saga: SagaOptions
+    @Option(help: "Generate this many synthetic orders, then exit when all are terminal.") var orders: Int?
+    @Flag(help: "Process what is already queued on `orders` and exit when every order is terminal.") var drain = false
+    @Option(help: "Fault profile of the simulated outside world: none, default, chaos, or one from the config.") var faults = "none"
+    @Option(help: "Share of generated orders from VIP customers (0-1).") var vipShare: Double = 0.05
+    @Option(help: "Generated orders per second (default: as fast as possible).") var rate: Double?
+    @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
+    @Option(help: "Stock file (JSON object SKU -> units) used when the inventory is first created.") var stock: String?
+    @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
+    @Flag(help: "Print the summary as one JSON object.") var json = false
+
+    func validate() throws {
+        if let orders, orders <= 0 { throw ValidationError("--orders must be positive") }
+        if orders != nil && drain { throw ValidationError("use either --orders or --drain, not both") }
+        guard (0...1).contains(vipShare) else { throw ValidationError("--vip-share must be between 0 and 1") }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+    }
+
+    func run() async throws {
+        var exitCode: Int32 = 0
+        try await reportingFailures {
+            var options = SagaRun.Options(dataDirectory: saga.dataDir, configuration: try saga.loadConfiguration())
+            options.faults = faults
+            options.orders = orders
+            options.drain = drain
+            options.vipShare = vipShare
+            options.rate = rate
+            options.fsync = fsync
+            options.maxSeconds = maxSeconds
+            if let stock { options.stockFile = try InventoryStore.loadStockFile(stock) }
+            let interactive = isatty(STDERR_FILENO) != 0
+            if orders == nil && !drain {
+                writeStderr("serving on \(saga.dataDir); stop with Ctrl-C (SIGINT) or SIGTERM")
+            }
+            let summary = try await SagaRun(options: options, logger: saga.logger("fulfillment")).run { line in
+                if interactive {
+                    FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+                } else {
+                    writeStderr(line)
+                }
+            }
+            if interactive { writeStderr("") }
+            guard let summary else { return }
+            if json {
+                try printJSON(summary)
+            } else {
+                print(Self.describe(summary))
+            }
+            if !summary.check.ok || summary.in_flight > 0 { exitCode = 1 }
+        }
+        if exitCode != 0 { throw ExitCode(exitCode) }
+    }
+
+    static func describe(_ s: SagaRun.Summary) -> String {
+        func f(_ v: Double) -> String { String(format: "%.1f", v) }
+        var lines = [
+            "orders        \(s.orders) (faults: \(s.faults))",
+            "completed     \(s.completed)",
+            "compensated   \(s.compensated)",
+            "rejected      \(s.rejected)",
+            "manual review \(s.manual_review)",
+            "in flight     \(s.in_flight)",
+            "throughput    \(f(s.orders_per_s)) orders/s over \(f(s.duration_s)) s",
+        ]
+        for tier in ["standard", "vip"] {
+            if let l = s.latency_ms[tier], l.count > 0 {
+                lines.append("latency \(tier.padding(toLength: 8, withPad: " ", startingAt: 0)) p50 \(f(l.p50)) ms, p99 \(f(l.p99)) ms (\(l.count) orders)")
+            }
+        }
+        let steps = SagaStep.allCases.map(\.rawValue) + ["compensation"]
+        lines.append("retries       " + steps.compactMap { step in s.retries[step].map { "\(step) \($0)" } }.joined(separator: ", "))
+        lines.append("dead letters  " + steps.compactMap { step in s.dead_letters[step].map { "\(step) \($0)" } }.joined(separator: ", "))
+        lines.append("check         " + (s.check.ok ? "ok (\(s.check.ordersChecked) finished orders)" : "FAILED: \(s.check.violations.count) violation(s)"))
+        for violation in s.check.violations.prefix(20) {
+            lines.append("  - \(violation.orderID ?? "all orders"): \(violation.invariant): \(violation.detail)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}
