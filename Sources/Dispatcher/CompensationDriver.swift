@@ -27,7 +27,7 @@ public struct CompensationDriver: Service {
     public func run() async throws {
         let t = configuration.topics
         let loop = ConsumerLoop(broker: broker, group: "compensation-driver", topics: t.stepDeadLetters + [t.deadLetter(nil)], batchSize: 500, logger: logger) { records in
-            let outgoing = try decide(records)
+            let outgoing = try await BlockingIO.run { try decide(records) }
             if !outgoing.isEmpty { _ = try await broker.produce(outgoing) }
         }
         try await loop.run()

@@ -31,14 +31,14 @@ public struct OrderIntake: StepHandler {
         order.customerTier == .vip || Double(order.amountCents) > threshold * 100 ? .vip : .standard
     }
 
-    public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: [ProducerRecord]] { [:] }
+    public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
         switch validator.validate(message.record.value) {
         case .success(let order):
             var normalized = order
             normalized.amount = Double(order.amountCents) / 100
-            return .valid(normalized, canonical: SagaCoding.encode(normalized))
+            return .valid(normalized, canonical: normalized.canonicalJSON())
         case .failure(let rejection):
             var rejection = rejection
             if rejection.orderID == nil, let key = message.record.keyString { rejection.orderID = key }

@@ -35,8 +35,8 @@ public struct SagaTracker: Service {
     }
 
     public func run() async throws {
-        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 2000, logger: logger) { records in
-            try record(records)
+        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 5000, logger: logger) { records in
+            try await BlockingIO.run { try record(records) }
         }
         try await loop.run()
     }

@@ -51,13 +51,14 @@ public struct Watchdog: Service {
     @discardableResult
     public func sweep(now: Int64) async throws -> Int {
         let shortest = OrderState.allCases.filter { !$0.isTerminal }.map(budgetMilliseconds).min() ?? 0
-        let candidates = try store.connection.query(
+        let store = self.store
+        let candidates = try await BlockingIO.run { try store.connection.query(
             "SELECT order_id, state, body, priority, recoveries, failed_step, updated_at FROM orders WHERE state NOT IN \(OrderState.terminalSQL) AND updated_at < ? LIMIT 10000",
             [.integer(now - shortest)]
         ) { row in
             (id: row.text(0), state: OrderState(rawValue: row.text(1)) ?? .accepted, body: row.blob(2), priority: Priority(rawValue: row.text(3)) ?? .standard,
              recoveries: Int(row.int(4)), failedStep: row.optionalText(5).flatMap(SagaStep.init(rawValue:)), updatedAt: row.int(6))
-        }
+        } }
         let messages = SagaMessages(topics: configuration.topics)
         var outgoing: [ProducerRecord] = []
         var updates: [(String, Int)] = []
@@ -91,11 +92,12 @@ public struct Watchdog: Service {
         guard !outgoing.isEmpty else { return 0 }
         _ = try await broker.produce(outgoing)
         metrics.add("watchdog_recoveries", updates.count)
-        try store.connection.transaction { db in
-            for (id, recoveries) in updates {
+        let done = updates
+        try await BlockingIO.run { try store.connection.transaction { db in
+            for (id, recoveries) in done {
                 try db.run("UPDATE orders SET recoveries = ?, updated_at = ? WHERE order_id = ?", [.integer(Int64(recoveries)), .integer(now), .text(id)])
             }
-        }
+        } }
         return updates.count
     }
 }

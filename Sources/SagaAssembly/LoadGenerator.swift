@@ -38,7 +38,7 @@ public struct LoadGenerator: Sendable {
     }
 
     public static func record(_ order: Order, topics: SagaTopics) -> ProducerRecord {
-        ProducerRecord(topic: topics.orders, key: Array(order.orderID.utf8), value: SagaCoding.encode(order))
+        ProducerRecord(topic: topics.orders, key: Array(order.orderID.utf8), value: order.canonicalJSON())
     }
 
     /// Produces every order; calls `progress` with the number produced so far.

@@ -90,7 +90,8 @@ public struct SagaRun: Sendable {
                     var lastReport = ContinuousClock.now
                     while true {
                         try await Task.sleep(for: .milliseconds(100))
-                        let counts = try scope.counts(node.dispatcherStore)
+                        let store = node.dispatcherStore
+                        let counts = try await BlockingIO.run { try scope.counts(store) }
                         let elapsed = Self.seconds(ContinuousClock.now - start)
                         if ContinuousClock.now - lastReport >= .seconds(1) {
                             lastReport = ContinuousClock.now

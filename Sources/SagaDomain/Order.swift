@@ -1,5 +1,6 @@
-/// An order as users submit it on the `orders` topic (DESIGN.md, "The order").
-public struct Order: Codable, Hashable, Sendable {
+/// An order as users submit it on the `orders` topic (DESIGN.md, "The order"); read with
+/// `Order(json:)` and written with `canonicalJSON()`.
+public struct Order: Hashable, Sendable {
     public var orderID: String
     public var customerID: String
     public var customerTier: CustomerTier
@@ -26,28 +27,6 @@ public struct Order: Codable, Hashable, Sendable {
         self.amount = amount
     }
 
-    enum CodingKeys: String, CodingKey {
-        case orderID = "order_id"
-        case customerID = "customer_id"
-        case customerTier = "customer_tier"
-        case currency, items, payment
-        case shippingAddress = "shipping_address"
-        case email, amount
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        orderID = try c.decode(String.self, forKey: .orderID)
-        customerID = try c.decode(String.self, forKey: .customerID)
-        customerTier = try c.decodeIfPresent(CustomerTier.self, forKey: .customerTier) ?? .standard
-        currency = try c.decode(String.self, forKey: .currency)
-        items = try c.decode([OrderItem].self, forKey: .items)
-        payment = try c.decode(PaymentDetails.self, forKey: .payment)
-        shippingAddress = try c.decode(ShippingAddress.self, forKey: .shippingAddress)
-        email = try c.decode(String.self, forKey: .email)
-        amount = try c.decodeIfPresent(Double.self, forKey: .amount)
-    }
-
     /// The order total in minor units (cents), summed exactly from the items.
     public var amountCents: Int64 {
         items.reduce(Int64(0)) { $0 + Int64($1.quantity) * $1.unitPriceCents }
@@ -61,7 +40,7 @@ public enum CustomerTier: String, Codable, Hashable, Sendable {
     case vip
 }
 
-public struct OrderItem: Codable, Hashable, Sendable {
+public struct OrderItem: Hashable, Sendable {
     public var sku: String
     public var quantity: Int
     public var unitPrice: Double
@@ -72,15 +51,10 @@ public struct OrderItem: Codable, Hashable, Sendable {
         self.unitPrice = unitPrice
     }
 
-    enum CodingKeys: String, CodingKey {
-        case sku, quantity
-        case unitPrice = "unit_price"
-    }
-
     public var unitPriceCents: Int64 { Int64((unitPrice * 100).rounded()) }
 }
 
-public struct PaymentDetails: Codable, Hashable, Sendable {
+public struct PaymentDetails: Hashable, Sendable {
     public var method: String
     public var token: String
 
@@ -90,7 +64,7 @@ public struct PaymentDetails: Codable, Hashable, Sendable {
     }
 }
 
-public struct ShippingAddress: Codable, Hashable, Sendable {
+public struct ShippingAddress: Hashable, Sendable {
     public var name: String
     public var line1: String
     public var city: String
@@ -103,12 +77,6 @@ public struct ShippingAddress: Codable, Hashable, Sendable {
         self.city = city
         self.postalCode = postalCode
         self.country = country
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case name, line1, city
-        case postalCode = "postal_code"
-        case country
     }
 }
 

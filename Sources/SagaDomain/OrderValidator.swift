@@ -60,27 +60,17 @@ public struct OrderValidator: Sendable {
         guard bytes.count <= maxPayloadBytes else {
             return .failure(OrderRejection(orderID: nil, reason: .payloadTooLarge, message: "order payload of \(bytes.count) bytes exceeds the \(maxPayloadBytes)-byte limit"))
         }
-        let data = Data(bytes)
-        let object: Any
+        let document: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+            document = try JSONValue.parse(bytes)
         } catch {
-            return .failure(OrderRejection(orderID: nil, reason: .notJSON, message: "the payload is not valid JSON (UTF-8)"))
-        }
-        guard let dictionary = object as? [String: Any] else {
-            return .failure(OrderRejection(orderID: nil, reason: .notAnObject, message: "the payload must be a JSON object"))
-        }
-        let orderID = dictionary["order_id"] as? String
-        if let tier = dictionary["customer_tier"] as? String, CustomerTier(rawValue: tier) == nil {
-            return .failure(OrderRejection(orderID: orderID, reason: .unknownTier, field: "customer_tier", message: "customer_tier must be \"standard\" or \"vip\", not \"\(tier)\""))
+            return .failure(OrderRejection(orderID: nil, reason: .notJSON, message: "the payload is not valid JSON: \(error.message) at byte \(error.offset)"))
         }
         let order: Order
         do {
-            order = try JSONDecoder().decode(Order.self, from: data)
-        } catch let error as DecodingError {
-            return .failure(Self.rejection(for: error, orderID: orderID))
+            order = try Order(json: document)
         } catch {
-            return .failure(OrderRejection(orderID: orderID, reason: .notJSON, message: "\(error)"))
+            return .failure(error)
         }
         if let rejection = check(order) { return .failure(rejection) }
         return .success(order)
@@ -138,46 +128,5 @@ public struct OrderValidator: Sendable {
         let domain = parts[1]
         guard domain.contains("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.contains("..") else { return false }
         return !email.contains(where: { $0.isWhitespace || $0 == "," || $0 == "<" || $0 == ">" })
-    }
-
-    static func rejection(for error: DecodingError, orderID: String?) -> OrderRejection {
-        func path(_ codingPath: [any CodingKey], _ last: (any CodingKey)? = nil) -> String {
-            var parts: [String] = []
-            for key in codingPath + (last.map { [$0] } ?? []) {
-                if let index = key.intValue { parts.append("[\(index)]") } else { parts.append((parts.isEmpty ? "" : ".") + key.stringValue) }
-            }
-            return parts.joined()
-        }
-        switch error {
-        case .keyNotFound(let key, let context):
-            let field = path(context.codingPath, key)
-            return OrderRejection(orderID: orderID, reason: .missingField, field: field, message: "required field \(field) is missing")
-        case .valueNotFound(_, let context):
-            let field = path(context.codingPath)
-            return OrderRejection(orderID: orderID, reason: .missingField, field: field, message: "required field \(field) is null")
-        case .typeMismatch(let type, let context):
-            let field = path(context.codingPath)
-            if field.isEmpty { return OrderRejection(orderID: orderID, reason: .notAnObject, message: "the payload must be a JSON object") }
-            return OrderRejection(orderID: orderID, reason: .wrongType, field: field, message: "field \(field) must be of type \(Self.jsonTypeName(type))")
-        case .dataCorrupted(let context):
-            let field = path(context.codingPath)
-            if field == "customer_tier" {
-                return OrderRejection(orderID: orderID, reason: .unknownTier, field: field, message: "customer_tier must be \"standard\" or \"vip\"")
-            }
-            if field.isEmpty { return OrderRejection(orderID: orderID, reason: .notJSON, message: "the payload is not valid JSON") }
-            return OrderRejection(orderID: orderID, reason: .wrongType, field: field, message: "field \(field) has an invalid value: \(context.debugDescription)")
-        @unknown default:
-            return OrderRejection(orderID: orderID, reason: .notJSON, message: "\(error)")
-        }
-    }
-
-    static func jsonTypeName(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: "string"
-        case is Int.Type, is Double.Type, is Int64.Type: "number"
-        case is Bool.Type: "boolean"
-        case is [OrderItem].Type: "array"
-        default: "object"
-        }
     }
 }

@@ -11,6 +11,8 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         var paused: Set<TopicPartition> = []
         var cursor = 0
         var closed = false
+        /// Logs of owned partitions, so a poll does not look each one up in the broker.
+        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
         /// Fetch passes over the partitions; a parked poll makes none.
         var fetchPasses = 0
     }
@@ -35,25 +37,23 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         while true {
             if state.withLock({ $0.closed }) { throw BrokerError(.closed, "consumer \(memberID) is closed") }
             try await rebalance()
+            var (records, nextDue) = try fetch(maxRecords: maxRecords)
+            if !records.isEmpty { return records }
+            var now = ContinuousClock.now
+            if now >= deadline { return [] }
+            // Park: register on every readable partition and on the group, then look once
+            // more, so a record that became visible in between still wakes us.
             let waiter = Waiter()
-            // Register before fetching so a record that becomes visible in between still wakes us.
-            let owned = state.withLock { $0.owned.subtracting($0.paused) }
-            var logs: [PartitionLog] = []
-            for tp in owned {
-                if let (log, _) = try? broker.partitionLogForConsumer(tp) {
-                    _ = log.addWaiter(waiter)
-                    logs.append(log)
-                }
-            }
+            let logs = state.withLock { state in state.owned.subtracting(state.paused).compactMap { state.logs[$0]?.log } }
+            for log in logs { _ = log.addWaiter(waiter) }
             broker.setGroupWaiter(group: group, memberID: memberID, waiter)
             defer {
                 for log in logs { log.removeWaiter(waiter) }
                 broker.setGroupWaiter(group: group, memberID: memberID, nil)
             }
-            let (records, nextDue) = try fetch(maxRecords: maxRecords)
+            (records, nextDue) = try fetch(maxRecords: maxRecords)
             if !records.isEmpty { return records }
-            let now = ContinuousClock.now
-            if now >= deadline { return [] }
+            now = ContinuousClock.now
             var wakeAt = deadline
             if let nextDue {
                 let untilDue = Duration.milliseconds(max(0, nextDue - UnixClock.nowMillis()))
@@ -74,14 +74,17 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                     state.positions[tp] = nil
                     state.owned.remove(tp)
                     state.paused.remove(tp)
+                    state.logs[tp] = nil
                 }
             }
             broker.groupRelease(group: group, memberID: memberID, partitions: sync.revoke)
         }
         guard !sync.granted.isEmpty else { return }
         var starts: [TopicPartition: Int64] = [:]
+        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
         for tp in sync.granted {
-            let (log, _) = try broker.partitionLogForConsumer(tp)
+            let (log, delay) = try broker.partitionLogForConsumer(tp)
+            logs[tp] = (log, delay)
             let (begin, end) = log.offsets
             if let committed = broker.committedOffset(group: group, tp) {
                 starts[tp] = max(committed, begin)
@@ -93,29 +96,33 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             for (tp, offset) in starts {
                 state.positions[tp] = offset
                 state.owned.insert(tp)
+                state.logs[tp] = logs[tp]
             }
         }
     }
 
     private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
-        let (order, positions) = state.withLock { state -> ([TopicPartition], [TopicPartition: Int64]) in
+        let (order, positions, logs) = state.withLock { state -> ([TopicPartition], [TopicPartition: Int64], [TopicPartition: (log: PartitionLog, delay: Int64)]) in
             state.fetchPasses += 1
             let readable = state.owned.subtracting(state.paused).sorted()
-            guard !readable.isEmpty else { return ([], [:]) }
+            guard !readable.isEmpty else { return ([], [:], [:]) }
             state.cursor = (state.cursor + 1) % readable.count
             let rotated = Array(readable[state.cursor...] + readable[..<state.cursor])
-            return (rotated, state.positions)
+            return (rotated, state.positions, state.logs)
         }
         var records: [ConsumerRecord] = []
         var nextDue: Int64?
         var advanced: [TopicPartition: Int64] = [:]
         let now = UnixClock.nowMillis()
         for tp in order where records.count < maxRecords {
-            guard var position = positions[tp] else { continue }
-            let (log, delay) = try broker.partitionLogForConsumer(tp)
+            guard var position = positions[tp], let (log, delay) = logs[tp] else { continue }
+            // Nothing new: skip the read (and its lock) entirely.
+            if position >= log.highWatermark { continue }
             let result: PartitionLog.ReadResult
             do {
-                result = try log.read(from: position, maxBytes: configuration.maxPartitionFetchBytes)
+                // Read about what the remaining room can hold, not a full fetch per partition.
+                let room = max(64 << 10, (maxRecords - records.count) * 512)
+                result = try log.read(from: position, maxBytes: min(configuration.maxPartitionFetchBytes, room))
             } catch let error as BrokerError where error.code == .offsetOutOfRange {
                 // Retention removed what we would read next: continue at the oldest record.
                 position = log.offsets.begin

@@ -25,13 +25,19 @@ final class PartitionLog: Syncable {
     let directory: String
     let configuration: Configuration
     private let state: Mutex<State>
+    /// The high watermark, readable without the lock: pollers check it before reading.
+    private let visibleEnd: Atomic<Int64>
 
     private init(topicPartition: TopicPartition, directory: String, configuration: Configuration, state: State) {
         self.topicPartition = topicPartition
         self.directory = directory
         self.configuration = configuration
+        self.visibleEnd = Atomic(state.highWatermark)
         self.state = Mutex(state)
     }
+
+    /// The offset below which records are visible to consumers (lock-free).
+    var highWatermark: Int64 { visibleEnd.load(ordering: .acquiring) }
 
     /// Opens (creating if needed) the partition folder and recovers its segments.
     static func open(
@@ -98,6 +104,7 @@ final class PartitionLog: Syncable {
             }
             guard configuration.visibleOnAppend else { return (base, []) }
             state.highWatermark = state.logEndOffset
+            visibleEnd.store(state.highWatermark, ordering: .releasing)
             return (base, takeWaiters(&state))
         }
         for waiter in wake { waiter.signal() }
@@ -130,6 +137,7 @@ final class PartitionLog: Syncable {
         let wake: [Waiter] = state.withLock { state in
             guard mark > state.highWatermark else { return [] }
             state.highWatermark = min(mark, state.logEndOffset)
+            visibleEnd.store(state.highWatermark, ordering: .releasing)
             return takeWaiters(&state)
         }
         for waiter in wake { waiter.signal() }

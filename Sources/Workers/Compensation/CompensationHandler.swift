@@ -1,4 +1,5 @@
 import Broker
+import SQLiteDatabase
 import SagaDomain
 
 /// Undoes what an order holds, newest effect first (cancel shipment -> release inventory ->
@@ -30,7 +31,7 @@ public struct CompensationHandler: StepHandler {
         self.messages = messages
     }
 
-    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] { [:] }
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
         let order: Order
@@ -46,23 +47,27 @@ public struct CompensationHandler: StepHandler {
                 if world.undoFails(.shipping, key: key, call: world.callNumber(key)) {
                     throw StepFailure(StepFailure.transientClass, "cancel shipment failed: carrier unavailable (injected)")
                 }
-                try shipping.cancel(orderID: order.orderID, at: now)
+                let shipping = self.shipping
+                try await BlockingIO.run { try shipping.cancel(orderID: order.orderID, at: now) }
             case .inventory:
                 if world.undoFails(.inventory, key: key, call: world.callNumber(key)) {
                     throw StepFailure(StepFailure.transientClass, "release failed: warehouse system busy (injected)")
                 }
-                try inventory.release(orderID: order.orderID, at: now)
+                let inventory = self.inventory
+                _ = try await BlockingIO.run { try inventory.release(orderID: order.orderID, at: now) }
             case .payment:
-                if try !payments.isRefunded(orderID: order.orderID) {
+                let payments = self.payments
+                if try await !BlockingIO.run({ try payments.isRefunded(orderID: order.orderID) }) {
                     let receipt = try await gateway.refund(idempotencyKey: key, chargeKey: IdempotencyKey.step(order.orderID, .payment), orderID: order.orderID, token: order.payment.token)
-                    try payments.recordRefund(orderID: order.orderID, receipt: receipt, at: now)
+                    try await BlockingIO.run { try payments.recordRefund(orderID: order.orderID, receipt: receipt, at: now) }
                 }
             case .notification:
                 break
             }
             heartbeat.beat()
         }
-        try notifications.sendFailureNotice(orderID: order.orderID, email: order.email, at: now)
+        let notifications = self.notifications
+        try await BlockingIO.run { try notifications.sendFailureNotice(orderID: order.orderID, email: order.email, at: now) }
         return Work(reason: message.record.header(SagaHeader.reason) ?? "compensation")
     }
 

@@ -19,11 +19,11 @@ public struct InventoryHandler: StepHandler {
         self.messages = messages
     }
 
-    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
         try store.connection.withConnection { db in
-            var result: [Int: [ProducerRecord]] = [:]
+            var result: [Int: HandlerResult] = [:]
             for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM reservations WHERE idempotency_key = ? AND status = 'reserved'", [.text(message.key(for: .inventory))]) != nil {
-                result[i] = [messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+                result[i] = .success([messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
             }
             return result
         }

@@ -18,11 +18,11 @@ public struct NotificationHandler: StepHandler {
         self.messages = messages
     }
 
-    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
         try store.connection.withConnection { db in
-            var result: [Int: [ProducerRecord]] = [:]
+            var result: [Int: HandlerResult] = [:]
             for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM outbox WHERE idempotency_key = ?", [.text(message.key(for: .notification))]) != nil {
-                result[i] = [messages.next(after: .notification, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+                result[i] = .success([messages.next(after: .notification, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
             }
             return result
         }

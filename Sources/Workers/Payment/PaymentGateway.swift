@@ -2,6 +2,7 @@ import Broker
 import Foundation
 import SQLiteDatabase
 import SagaDomain
+import Synchronization
 
 /// A payment gateway as the payment step sees it. Every call carries an idempotency key: a
 /// repeated call with the same key returns the first call's result and moves no money.
@@ -25,6 +26,7 @@ public struct GatewayReceipt: Sendable, Hashable {
 public final class SimulatedPaymentGateway: PaymentGateway {
     let ledger: SQLiteConnection
     let world: SimulatedWorld
+    private let batcher: LedgerBatcher
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS ledger (
@@ -39,66 +41,151 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         CREATE INDEX IF NOT EXISTS ledger_order ON ledger(order_id);
         """
 
-    /// The ledger is the gateway's, not ours: it commits each call on its own, the way money
-    /// has moved once a real gateway answers (WAL, synchronous=NORMAL: survives SIGKILL).
+    /// The ledger is the gateway's, not ours: a call returns only once its row is committed,
+    /// the way money has moved once a real gateway answers (WAL, synchronous=NORMAL:
+    /// survives SIGKILL of our process, as a real gateway survives it).
     public init(directory: String, world: SimulatedWorld, readOnly: Bool = false) throws {
         ledger = try StoreFile.open(directory: directory, name: "gateway", schema: Self.schema, readOnly: readOnly, synchronous: "NORMAL")
+        batcher = LedgerBatcher(ledger: ledger)
         self.world = world
-    }
-
-    private func recorded(_ key: String) throws -> (outcome: String, amount: Int64, reference: String)? {
-        try ledger.query("SELECT outcome, amount_cents, reference FROM ledger WHERE idempotency_key = ?", [.text(key)]) {
-            ($0.text(0), $0.int(1), $0.text(2))
-        }.first
     }
 
     public func charge(idempotencyKey: String, orderID: String, amountCents: Int64, currency: String, token: String) async throws -> GatewayReceipt {
         let call = world.callNumber(idempotencyKey)
         try await world.latency(.payment, key: idempotencyKey, call: call)
-        if let previous = try recorded(idempotencyKey) {
-            if previous.outcome == "declined" { throw StepFailure("CardDeclined", "the card was declined (replayed result)") }
-            return GatewayReceipt(reference: previous.reference, amountCents: previous.amount)
-        }
-        if token.contains("tok_hang") { try await SimulatedWorld.hang() }
-        if let failures = ScriptedFault.count(in: token, prefix: "tok_transient_"), call <= failures {
-            throw StepFailure(StepFailure.transientClass, "gateway unavailable (test token, call \(call))")
-        }
-        var declined = token.contains("tok_decline")
+        let reference = "ch_" + String(UInt64(FaultDraw.uniform(idempotencyKey, "ref") * 1e15), radix: 36)
+        // What this call would do if the key is new; a key already in the ledger replays its
+        // first result instead, whatever this call would have done.
+        var intent = LedgerBatcher.Intent.charge(amount: amountCents, reference: reference)
+        if token.contains("tok_decline") { intent = .decline(reference: reference) }
         switch world.fault(.payment, key: idempotencyKey, call: call) {
-        case .hang: try await SimulatedWorld.hang()
-        case .transient: throw StepFailure(StepFailure.transientClass, "gateway returned 503 (injected)")
-        case .permanent: declined = true
+        case .hang: intent = .hang
+        case .transient: intent = .transient("gateway returned 503 (injected)")
+        case .permanent: intent = .decline(reference: reference)
         case .none: break
         }
-        let reference = "ch_" + String(UInt64(FaultDraw.uniform(idempotencyKey, "ref") * 1e15), radix: 36)
-        try ledger.run(
-            "INSERT OR IGNORE INTO ledger VALUES (?, 'charge', ?, ?, ?, ?, ?)",
-            [.text(idempotencyKey), .text(orderID), .integer(declined ? 0 : amountCents), .text(declined ? "declined" : "charged"), .text(reference), .integer(UnixClock.nowMillis())])
-        if declined { throw StepFailure("CardDeclined", "the card was declined") }
-        // Partial failure: the money moved but the reply is lost on the first call.
-        if token.contains("tok_timeout_after_charge"), call == 1 { try await SimulatedWorld.hang() }
-        return GatewayReceipt(reference: reference, amountCents: amountCents)
+        if let failures = ScriptedFault.count(in: token, prefix: "tok_transient_"), call <= failures {
+            intent = .transient("gateway unavailable (test token, call \(call))")
+        }
+        if token.contains("tok_hang") { intent = .hang }
+        switch try await batcher.submit(key: idempotencyKey, orderID: orderID, intent: intent) {
+        case .hang:
+            try await SimulatedWorld.hang()
+        case .transient(let message):
+            throw StepFailure(StepFailure.transientClass, message)
+        case .recorded(let outcome, let amount, let reference, let replayed):
+            if outcome == "declined" { throw StepFailure("CardDeclined", "the card was declined" + (replayed ? " (replayed result)" : "")) }
+            // Partial failure: the money moved but the reply is lost on the first call.
+            if token.contains("tok_timeout_after_charge"), call == 1 { try await SimulatedWorld.hang() }
+            return GatewayReceipt(reference: reference, amountCents: amount)
+        }
     }
 
     public func refund(idempotencyKey: String, chargeKey: String, orderID: String, token: String) async throws -> GatewayReceipt {
         let call = world.callNumber(idempotencyKey)
         try await world.latency(.payment, key: idempotencyKey, call: call)
-        if let previous = try recorded(idempotencyKey) {
-            return GatewayReceipt(reference: previous.reference, amountCents: previous.amount)
+        var intent = LedgerBatcher.Intent.refund(chargeKey: chargeKey, reference: "re_" + String(UInt64(FaultDraw.uniform(idempotencyKey, "ref") * 1e15), radix: 36))
+        if world.undoFails(.payment, key: idempotencyKey, call: call) {
+            intent = .transient("refund failed: gateway timeout (injected)")
         }
         if let failures = ScriptedFault.count(in: token, prefix: "tok_refund_fail_"), call <= failures {
-            throw StepFailure(StepFailure.transientClass, "refund failed: gateway timeout (test token, call \(call))")
+            intent = .transient("refund failed: gateway timeout (test token, call \(call))")
         }
-        if world.undoFails(.payment, key: idempotencyKey, call: call) {
-            throw StepFailure(StepFailure.transientClass, "refund failed: gateway timeout (injected)")
+        switch try await batcher.submit(key: idempotencyKey, orderID: orderID, intent: intent) {
+        case .hang:
+            try await SimulatedWorld.hang()
+        case .transient(let message):
+            throw StepFailure(StepFailure.transientClass, message)
+        case .recorded(_, let amount, let reference, _):
+            return GatewayReceipt(reference: reference, amountCents: amount)
         }
-        let charge = try recorded(chargeKey)
-        let amount = charge?.outcome == "charged" ? charge!.amount : 0
-        let reference = amount > 0 ? "re_" + String(UInt64(FaultDraw.uniform(idempotencyKey, "ref") * 1e15), radix: 36) : ""
-        try ledger.run(
-            "INSERT OR IGNORE INTO ledger VALUES (?, 'refund', ?, ?, ?, ?, ?)",
-            [.text(idempotencyKey), .text(orderID), .integer(amount), .text(amount > 0 ? "refunded" : "nothing_to_refund"), .text(reference), .integer(UnixClock.nowMillis())])
-        return GatewayReceipt(reference: reference, amountCents: amount)
     }
 }
 
+/// The gateway's ledger writes, group-committed: concurrent calls queue up and one
+/// transaction on a blocking-I/O thread settles all of them, each answered only once its
+/// row is committed. Every call is "insert if the key is new, else replay the first result".
+final class LedgerBatcher: Sendable {
+    enum Intent: Sendable {
+        case charge(amount: Int64, reference: String)
+        case decline(reference: String)
+        case refund(chargeKey: String, reference: String)
+        case transient(String)
+        case hang
+    }
+
+    enum Reply: Sendable {
+        case recorded(outcome: String, amount: Int64, reference: String, replayed: Bool)
+        case transient(String)
+        case hang
+    }
+
+    private struct Request: Sendable {
+        var key: String
+        var orderID: String
+        var intent: Intent
+        var continuation: CheckedContinuation<Reply, any Error>
+    }
+
+    private let ledger: SQLiteConnection
+    private let queue = Mutex<(pending: [Request], draining: Bool)>(([], false))
+
+    init(ledger: SQLiteConnection) { self.ledger = ledger }
+
+    func submit(key: String, orderID: String, intent: Intent) async throws -> Reply {
+        try await withCheckedThrowingContinuation { continuation in
+            let start = queue.withLock { queue -> Bool in
+                queue.pending.append(Request(key: key, orderID: orderID, intent: intent, continuation: continuation))
+                if queue.draining { return false }
+                queue.draining = true
+                return true
+            }
+            if start { BlockingIO.submit { self.drain() } }
+        }
+    }
+
+    private func drain() {
+        while true {
+            let batch = queue.withLock { queue -> [Request] in
+                if queue.pending.isEmpty {
+                    queue.draining = false
+                    return []
+                }
+                defer { queue.pending.removeAll(keepingCapacity: true) }
+                return queue.pending
+            }
+            if batch.isEmpty { return }
+            do {
+                let replies = try ledger.transaction { db in
+                    try batch.map { request in try self.settle(request, db) }
+                }
+                for (request, reply) in zip(batch, replies) { request.continuation.resume(returning: reply) }
+            } catch {
+                for request in batch { request.continuation.resume(throwing: StepFailure(StepFailure.transientClass, "gateway ledger unavailable: \(error)")) }
+            }
+        }
+    }
+
+    private func settle(_ request: Request, _ db: SQLiteConnection.Transaction) throws -> Reply {
+        let existing = try db.query("SELECT outcome, amount_cents, reference FROM ledger WHERE idempotency_key = ?", [.text(request.key)]) {
+            ($0.text(0), $0.int(1), $0.text(2))
+        }.first
+        if let (outcome, amount, reference) = existing {
+            return .recorded(outcome: outcome, amount: amount, reference: reference, replayed: true)
+        }
+        let now = UnixClock.nowMillis()
+        func insert(_ kind: String, _ amount: Int64, _ outcome: String, _ reference: String) throws -> Reply {
+            try db.run("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)", [.text(request.key), .text(kind), .text(request.orderID), .integer(amount), .text(outcome), .text(reference), .integer(now)])
+            return .recorded(outcome: outcome, amount: amount, reference: reference, replayed: false)
+        }
+        switch request.intent {
+        case .hang: return .hang
+        case .transient(let message): return .transient(message)
+        case .charge(let amount, let reference): return try insert("charge", amount, "charged", reference)
+        case .decline(let reference): return try insert("charge", 0, "declined", reference)
+        case .refund(let chargeKey, let reference):
+            let charged = try db.query("SELECT amount_cents FROM ledger WHERE idempotency_key = ? AND outcome = 'charged'", [.text(chargeKey)]) { $0.int(0) }.first ?? 0
+            return try insert("refund", charged, charged > 0 ? "refunded" : "nothing_to_refund", charged > 0 ? reference : "")
+        }
+    }
+}

@@ -22,11 +22,16 @@ public struct PaymentHandler: StepHandler {
         self.messages = messages
     }
 
-    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
         try store.connection.withConnection { db in
-            var result: [Int: [ProducerRecord]] = [:]
-            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM charges WHERE idempotency_key = ?", [.text(message.key(for: .payment))]) != nil {
-                result[i] = [messages.next(after: .payment, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+            var result: [Int: HandlerResult] = [:]
+            for (i, message) in batch.enumerated() {
+                if try db.scalar("SELECT 1 FROM charges WHERE idempotency_key = ?", [.text(message.key(for: .payment))]) != nil {
+                    result[i] = .success([messages.next(after: .payment, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
+                } else if try db.scalar("SELECT 1 FROM refunds WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .payment))]) != nil {
+                    // Compensated meanwhile (a late duplicate): never charge it.
+                    result[i] = .failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not charging it"))
+                }
             }
             return result
         }
@@ -36,9 +41,6 @@ public struct PaymentHandler: StepHandler {
         let order: Order
         do { order = try message.decodeOrder() } catch {
             throw StepFailure(StepFailure.malformedClass, "payment request is not an order: \(error)")
-        }
-        if try store.isRefunded(orderID: order.orderID) {
-            throw StepFailure("OrderCompensated", "order \(order.orderID) was already compensated; not charging it")
         }
         let receipt = try await gateway.charge(
             idempotencyKey: message.key(for: .payment), orderID: order.orderID, amountCents: order.amountCents,

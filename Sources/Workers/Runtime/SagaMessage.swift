@@ -25,14 +25,12 @@ public struct InboundMessage: Sendable {
 
     /// The order carried as the value (every step request carries the whole order).
     public func decodeOrder() throws -> Order {
-        try SagaCoding.decoder.decode(Order.self, from: Data(record.value))
+        try Order.decode(record.value)
     }
 }
 
-/// Shared JSON coders (creating them per message costs more than the coding itself).
+/// JSON for the saga's own small documents (rejections, reports); orders use `canonicalJSON()`.
 public enum SagaCoding {
-    public static var decoder: JSONDecoder { JSONDecoder() }
-
     public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]

@@ -36,9 +36,12 @@ public protocol StepHandler: Sendable {
     /// Used for the consumer group, logs and metrics.
     var name: String { get }
 
-    /// Messages whose effect is already recorded in the store, mapped to the records to
-    /// re-emit: a redelivered message changes nothing and publishes the same outcome again.
-    func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: [ProducerRecord]]
+    /// What the store already says about these messages, by index: `.success` with the
+    /// records to re-emit for an effect already recorded (a redelivered message changes
+    /// nothing and publishes the same outcome again), or `.failure` for a message that must
+    /// not be worked on (its order was compensated meanwhile). Others are absent. Runs off
+    /// the cooperative pool, once per batch.
+    func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult]
 
     /// The part of the work done outside the store, such as a call to the payment gateway
     /// with the message's idempotency key. Cancelled at the step's timeout, or when

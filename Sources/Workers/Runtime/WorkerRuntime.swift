@@ -2,6 +2,7 @@ import Broker
 import Logging
 import SagaDomain
 import ServiceLifecycle
+import SQLiteDatabase
 import Synchronization
 
 /// How a worker consumes and pipelines.
@@ -78,6 +79,11 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private let state = Mutex(State())
     private let capacitySignal = Signal()
     private let flushSignal = Signal()
+    private let commitSignal = Signal()
+
+    /// Messages taken and not yet committed at most: enough for several batches to be in
+    /// different stages (handling, applying, publishing) at once.
+    private var capacity: Int { max(configuration.concurrency * 4, configuration.batchSize * 4) }
 
     public init(broker: any MessageBroker, handler: Handler, configuration: WorkerRuntimeConfiguration, metrics: WorkerMetrics? = nil, logger: Logger) {
         self.broker = broker
@@ -98,7 +104,8 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
         let consumers = [standard] + (priority.map { [$0] } ?? [])
 
-        let flusher = Task { await self.flushLoop(consumers: consumers) }
+        let flusher = Task { await self.flushLoop() }
+        let committer = Task { await self.commitLoop(consumers: consumers) }
         let deadlines = Task { await self.deadlineLoop() }
         do {
             try await pollLoop(standard: standard, priority: priority)
@@ -119,6 +126,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         flushSignal.signal()
         deadlines.cancel()
         await flusher.value
+        committer.cancel()
+        await committer.value
+        await commit(consumers)
         for consumer in consumers { await consumer.close() }
         logger.debug("worker stopped")
     }
@@ -128,7 +138,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private func pollLoop(standard: any GroupConsumer, priority: (any GroupConsumer)?) async throws {
         var priorityStreak = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            let room = state.withLock { configuration.concurrency * 4 - $0.ledger.taken }
+            let room = state.withLock { capacity - $0.ledger.taken }
             if room <= 0 {
                 await capacitySignal.wait(timeout: .milliseconds(100))
                 continue
@@ -148,15 +158,16 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             } else {
                 priorityStreak += 1
             }
-            if !records.isEmpty { try accept(records) }
+            if !records.isEmpty { await accept(records) }
         }
     }
 
-    private func accept(_ records: [ConsumerRecord]) throws {
+    private func accept(_ records: [ConsumerRecord]) async {
         let messages = records.map(InboundMessage.init(record:))
-        let recorded: [Int: [ProducerRecord]]
+        let recorded: [Int: HandlerResult]
         do {
-            recorded = try handler.recordedOutcomes(for: messages)
+            let handler = self.handler
+            recorded = try await BlockingIO.run { try handler.recordedOutcomes(for: messages) }
         } catch {
             logger.warning("could not read recorded outcomes; handling the batch afresh", metadata: ["error": "\(error)"])
             recorded = [:]
@@ -170,11 +181,16 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 state.nextToken += 1
                 let orderKey = message.orderID.isEmpty ? "\(message.record.topic)/\(message.record.offset)" : message.orderID
                 let startNow = state.ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: orderKey), token: token)
-                if let records = recorded[i] {
+                if let prior = recorded[i] {
+                    let outcome: Outcome
+                    switch prior {
+                    case .success(let records): outcome = .recorded(records)
+                    case .failure(let failure): outcome = .failed(failure)
+                    }
                     if startNow {
-                        finishedNow.append(Finished(token: token, message: message, outcome: .recorded(records)))
+                        finishedNow.append(Finished(token: token, message: message, outcome: outcome))
                     } else {
-                        state.queued[token] = (message, .recorded(records))
+                        state.queued[token] = (message, outcome)
                     }
                 } else if startNow {
                     toStart.append((token, message))
@@ -268,7 +284,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     // MARK: Flushing
 
-    private func flushLoop(consumers: [any GroupConsumer]) async {
+    private func flushLoop() async {
         while true {
             let (batch, stopping, idle) = state.withLock { state -> ([Finished], Bool, Bool) in
                 let take = Array(state.finished.prefix(configuration.batchSize))
@@ -276,16 +292,21 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 return (take, state.stopping, state.running.isEmpty && state.queued.isEmpty)
             }
             if batch.isEmpty {
-                if stopping && idle {
-                    await commit(consumers)
-                    return
-                }
+                if stopping && idle { return }
                 await flushSignal.wait(timeout: .milliseconds(50))
                 continue
             }
             await flush(batch)
+            commitSignal.signal()
+        }
+    }
+
+    /// Commits in its own task, so publishing the next batch never waits for a commit's fsync.
+    /// Commits stay in order: one at a time, each with the latest committable offsets.
+    private func commitLoop(consumers: [any GroupConsumer]) async {
+        while !Task.isCancelled {
+            await commitSignal.wait(timeout: .milliseconds(200))
             await commit(consumers)
-            capacitySignal.signal()
         }
     }
 
@@ -307,7 +328,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             var delay = Duration.milliseconds(50)
             while true {
                 do {
-                    let results = try handler.apply(toApply)
+                    let handler = self.handler
+                    let items = toApply
+                    let results = try await BlockingIO.run { try handler.apply(items) }
                     for (item, result) in zip(toApply, results) {
                         switch result {
                         case .success(let records):
@@ -351,6 +374,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         state.withLock { state in
             for finished in batch { state.ledger.flushed(finished.message.topicPartition, finished.message.record.offset) }
         }
+        capacitySignal.signal()
     }
 
     private func commit(_ consumers: [any GroupConsumer]) async {
@@ -371,10 +395,12 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 }
 
 /// A wake-up that is remembered if nobody waits yet, so a signal is never lost.
-final class Signal: Sendable {
+public final class Signal: Sendable {
+    public init() {}
+
     private let waiter = Mutex<(pending: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
 
-    func signal() {
+    public func signal() {
         let continuation: CheckedContinuation<Void, Never>? = waiter.withLock { state in
             if let c = state.continuation {
                 state.continuation = nil
@@ -387,7 +413,7 @@ final class Signal: Sendable {
     }
 
     /// Returns at the next signal (or at once if one is pending), or after `timeout`.
-    func wait(timeout: Duration) async {
+    public func wait(timeout: Duration) async {
         let consumed = waiter.withLock { state -> Bool in
             if state.pending {
                 state.pending = false

@@ -20,11 +20,11 @@ public struct ShippingHandler: StepHandler {
         self.messages = messages
     }
 
-    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: [ProducerRecord]] {
+    public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
         try store.connection.withConnection { db in
-            var result: [Int: [ProducerRecord]] = [:]
+            var result: [Int: HandlerResult] = [:]
             for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM shipments WHERE idempotency_key = ? AND status = 'prepared'", [.text(message.key(for: .shipping))]) != nil {
-                result[i] = [messages.next(after: .shipping, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)]
+                result[i] = .success([messages.next(after: .shipping, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
             }
             return result
         }
