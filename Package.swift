@@ -76,9 +76,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker"]),
+        .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "SQLiteDatabase"]),
         .testTarget(
-            name: "BrokerTests",
-            dependencies: ["Broker"]
+            name: "SagaAssemblyTests",
+            dependencies: [
+                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "SQLiteDatabase",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]
