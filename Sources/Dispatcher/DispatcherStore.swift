@@ -1,11 +1,16 @@
 import SQLiteDatabase
 import SagaDomain
 
-/// The dispatcher's store (`dispatcher.sqlite`): accepted orders with their canonical body
-/// (for deduplication and recovery), each order's state, its full history, rejections and
-/// redrive marks.
+/// The dispatcher's stores. `dispatcher.sqlite` (the tracker's): each order's state and
+/// facts, its full history, alerts and redrive marks. `intake.sqlite` (the intake's): every
+/// order submitted, by id with its canonical body (deduplication), and every rejection. Two
+/// files, so intake and tracker never wait for each other's transactions; the intake reads
+/// the tracker's state through a connection of its own (WAL readers never block).
 public final class DispatcherStore: Sendable {
     public let connection: SQLiteConnection
+    public let intake: SQLiteConnection
+    /// The intake's read-only view of `dispatcher.sqlite`.
+    public let stateReader: SQLiteConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS orders (
@@ -38,19 +43,26 @@ public final class DispatcherStore: Sendable {
             error_message TEXT,
             UNIQUE (topic, partition, offset));
         CREATE INDEX IF NOT EXISTS history_order ON history(order_id, at);
-        CREATE TABLE IF NOT EXISTS rejections (
-            topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
-            order_id TEXT, reason TEXT NOT NULL, field TEXT, message TEXT NOT NULL, at INTEGER NOT NULL,
-            UNIQUE (topic, partition, offset));
         CREATE TABLE IF NOT EXISTS redriven (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL,
             PRIMARY KEY (topic, partition, offset));
         CREATE TABLE IF NOT EXISTS alerts (at INTEGER NOT NULL, order_id TEXT, kind TEXT NOT NULL, message TEXT NOT NULL);
         """
 
+    static let intakeSchema = """
+        CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS rejections (
+            topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+            order_id TEXT, reason TEXT NOT NULL, field TEXT, message TEXT NOT NULL, at INTEGER NOT NULL,
+            UNIQUE (topic, partition, offset));
+        """
+
     public init(directory: String, readOnly: Bool = false) throws {
         connection = try SQLiteConnection(path: directory + "/dispatcher.sqlite", readOnly: readOnly)
         if !readOnly { try connection.execute(Self.schema) }
+        intake = try SQLiteConnection(path: directory + "/intake.sqlite", readOnly: readOnly)
+        if !readOnly { try intake.execute(Self.intakeSchema) }
+        stateReader = readOnly ? connection : try SQLiteConnection(path: directory + "/dispatcher.sqlite", readOnly: true)
     }
 
     /// One order as `order <id>` shows it.
@@ -117,7 +129,7 @@ public final class DispatcherStore: Sendable {
     }
 
     public func rejections(orderID: String) throws -> [(reason: String, message: String, at: Int64)] {
-        try connection.query("SELECT reason, message, at FROM rejections WHERE order_id = ? ORDER BY at", [.text(orderID)]) { ($0.text(0), $0.text(1), $0.int(2)) }
+        try intake.query("SELECT reason, message, at FROM rejections WHERE order_id = ? ORDER BY at", [.text(orderID)]) { ($0.text(0), $0.text(1), $0.int(2)) }
     }
 
     /// Orders per state.
@@ -126,7 +138,7 @@ public final class DispatcherStore: Sendable {
     }
 
     public func rejectionCount() throws -> Int {
-        Int(try connection.scalar("SELECT COUNT(*) FROM rejections") ?? 0)
+        Int(try intake.scalar("SELECT COUNT(*) FROM rejections") ?? 0)
     }
 
     public func acceptedCount() throws -> Int {

@@ -47,7 +47,7 @@ public struct OrderIntake: StepHandler {
     }
 
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
-        try store.connection.transaction { db in
+        try store.intake.transaction { db in
             try batch.map { message, work in
                 let record = message.record
                 switch work {
@@ -55,28 +55,25 @@ public struct OrderIntake: StepHandler {
                     return .success([try reject(rejection, record, db)])
                 case .valid(let order, let canonical):
                     let priority = Self.priority(of: order, threshold: vipThreshold)
-                    let existing = try db.query("SELECT body, state FROM orders WHERE order_id = ?", [.text(order.orderID)]) { ($0.blob(0), $0.text(1)) }.first
-                    if let (body, state) = existing {
+                    var request = messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)
+                    request.headers += [
+                        RecordHeader(SagaHeader.createdAt, String(record.timestamp)),
+                        RecordHeader(SagaHeader.sourcePosition, "\(record.topic)/\(record.partition)/\(record.offset)"),
+                    ]
+                    if let body = try db.query("SELECT body FROM submitted WHERE order_id = ?", [.text(order.orderID)], { $0.blob(0) }).first {
                         guard body == canonical else {
                             let rejection = OrderRejection(
                                 orderID: order.orderID, reason: .duplicateOrderID, field: "order_id",
                                 message: "order \(order.orderID) was already submitted with a different body; use a new order_id")
                             return .success([try reject(rejection, record, db)])
                         }
-                        // Same order again. If it never left intake (we crashed between storing
-                        // and publishing), publish its request again; otherwise nothing to do.
-                        return .success(state == OrderState.accepted.rawValue
-                            ? [messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)]
-                            : [])
+                        // Same order again. If the tracker never saw it start (we crashed between
+                        // storing and publishing), publish its request again; otherwise a no-op.
+                        let started = try store.stateReader.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(order.orderID)]) != nil
+                        return .success(started ? [] : [request])
                     }
-                    try db.run(
-                        "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
-                        [.text(order.orderID), .blob(canonical), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
-                         .text(priority.rawValue), .integer(record.timestamp), .integer(record.timestamp)])
-                    try db.run(
-                        "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event, step, attempt) VALUES (?, ?, ?, ?, ?, 'accepted', NULL, NULL)",
-                        [.text(order.orderID), .integer(record.timestamp), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset)])
-                    return .success([messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)])
+                    try db.run("INSERT INTO submitted VALUES (?, ?, ?)", [.text(order.orderID), .blob(canonical), .integer(record.timestamp)])
+                    return .success([request])
                 }
             }
         }

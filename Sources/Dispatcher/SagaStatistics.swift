@@ -60,7 +60,7 @@ public struct SagaStatistics: Codable, Sendable {
     public static func collect(store: DispatcherStore, broker: any MessageBroker, configuration: SagaConfiguration) async throws -> SagaStatistics {
         let states = try store.stateCounts()
         let orders = states.values.reduce(0, +)
-        let reasons = Dictionary(uniqueKeysWithValues: try store.connection.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason") { ($0.text(0), Int($0.int(1))) })
+        let reasons = Dictionary(uniqueKeysWithValues: try store.intake.query("SELECT reason, COUNT(*) FROM rejections GROUP BY reason") { ($0.text(0), Int($0.int(1))) })
         var steps: [String: StepFigures] = [:]
         for step in SagaStep.allCases { steps[step.rawValue] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0) }
         steps["compensation"] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0)

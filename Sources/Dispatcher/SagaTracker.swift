@@ -68,11 +68,32 @@ public struct SagaTracker: Service {
         return Event(orderID: message.orderID, name: recovered, step: step, state: OrderState(step: step))
     }
 
+    /// The first event of an order (normally its payment request from the intake): keep its
+    /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
+    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: SQLiteConnection.Transaction) throws {
+        guard let order = try? Order.decode(record.value) else { return }
+        let createdAt = record.header(SagaHeader.createdAt).flatMap(Int64.init) ?? at
+        let priority = record.header(SagaHeader.priority) ?? Priority.standard.rawValue
+        try db.run(
+            "INSERT OR IGNORE INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
+            [.text(orderID), .blob(record.value), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
+             .text(priority), .integer(createdAt), .integer(createdAt)])
+        let source = (record.header(SagaHeader.sourcePosition) ?? "").split(separator: "/")
+        if source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) {
+            try db.run(
+                "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
+                [.text(orderID), .integer(createdAt), .text(String(source[0])), .integer(partition), .integer(offset)])
+        }
+    }
+
     func record(_ records: [ConsumerRecord]) throws {
         try store.connection.transaction { db in
             for record in records {
                 guard let event = classify(record) else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
+                if event.state != nil, try db.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(event.orderID)]) == nil {
+                    try startTracking(event.orderID, record, at: at, db)
+                }
                 let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)
                 let errorClass = record.header(SagaHeader.errorClass)
                 let errorMessage = record.header(SagaHeader.errorMessage)

@@ -183,7 +183,7 @@ enum OrderScope: Sendable {
             }
         }
         let rejectionFilter = filter.sql.replacingOccurrences(of: "order_id", with: "COALESCE(order_id, '')")
-        counts.rejected = Int(try store.connection.scalar("SELECT COUNT(*) FROM rejections WHERE \(rejectionFilter)", filter.values) ?? 0)
+        counts.rejected = Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(rejectionFilter)", filter.values) ?? 0)
         return counts
     }
 

@@ -118,6 +118,9 @@ public enum SagaHeader {
     public static let recoveredBy = "recovered-by"
     /// Set on a message put back by `dlq redrive`.
     public static let redriven = "redriven"
+    /// On an order's first request: when it was submitted (ms), and where (`topic/partition/offset`).
+    public static let createdAt = "created-at"
+    public static let sourcePosition = "source-position"
 }
 
 /// Idempotency keys: `<order_id>:<step>`, compensations `<order_id>:<step>:undo`; never

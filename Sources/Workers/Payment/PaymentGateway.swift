@@ -24,7 +24,7 @@ public struct GatewayReceipt: Sendable, Hashable {
 /// refunds that fail, driven by the fault profile and by test tokens:
 /// `tok_decline`, `tok_transient_N`, `tok_hang`, `tok_timeout_after_charge`, `tok_refund_fail_N`.
 public final class SimulatedPaymentGateway: PaymentGateway {
-    let ledger: SQLiteConnection
+    public let ledger: SQLiteConnection
     let world: SimulatedWorld
     private let batcher: LedgerBatcher
 

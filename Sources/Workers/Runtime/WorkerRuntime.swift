@@ -67,6 +67,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         var nextToken = 0
         var queued: [Int: (InboundMessage, Outcome?)] = [:]
         var running: [Int: Running] = [:]
+        /// Messages free to start, waiting for a handler slot; VIP messages go first.
+        var readyVIP: [(Int, InboundMessage)] = []
+        var readyStandard: [(Int, InboundMessage)] = []
         var finished: [Finished] = []
         var stopping = false
     }
@@ -112,8 +115,15 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         } catch {
             logger.error("worker stopped by an error", metadata: ["error": "\(error)"])
         }
-        // Graceful shutdown: no new work; let running handlers finish, then hand back the rest.
-        state.withLock { $0.stopping = true }
+        // Graceful shutdown: no new work; let running handlers finish, then hand back the rest
+        // (messages not started are simply not committed: they are redelivered after restart).
+        state.withLock { state in
+            state.stopping = true
+            for _ in 0..<(state.readyVIP.count + state.readyStandard.count + state.queued.count) { state.ledger.abandoned() }
+            state.readyVIP.removeAll()
+            state.readyStandard.removeAll()
+            state.queued.removeAll()
+        }
         let graceEnd = ContinuousClock.now + configuration.shutdownGrace
         while state.withLock({ !$0.running.isEmpty }), ContinuousClock.now < graceEnd {
             try? await Task.sleep(for: .milliseconds(10))
@@ -199,19 +209,29 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 }
             }
         }
-        if !finishedNow.isEmpty {
-            metrics.add(WorkerMetrics.reemitted, finishedNow.count)
-            for finished in finishedNow { complete(finished) }
-        }
+        for finished in finishedNow { complete(finished) }
         for (token, message) in toStart { start(token: token, message: message) }
     }
 
     // MARK: Handling
 
+    /// Starts a message now if a handler slot is free (at most `concurrency` run at once),
+    /// else queues it, VIP messages ahead of standard ones.
     private func start(token: Int, message: InboundMessage) {
         let heartbeat = Heartbeat()
+        let launchNow = state.withLock { state -> Bool in
+            guard state.running.count < configuration.concurrency else {
+                if message.priority == .vip { state.readyVIP.append((token, message)) } else { state.readyStandard.append((token, message)) }
+                return false
+            }
+            state.running[token] = Running(message: message, task: nil, deadline: .now + .seconds(1_000_000), heartbeat: heartbeat)
+            return true
+        }
+        if launchNow { launch(token: token, message: message, heartbeat: heartbeat) }
+    }
+
+    private func launch(token: Int, message: InboundMessage, heartbeat: Heartbeat) {
         let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.policy.timeoutSeconds * 1000))
-        state.withLock { $0.running[token] = Running(message: message, task: nil, deadline: deadline, heartbeat: heartbeat) }
         let task = Task {
             let outcome: Outcome
             do {
@@ -221,7 +241,18 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             } catch {
                 outcome = .failed(StepFailure(StepFailure.transientClass, "\(error)"))
             }
-            let reason = state.withLock { $0.running.removeValue(forKey: token)?.cancelReason }
+            // Free the slot and hand it to the next ready message, VIP first.
+            let (reason, next) = state.withLock { state -> (StepFailure?, (Int, InboundMessage, Heartbeat)?) in
+                let reason = state.running.removeValue(forKey: token)?.cancelReason
+                guard !state.stopping else { return (reason, nil) }
+                let candidate: (Int, InboundMessage)? = !state.readyVIP.isEmpty ? state.readyVIP.removeFirst()
+                    : !state.readyStandard.isEmpty ? state.readyStandard.removeFirst() : nil
+                guard let (nextToken, nextMessage) = candidate else { return (reason, nil) }
+                let beat = Heartbeat()
+                state.running[nextToken] = Running(message: nextMessage, task: nil, deadline: .now + .seconds(1_000_000), heartbeat: beat)
+                return (reason, (nextToken, nextMessage, beat))
+            }
+            if let (nextToken, nextMessage, beat) = next { launch(token: nextToken, message: nextMessage, heartbeat: beat) }
             if let reason {
                 complete(Finished(token: token, message: message, outcome: .failed(reason)))
             } else if Task.isCancelled {
@@ -232,7 +263,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             }
         }
         state.withLock { state in
-            if state.running[token] != nil { state.running[token]!.task = task }
+            if state.running[token] != nil {
+                state.running[token]!.task = task
+                state.running[token]!.deadline = deadline
+            }
         }
     }
 
@@ -316,7 +350,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         var failures: [(InboundMessage, StepFailure)] = []
         for finished in batch {
             switch finished.outcome {
-            case .recorded(let records): outgoing += records
+            case .recorded(let records):
+                outgoing += records
+                metrics.add(WorkerMetrics.reemitted)
             case .work(let work): toApply.append((finished.message, work))
             case .failed(let failure): failures.append((finished.message, failure))
             }
