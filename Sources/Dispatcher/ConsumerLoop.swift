@@ -28,36 +28,36 @@ struct ConsumerLoop: Sendable {
                 await commit(pending.take(), consumer)
             }
         }
-        defer {
-            committer.cancel()
-        }
+        // One batch is handled while the next is polled; batches are handled in order.
+        var handling: Task<Bool, Never>?
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             let records = try await consumer.poll(maxRecords: batchSize, maxWait: .milliseconds(50))
             if records.isEmpty { continue }
-            var delay = Duration.milliseconds(50)
-            while true {
-                do {
-                    try await handle(records)
-                    break
-                } catch {
-                    logger.error("handling a batch failed; retrying it", metadata: ["group": "\(group)", "error": "\(error)"])
-                    if Task.isShuttingDownGracefully || Task.isCancelled {
-                        committer.cancel()
-                        await committer.value
-                        await commit(pending.take(), consumer)
-                        await consumer.close()
-                        return
-                    }
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(5))
-                }
-            }
-            pending.add(records)
+            if let previous = handling, await previous.value == false { break }
+            handling = Task { await handleUntilDone(records, pending) }
         }
+        _ = await handling?.value
         committer.cancel()
         await committer.value
         await commit(pending.take(), consumer)
         await consumer.close()
+    }
+
+    /// Handles a batch, retrying in place until it succeeds; `false` if shutdown came first.
+    private func handleUntilDone(_ records: [ConsumerRecord], _ pending: PendingOffsets) async -> Bool {
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                try await handle(records)
+                pending.add(records)
+                return true
+            } catch {
+                logger.error("handling a batch failed; retrying it", metadata: ["group": "\(group)", "error": "\(error)"])
+                if Task.isShuttingDownGracefully || Task.isCancelled { return false }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 
     private func commit(_ offsets: [TopicPartition: Int64], _ consumer: any GroupConsumer) async {

@@ -40,9 +40,9 @@ public final class DispatcherStore: Sendable {
             step TEXT,
             attempt INTEGER,
             error_class TEXT,
-            error_message TEXT,
-            UNIQUE (topic, partition, offset));
+            error_message TEXT);
         CREATE INDEX IF NOT EXISTS history_order ON history(order_id, at);
+        CREATE TABLE IF NOT EXISTS tracker_offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition));
         CREATE TABLE IF NOT EXISTS redriven (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL,
             PRIMARY KEY (topic, partition, offset));

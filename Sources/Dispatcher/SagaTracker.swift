@@ -3,12 +3,15 @@ import Logging
 import SQLiteDatabase
 import SagaDomain
 import ServiceLifecycle
+import Synchronization
 import Workers
 
 /// Records every saga event into each order's history and keeps its state: a choreography
 /// has no orchestrator, so the tracker reads every topic the saga writes. The latest event
 /// (by when it happened) decides the state; a final state (`completed`, `compensated`) never
-/// changes again, so late duplicates cannot resurrect an order.
+/// changes again, so late duplicates cannot resurrect an order. The offsets it consumed are
+/// stored in the same transaction as the history, so a redelivered event is recognised by
+/// its offset and recorded once.
 public struct SagaTracker: Service {
     let broker: any MessageBroker
     let store: DispatcherStore
@@ -35,8 +38,12 @@ public struct SagaTracker: Service {
     }
 
     public func run() async throws {
+        let store = self.store
+        let consumed = ConsumedOffsets(try await BlockingIO.run {
+            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
+        })
         let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 5000, logger: logger) { records in
-            try await BlockingIO.run { try record(records) }
+            try await BlockingIO.run { try record(records, consumed: consumed) }
         }
         try await loop.run()
     }
@@ -86,23 +93,28 @@ public struct SagaTracker: Service {
         }
     }
 
-    func record(_ records: [ConsumerRecord]) throws {
+    func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws {
+        let fresh = consumed.filter(records)
+        guard !fresh.isEmpty else { return }
         try store.connection.transaction { db in
-            for record in records {
+            for record in fresh {
                 guard let event = classify(record) else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
-                if event.state != nil, try db.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(event.orderID)]) == nil {
+                // An order starts being tracked at its first payment request (or, for orders
+                // that reached the saga some other way, at whatever event comes first for it).
+                let mayBeFirst = event.step == .payment || event.step == nil
+                if mayBeFirst, event.state != nil, try db.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(event.orderID)]) == nil {
                     try startTracking(event.orderID, record, at: at, db)
                 }
                 let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)
                 let errorClass = record.header(SagaHeader.errorClass)
                 let errorMessage = record.header(SagaHeader.errorMessage)
-                let inserted = try db.run(
-                    "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                try db.run(
+                    "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [.text(event.orderID), .integer(at), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .text(event.name),
                      event.step.map { .text($0.rawValue) } ?? .null, attempt.map { .integer($0) } ?? .null,
                      errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null])
-                guard inserted > 0, let state = event.state else { continue }
+                guard let state = event.state else { continue }
                 let finished: SQLiteValue = state.isTerminal ? .integer(at) : .null
                 try db.run(
                     """
@@ -115,6 +127,37 @@ public struct SagaTracker: Service {
                      event.failedStep.map { .text($0.rawValue) } ?? .null, errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null,
                      finished, .text(event.orderID), .integer(at)])
             }
+            for (tp, next) in ConsumedOffsets.next(fresh) {
+                try db.run("INSERT OR REPLACE INTO tracker_offsets VALUES (?, ?, ?)", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
+            }
+        }
+        consumed.advance(fresh)
+    }
+}
+
+/// The next offset the tracker has not recorded yet, per partition, kept in its own store.
+final class ConsumedOffsets: Sendable {
+    private let offsets: Mutex<[TopicPartition: Int64]>
+
+    init(_ stored: [(TopicPartition, Int64)]) {
+        offsets = Mutex(Dictionary(stored, uniquingKeysWith: max))
+    }
+
+    /// The records not recorded before (a redelivery after a crash repeats some).
+    func filter(_ records: [ConsumerRecord]) -> [ConsumerRecord] {
+        offsets.withLock { offsets in records.filter { $0.offset >= offsets[$0.topicPartition] ?? 0 } }
+    }
+
+    static func next(_ records: [ConsumerRecord]) -> [TopicPartition: Int64] {
+        var next: [TopicPartition: Int64] = [:]
+        for record in records { next[record.topicPartition] = max(next[record.topicPartition] ?? 0, record.offset + 1) }
+        return next
+    }
+
+    func advance(_ records: [ConsumerRecord]) {
+        let next = Self.next(records)
+        offsets.withLock { offsets in
+            for (tp, offset) in next { offsets[tp] = max(offsets[tp] ?? 0, offset) }
         }
     }
 }

@@ -70,7 +70,12 @@ private struct JSONParser {
     func fail(_ message: String) -> JSONValue.ParseError { JSONValue.ParseError(offset: position, message: message) }
 
     mutating func skipWhitespace() {
-        while position < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[position]) { position += 1 }
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
     }
 
     mutating func value(depth: Int) throws(JSONValue.ParseError) -> JSONValue {
@@ -248,6 +253,19 @@ private struct JSONParser {
             guard position < bytes.count, (0x30...0x39).contains(bytes[position]) else { throw fail("invalid number") }
             while position < bytes.count, (0x30...0x39).contains(bytes[position]) { position += 1 }
         }
+        // Fast path: a plain integer of up to 15 digits is exact as a Double.
+        var digits = 0
+        var integer: Int64 = 0
+        var negative = false
+        var plain = true
+        for i in start..<position {
+            let c = bytes[i]
+            if c == UInt8(ascii: "-") { negative = true; continue }
+            guard (0x30...0x39).contains(c) else { plain = false; break }
+            integer = integer * 10 + Int64(c - 0x30)
+            digits += 1
+        }
+        if plain && digits <= 15 { return Double(negative ? -integer : integer) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw fail("number out of range") }
         return value

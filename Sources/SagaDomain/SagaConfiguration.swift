@@ -18,8 +18,8 @@ public struct SagaConfiguration: Hashable, Sendable {
     public var watchdogIntervalSeconds: Double = 5
     public var watchdogGraceSeconds: Double = 30
     /// Handlers per worker running at once, and records taken per poll.
-    public var concurrency = 64
-    public var batchSize = 500
+    public var concurrency = 512
+    public var batchSize = 1000
     /// Catalogue of the simulated warehouse: `SKU-1` ... `SKU-n`, each with this many units.
     public var skuCount = 50
     public var initialStock = 1_000_000

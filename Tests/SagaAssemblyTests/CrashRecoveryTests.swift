@@ -1,0 +1,80 @@
+import Broker
+import Dispatcher
+import Foundation
+import Logging
+import Testing
+
+/// `fulfillment run` as a real child process, killed with SIGKILL mid-way and restarted.
+@Suite(.serialized) struct CrashRecoveryTests {
+    static func executable() throws -> URL {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("fulfillment")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        let fallback = SagaHarness.repositoryRoot.appendingPathComponent(".build/debug/fulfillment")
+        guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
+            throw HarnessError(message: "the fulfillment executable is not built: run `swift build` (or `make test`) first")
+        }
+        return fallback
+    }
+
+    static func launch(_ arguments: [String], stdout: String) throws -> Process {
+        FileManager.default.createFile(atPath: stdout, contents: nil)
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    @Test func aRunKilledWithSigkillMidWayFinishesEveryOrderAfterARestartAndCheckHolds() async throws {
+        let directory = NSTemporaryDirectory() + "saga-crash-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
+        let output = directory + ".out"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        // Two runs killed at random moments, with the default fault profile so retries,
+        // dead letters and compensations are in flight when the kill lands.
+        for round in 0..<2 {
+            let run = try Self.launch(["run", "--orders", "2000", "--faults", "default", "--data-dir", directory, "--config", fast], stdout: output)
+            try await Task.sleep(for: .milliseconds(Int.random(in: 1200...2500) + round * 300))
+            kill(run.processIdentifier, SIGKILL)
+            run.waitUntilExit()
+            #expect(run.terminationReason == .uncaughtSignal, "round \(round): the run was killed, not finished")
+        }
+        // Restart and drain what is queued: every order ends and the books balance.
+        let drain = try Self.launch(["run", "--drain", "--json", "--data-dir", directory, "--config", fast, "--max-seconds", "120"], stdout: output)
+        drain.waitUntilExit()
+        let json = try #require(try? Data(contentsOf: URL(fileURLWithPath: output)))
+        let summary = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        #expect(drain.terminationStatus == 0, "\(String(decoding: json, as: UTF8.self))")
+        #expect(summary["in_flight"] as? Int == 0)
+        let check = try #require(summary["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == true, "\(check["violations"] ?? "")")
+        // Every order the killed runs produced was accepted (or rejected) and is terminal.
+        var configuration = EmbeddedBroker.Configuration(dataDirectory: directory)
+        configuration.readOnly = true
+        let broker = try EmbeddedBroker(configuration: configuration, logger: Logger(label: "check"))
+        let produced = try await broker.describeTopic("orders").partitions.reduce(Int64(0)) { $0 + $1.endOffset }
+        let store = try DispatcherStore(directory: directory, readOnly: true)
+        let terminal = try store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')") ?? 0
+        let submitted = try store.intake.scalar("SELECT COUNT(*) FROM submitted") ?? 0
+        #expect(produced > 0)
+        #expect(submitted == produced, "every produced order was taken in once")
+        #expect(terminal == submitted, "\(submitted - terminal) orders not terminal")
+        #expect(try store.intake.scalar("SELECT COUNT(*) FROM rejections") == 0)
+        // No order was charged twice, even though the kills interrupted charges mid-way.
+        let ledger = try SQLiteConnectionForTests.open(directory + "/gateway.sqlite")
+        #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1)") == 0)
+    }
+}
+
+import SQLiteDatabase
+
+enum SQLiteConnectionForTests {
+    static func open(_ path: String) throws -> SQLiteConnection { try SQLiteConnection(path: path, readOnly: true) }
+}
