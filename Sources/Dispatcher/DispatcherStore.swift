@@ -9,7 +9,8 @@ import SagaDomain
 public final class DispatcherStore: Sendable {
     public let connection: SQLiteConnection
     public let intake: SQLiteConnection
-    /// The intake's read-only view of `dispatcher.sqlite`.
+    /// A read-only view of `dispatcher.sqlite` (the intake's duplicate checks, progress
+    /// counts): WAL readers neither block nor wait for the tracker's writes.
     public let stateReader: SQLiteConnection
 
     static let schema = """
@@ -29,7 +30,7 @@ public final class DispatcherStore: Sendable {
             updated_at INTEGER NOT NULL,
             finished_at INTEGER,
             recoveries INTEGER NOT NULL DEFAULT 0);
-        CREATE INDEX IF NOT EXISTS orders_state ON orders(state, updated_at);
+        DROP INDEX IF EXISTS orders_state;
         CREATE TABLE IF NOT EXISTS history (
             order_id TEXT NOT NULL,
             at INTEGER NOT NULL,

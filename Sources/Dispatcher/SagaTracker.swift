@@ -8,8 +8,9 @@ import Workers
 
 /// Records every saga event into each order's history and keeps its state: a choreography
 /// has no orchestrator, so the tracker reads every topic the saga writes. The latest event
-/// (by when it happened) decides the state; a final state (`completed`, `compensated`) never
-/// changes again, so late duplicates cannot resurrect an order. The offsets it consumed are
+/// (by when it happened) decides the state, except that a final state (`completed`,
+/// `compensated`) always applies and never changes again, so late duplicates cannot
+/// resurrect an order. The offsets it consumed are
 /// stored in the same transaction as the history, so a redelivered event is recognised by
 /// its offset and recorded once.
 public struct SagaTracker: Service {
@@ -75,6 +76,15 @@ public struct SagaTracker: Service {
         return Event(orderID: message.orderID, name: recovered, step: step, state: OrderState(step: step))
     }
 
+    struct StateUpdate {
+        var state: OrderState
+        var at: Int64
+        var attempt: Int64?
+        var failedStep: SagaStep?
+        var errorClass: String?
+        var errorMessage: String?
+    }
+
     /// The first event of an order (normally its payment request from the intake): keep its
     /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
     func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: SQLiteConnection.Transaction) throws {
@@ -85,47 +95,91 @@ public struct SagaTracker: Service {
             "INSERT OR IGNORE INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
             [.text(orderID), .blob(record.value), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
              .text(priority), .integer(createdAt), .integer(createdAt)])
+        if record.header(SagaHeader.createdAt) != nil { try recordAcceptance(orderID, record, createdAt, db) }
+    }
+
+    /// The `accepted` history entry, at the submission time and position the intake reported.
+    func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: SQLiteConnection.Transaction) throws {
         let source = (record.header(SagaHeader.sourcePosition) ?? "").split(separator: "/")
-        if source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) {
-            try db.run(
-                "INSERT OR IGNORE INTO history (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
-                [.text(orderID), .integer(createdAt), .text(String(source[0])), .integer(partition), .integer(offset)])
-        }
+        guard source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) else { return }
+        try db.run(
+            "INSERT INTO history (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
+            [.text(orderID), .integer(at), .text(String(source[0])), .integer(partition), .integer(offset)])
     }
 
     func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws {
         let fresh = consumed.filter(records)
         guard !fresh.isEmpty else { return }
         try store.connection.transaction { db in
+            var history: [SQLiteValue] = []
+            history.reserveCapacity(fresh.count * 10)
+            var updates: [String: StateUpdate] = [:]
+            var order: [String] = []
             for record in fresh {
                 guard let event = classify(record) else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
                 // An order starts being tracked at its first payment request (or, for orders
                 // that reached the saga some other way, at whatever event comes first for it).
                 let mayBeFirst = event.step == .payment || event.step == nil
-                if mayBeFirst, event.state != nil, try db.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(event.orderID)]) == nil {
-                    try startTracking(event.orderID, record, at: at, db)
+                if mayBeFirst, event.state != nil {
+                    if let createdAt = try db.scalar("SELECT created_at FROM orders WHERE order_id = ?", [.text(event.orderID)]) {
+                        // Events of different topics arrive in any order: the intake's request
+                        // (which says when the order was submitted) may come after a later event.
+                        if let submitted = record.header(SagaHeader.createdAt).flatMap(Int64.init), submitted < createdAt {
+                            try db.run("UPDATE orders SET created_at = ? WHERE order_id = ?", [.integer(submitted), .text(event.orderID)])
+                            try recordAcceptance(event.orderID, record, submitted, db)
+                        }
+                    } else {
+                        try startTracking(event.orderID, record, at: at, db)
+                    }
                 }
                 let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)
                 let errorClass = record.header(SagaHeader.errorClass)
                 let errorMessage = record.header(SagaHeader.errorMessage)
-                try db.run(
-                    "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [.text(event.orderID), .integer(at), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .text(event.name),
-                     event.step.map { .text($0.rawValue) } ?? .null, attempt.map { .integer($0) } ?? .null,
-                     errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null])
+                history += [
+                    .text(event.orderID), .integer(at), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .text(event.name),
+                    event.step.map { .text($0.rawValue) } ?? .null, attempt.map { .integer($0) } ?? .null,
+                    errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null,
+                ]
                 guard let state = event.state else { continue }
-                let finished: SQLiteValue = state.isTerminal ? .integer(at) : .null
+                // Several events of one order in a batch: one update, with the latest state; a
+                // final state (completed, compensated) wins over anything else, whatever its time.
+                var update = updates[event.orderID] ?? StateUpdate(state: state, at: at)
+                if !update.state.isFinal && (at >= update.at || state.isFinal) {
+                    update.state = state
+                    update.at = at
+                }
+                update.attempt = attempt ?? update.attempt
+                update.failedStep = event.failedStep ?? update.failedStep
+                update.errorClass = errorClass ?? update.errorClass
+                update.errorMessage = errorMessage ?? update.errorMessage
+                if updates[event.orderID] == nil { order.append(event.orderID) }
+                updates[event.orderID] = update
+            }
+            // History rows go in 50 to a statement (10 values each).
+            let width = 10
+            var start = 0
+            while start < history.count {
+                let end = min(history.count, start + 50 * width)
+                let rows = (end - start) / width
+                let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+                try db.run(
+                    "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES " + placeholders,
+                    Array(history[start..<end]))
+                start = end
+            }
+            for id in order {
+                let u = updates[id]!
                 try db.run(
                     """
                     UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
                         failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
                         finished_at = COALESCE(?, finished_at)
-                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND updated_at <= ?
+                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ?)
                     """,
-                    [.text(state.rawValue), .integer(at), attempt.map { .integer($0) } ?? .null,
-                     event.failedStep.map { .text($0.rawValue) } ?? .null, errorClass.map { .text($0) } ?? .null, errorMessage.map { .text($0) } ?? .null,
-                     finished, .text(event.orderID), .integer(at)])
+                    [.text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
+                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
+                     u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0)])
             }
             for (tp, next) in ConsumedOffsets.next(fresh) {
                 try db.run("INSERT OR REPLACE INTO tracker_offsets VALUES (?, ?, ?)", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])

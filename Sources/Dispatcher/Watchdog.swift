@@ -26,10 +26,13 @@ public struct Watchdog: Service {
     }
 
     public func run() async throws {
+        // Time the saga was not running does not count against an order: after a restart an
+        // order is stuck only if it stays put for a whole budget of running time.
+        let startedAt = UnixClock.nowMillis()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000)))
             do {
-                try await sweep(now: UnixClock.nowMillis())
+                try await sweep(now: UnixClock.nowMillis(), runningSince: startedAt)
             } catch {
                 logger.error("watchdog sweep failed", metadata: ["error": "\(error)"])
             }
@@ -49,7 +52,7 @@ public struct Watchdog: Service {
 
     /// One pass: acts on every stuck order; returns how many it acted on.
     @discardableResult
-    public func sweep(now: Int64) async throws -> Int {
+    public func sweep(now: Int64, runningSince: Int64 = 0) async throws -> Int {
         let shortest = OrderState.allCases.filter { !$0.isTerminal }.map(budgetMilliseconds).min() ?? 0
         let store = self.store
         let candidates = try await BlockingIO.run { try store.connection.query(
@@ -62,7 +65,7 @@ public struct Watchdog: Service {
         let messages = SagaMessages(topics: configuration.topics)
         var outgoing: [ProducerRecord] = []
         var updates: [(String, Int)] = []
-        for order in candidates where now - order.updatedAt > budgetMilliseconds(order.state) {
+        for order in candidates where now - max(order.updatedAt, runningSince) > budgetMilliseconds(order.state) {
             let marker = [RecordHeader(SagaHeader.recoveredBy, "watchdog")]
             if let step = order.state.step {
                 if order.recoveries == 0 {

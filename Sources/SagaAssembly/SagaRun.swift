@@ -43,8 +43,13 @@ public struct SagaRun: Sendable {
         public var rejected: Int
         public var manual_review: Int
         public var in_flight: Int
+        /// Finished orders per second, from the start of the run to the moment the last one
+        /// finished (its `orders.completed` / `orders.compensated` event).
         public var orders_per_s: Double
+        /// From the start to the last order finishing.
         public var duration_s: Double
+        /// From the start until the tracker had recorded every event (its history lags the saga).
+        public var tracked_s: Double
         public var faults: String
         public var latency_ms: [String: Latency]
         public var retries: [String: Int]
@@ -77,6 +82,7 @@ public struct SagaRun: Sendable {
         let group = ServiceGroup(
             configuration: .init(services: node.services(Set(SagaNode.Role.allCases)).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let start = ContinuousClock.now
+        let startMillis = UnixClock.nowMillis()
         let marks = RunMarks()
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -89,7 +95,7 @@ public struct SagaRun: Sendable {
                 tasks.addTask {
                     var lastReport = ContinuousClock.now
                     while true {
-                        try await Task.sleep(for: .milliseconds(100))
+                        try await Task.sleep(for: .milliseconds(250))
                         let store = node.dispatcherStore
                         let counts = try await BlockingIO.run { try scope.counts(store) }
                         let elapsed = Self.seconds(ContinuousClock.now - start)
@@ -99,7 +105,7 @@ public struct SagaRun: Sendable {
                             let head = generator.map { "produced \(marks.produced.load(ordering: .relaxed))/\($0.count)" } ?? "queued \(drainTarget!)"
                             progress("[\(Int(elapsed))s] \(head) · accepted \(counts.accepted) · completed \(counts.completed) · compensated \(counts.compensated) · manual-review \(counts.manualReview) · rejected \(counts.rejected) · in flight \(counts.inFlight) · \(Int(rate)) orders/s")
                         }
-                        let done: Bool
+                        var done: Bool
                         if let generator {
                             done = counts.finished + counts.rejected >= generator.count
                         } else {
@@ -108,6 +114,8 @@ public struct SagaRun: Sendable {
                             // queued record is accepted (and tracked) or rejected.
                             done = intakeLag == 0 && counts.inFlight == 0
                         }
+                        // Finish only once the tracker has recorded everything (its history feeds the summary).
+                        if done { done = try await broker.lag(group: "tracker").allSatisfy { $0.lag == 0 } }
                         let timedOut = options.maxSeconds.map { elapsed > $0 } ?? false
                         if done || timedOut {
                             if timedOut { progress("stopping: --max-seconds \(options.maxSeconds!) reached with orders still in flight") }
@@ -127,13 +135,15 @@ public struct SagaRun: Sendable {
         }
         guard generator != nil || drainTarget != nil else { return nil }
         let end = marks.finishedAt.withLock { $0 } ?? ContinuousClock.now
-        let duration = Self.seconds(end - start)
+        let tracked = Self.seconds(end - start)
+        let lastFinished = try scope.lastFinished(node.dispatcherStore) ?? UnixClock.nowMillis()
+        let duration = max(0.001, Double(lastFinished - startMillis) / 1000)
         let counts = try scope.counts(node.dispatcherStore)
         let check = try ConservationCheck(directory: options.dataDirectory).run()
         return Summary(
             orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
             rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,
-            orders_per_s: duration > 0 ? Double(counts.finished) / duration : 0, duration_s: duration, faults: options.faults,
+            orders_per_s: Double(counts.finished) / duration, duration_s: duration, tracked_s: tracked, faults: options.faults,
             latency_ms: try scope.latency(node.dispatcherStore), retries: try scope.events(node.dispatcherStore, "retry_scheduled"),
             dead_letters: try scope.events(node.dispatcherStore, "dead_lettered"), check: check)
     }
@@ -173,7 +183,8 @@ enum OrderScope: Sendable {
 
     func counts(_ store: DispatcherStore) throws -> Counts {
         var counts = Counts()
-        for (state, n) in try store.connection.query("SELECT state, COUNT(*) FROM orders WHERE \(filter.sql) GROUP BY state", filter.values, { ($0.text(0), Int($0.int(1))) }) {
+        // The read-only connection: a scan here never holds up the tracker's transactions.
+        for (state, n) in try store.stateReader.query("SELECT state, COUNT(*) FROM orders WHERE \(filter.sql) GROUP BY state", filter.values, { ($0.text(0), Int($0.int(1))) }) {
             counts.accepted += n
             switch OrderState(rawValue: state) {
             case .completed: counts.completed += n
@@ -185,6 +196,11 @@ enum OrderScope: Sendable {
         let rejectionFilter = filter.sql.replacingOccurrences(of: "order_id", with: "COALESCE(order_id, '')")
         counts.rejected = Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(rejectionFilter)", filter.values) ?? 0)
         return counts
+    }
+
+    /// When the last finished order of the scope finished (event time, ms).
+    func lastFinished(_ store: DispatcherStore) throws -> Int64? {
+        try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE \(filter.sql)", filter.values)
     }
 
     func latency(_ store: DispatcherStore) throws -> [String: SagaRun.Latency] {

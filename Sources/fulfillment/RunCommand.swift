@@ -83,7 +83,7 @@ struct RunCommand: AsyncParsableCommand {
             "rejected      \(s.rejected)",
             "manual review \(s.manual_review)",
             "in flight     \(s.in_flight)",
-            "throughput    \(f(s.orders_per_s)) orders/s over \(f(s.duration_s)) s",
+            "throughput    \(f(s.orders_per_s)) orders/s (last order finished after \(f(s.duration_s)) s; history fully recorded after \(f(s.tracked_s)) s)",
         ]
         for tier in ["standard", "vip"] {
             if let l = s.latency_ms[tier], l.count > 0 {

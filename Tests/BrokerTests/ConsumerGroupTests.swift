@@ -17,9 +17,9 @@ import Testing
         let dir = TemporaryDirectory()
         let broker = try openBroker(dir.path)
         try await broker.createTopic(TopicSpec(name: "orders", partitions: 6))
-        let a = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("a", session: .milliseconds(600)))
-        let b = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("b", session: .milliseconds(600)))
-        let c = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("c", session: .milliseconds(600)))
+        let a = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("a", session: .seconds(2)))
+        let b = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("b", session: .seconds(2)))
+        let c = try await broker.makeEmbeddedConsumer(group: "g", topics: ["orders"], configuration: config("c", session: .seconds(2)))
         let members = [a, b, c]
 
         func pollAll(_ consumers: [EmbeddedGroupConsumer], rounds: Int) async throws {
@@ -50,7 +50,7 @@ import Testing
         #expect(await b.assignment().count == 3)
 
         // b stops polling: after the session timeout a owns everything.
-        let deadline = ContinuousClock.now + .seconds(5)
+        let deadline = ContinuousClock.now + .seconds(15)
         while await a.assignment().count < 6, ContinuousClock.now < deadline {
             _ = try await a.poll(maxRecords: 100, maxWait: .milliseconds(100))
             try await checkDisjoint([a])

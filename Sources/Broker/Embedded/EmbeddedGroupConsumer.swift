@@ -106,7 +106,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             state.fetchPasses += 1
             let readable = state.owned.subtracting(state.paused).sorted()
             guard !readable.isEmpty else { return ([], [:], [:]) }
-            state.cursor = (state.cursor + 1) % readable.count
+            state.cursor %= readable.count
             let rotated = Array(readable[state.cursor...] + readable[..<state.cursor])
             return (rotated, state.positions, state.logs)
         }
@@ -114,7 +114,10 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         var nextDue: Int64?
         var advanced: [TopicPartition: Int64] = [:]
         let now = UnixClock.nowMillis()
-        for tp in order where records.count < maxRecords {
+        // Round robin: the next poll starts after the last partition this one read from, so a
+        // deep backlog in some partitions never starves the others.
+        var lastRead: Int?
+        for (index, tp) in order.enumerated() where records.count < maxRecords {
             guard var position = positions[tp], let (log, delay) = logs[tp] else { continue }
             // Nothing new: skip the read (and its lock) entirely.
             if position >= log.highWatermark { continue }
@@ -134,7 +137,11 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                 result.bytes, topic: tp.topic, partition: tp.partition, from: position, into: &records,
                 limit: maxRecords, delay: delay, now: now)
             advanced[tp] = decoded.nextOffset
+            if decoded.nextOffset > position { lastRead = index }
             if let due = decoded.nextDue { nextDue = min(nextDue ?? due, due) }
+        }
+        if let lastRead {
+            state.withLock { $0.cursor += lastRead + 1 }
         }
         if !advanced.isEmpty {
             state.withLock { state in

@@ -2,14 +2,19 @@ import Broker
 import SQLiteDatabase
 import SagaDomain
 
-/// Undoes what an order holds, newest effect first (cancel shipment -> release inventory ->
-/// refund payment), then sends the failure notice and publishes `orders.compensated`. Every
+/// Claims the order's one notice as a failure notice, then undoes what the order holds,
+/// newest effect first (cancel shipment -> release inventory -> refund payment), and
+/// publishes `orders.compensated`. An order whose confirmation was already sent completed:
+/// a late compensation request for it (a duplicate, a watchdog that acted on a slow order)
+/// undoes nothing. Every
 /// undo is keyed `<order_id>:<step>:undo`, so a retried compensation redoes nothing already
 /// done; a failing undo (a refund timing out) fails the attempt, which the compensation
 /// policy retries with capped backoff.
 public struct CompensationHandler: StepHandler {
     public struct Work: Sendable {
         var reason: String
+        /// The order completed before compensation could claim it: nothing was undone.
+        var orderCompleted: Bool
     }
 
     public let name = "compensation"
@@ -40,6 +45,12 @@ public struct CompensationHandler: StepHandler {
         }
         let undo = (message.record.header(SagaHeader.undo) ?? "").split(separator: ",").compactMap { SagaStep(rawValue: String($0)) }
         let now = UnixClock.nowMillis()
+        // The outbox decides, once, whether an order completed or failed: the confirmation and
+        // the failure notice compete for its single row. Claim it before undoing anything; if
+        // the confirmation got there first the order completed, and undoing it would be wrong.
+        let notifications = self.notifications
+        let claimed = try await BlockingIO.run { try notifications.claimFailure(orderID: order.orderID, email: order.email, at: now) }
+        guard claimed else { return Work(reason: "", orderCompleted: true) }
         for step in undo {
             let key = IdempotencyKey.undo(order.orderID, step)
             switch step {
@@ -66,14 +77,14 @@ public struct CompensationHandler: StepHandler {
             }
             heartbeat.beat()
         }
-        let notifications = self.notifications
-        try await BlockingIO.run { try notifications.sendFailureNotice(orderID: order.orderID, email: order.email, at: now) }
-        return Work(reason: message.record.header(SagaHeader.reason) ?? "compensation")
+        return Work(reason: message.record.header(SagaHeader.reason) ?? "compensation", orderCompleted: false)
     }
 
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
         batch.map { message, work in
-            .success([messages.compensated(orderID: message.orderID, orderJSON: message.record.value, priority: message.priority, reason: work.reason)])
+            work.orderCompleted
+                ? .success([])
+                : .success([messages.compensated(orderID: message.orderID, orderJSON: message.record.value, priority: message.priority, reason: work.reason)])
         }
     }
 }

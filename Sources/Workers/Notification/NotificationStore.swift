@@ -17,10 +17,15 @@ public final class NotificationStore: Sendable {
     }
 
     /// Sends the failure notice unless the customer already got a notice for this order.
-    public func sendFailureNotice(orderID: String, email: String, at: Int64) throws {
-        try connection.run(
-            "INSERT OR IGNORE INTO outbox VALUES (?, ?, 'failure', ?, ?)",
-            [.text(IdempotencyKey.failureNotice(orderID)), .text(orderID), .text(email), .integer(at)])
+    /// Returns `true` when the order's notice is (now or already) the failure notice, `false`
+    /// when the confirmation was sent first: the order completed.
+    public func claimFailure(orderID: String, email: String, at: Int64) throws -> Bool {
+        try connection.transaction { db in
+            try db.run(
+                "INSERT OR IGNORE INTO outbox VALUES (?, ?, 'failure', ?, ?)",
+                [.text(IdempotencyKey.failureNotice(orderID)), .text(orderID), .text(email), .integer(at)])
+            return try db.query("SELECT kind FROM outbox WHERE order_id = ?", [.text(orderID)]) { $0.text(0) }.first == "failure"
+        }
     }
 
     public func notice(orderID: String) throws -> String? {
