@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps build release demo test bench-broker clean
+.PHONY: deps build release demo test bench-broker bench-saga clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
 APT_PACKAGES := libsqlite3-dev pkg-config
@@ -23,8 +23,13 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
+# The whole saga on the embedded default: 20,000 synthetic orders with the default fault
+# profile (retries, dead letters, compensations), then the summary and the conservation check.
 demo: release
-	./.build/release/fulfillment bench broker
+	./.build/release/fulfillment run --orders 20000 --faults default --data-dir $(DATA_DIR)
+
+bench-saga: release
+	./scripts/bench-saga.sh
 
 bench-broker: release
 	./.build/release/fulfillment bench broker --json

@@ -165,6 +165,9 @@ public final class SQLiteConnection: Sendable {
         @discardableResult
         public func run(_ sql: String, _ values: [SQLiteValue] = []) throws -> Int {
             let statement = try prepared(sql, values)
+            // Reset at once, even after an error: a statement left active keeps its read
+            // transaction open, and the connection would see an old snapshot from then on.
+            defer { sqlite3_reset(statement) }
             var rc = sqlite3_step(statement)
             while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
             guard rc == SQLITE_DONE else { throw error(rc, sql) }
@@ -173,6 +176,7 @@ public final class SQLiteConnection: Sendable {
 
         public func query<T>(_ sql: String, _ values: [SQLiteValue] = [], _ row: (SQLiteRow) throws -> T) throws -> [T] {
             let statement = try prepared(sql, values)
+            defer { sqlite3_reset(statement) }
             var rows: [T] = []
             while true {
                 let rc = sqlite3_step(statement)
