@@ -29,6 +29,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Generated orders per second (default: as fast as possible).") var rate: Double?
     @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
     @Option(help: "Stock file (JSON object SKU -> units) used when the inventory is first created.") var stock: String?
+    @Option(help: "Handlers per worker running at once (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
     @Flag(help: "Print the summary as one JSON object.") var json = false
 
@@ -37,12 +38,15 @@ struct RunCommand: AsyncParsableCommand {
         if orders != nil && drain { throw ValidationError("use either --orders or --drain, not both") }
         guard (0...1).contains(vipShare) else { throw ValidationError("--vip-share must be between 0 and 1") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
     }
 
     func run() async throws {
         var exitCode: Int32 = 0
         try await reportingFailures {
-            var options = SagaRun.Options(dataDirectory: saga.dataDir, configuration: try saga.loadConfiguration())
+            var configuration = try saga.loadConfiguration()
+            if let concurrency { configuration.concurrency = concurrency }
+            var options = SagaRun.Options(dataDirectory: saga.dataDir, configuration: configuration)
             options.faults = faults
             options.orders = orders
             options.drain = drain
