@@ -38,7 +38,9 @@ public struct OrderIntake: StepHandler {
         case .success(let order):
             var normalized = order
             normalized.amount = Double(order.amountCents) / 100
-            return .valid(normalized, canonical: normalized.canonicalJSON())
+            let canonical = normalized.canonicalJSON()
+            ParsedOrders.shared.remember(normalized, bytes: canonical)
+            return .valid(normalized, canonical: canonical)
         case .failure(let rejection):
             var rejection = rejection
             if rejection.orderID == nil, let key = message.record.keyString { rejection.orderID = key }

@@ -88,7 +88,7 @@ public struct SagaTracker: Service {
     /// The first event of an order (normally its payment request from the intake): keep its
     /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
     func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: SQLiteConnection.Transaction) throws {
-        guard let order = try? Order.decode(record.value) else { return }
+        guard let order = ParsedOrders.shared.order(orderID, bytes: record.value) ?? (try? Order.decode(record.value)) else { return }
         let createdAt = record.header(SagaHeader.createdAt).flatMap(Int64.init) ?? at
         let priority = record.header(SagaHeader.priority) ?? Priority.standard.rawValue
         try db.run(

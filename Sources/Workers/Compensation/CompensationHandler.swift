@@ -39,10 +39,7 @@ public struct CompensationHandler: StepHandler {
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
-        let order: Order
-        do { order = try message.decodeOrder() } catch {
-            throw StepFailure(StepFailure.malformedClass, "compensation request is not an order: \(error)")
-        }
+        let order = try message.requireOrder("compensation")
         let undo = (message.record.header(SagaHeader.undo) ?? "").split(separator: ",").compactMap { SagaStep(rawValue: String($0)) }
         let now = UnixClock.nowMillis()
         // The outbox decides, once, whether an order completed or failed: the confirmation and

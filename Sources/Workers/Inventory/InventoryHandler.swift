@@ -20,20 +20,11 @@ public struct InventoryHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try store.connection.withConnection { db in
-            var result: [Int: HandlerResult] = [:]
-            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM reservations WHERE idempotency_key = ? AND status = 'reserved'", [.text(message.key(for: .inventory))]) != nil {
-                result[i] = .success([messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
-            }
-            return result
-        }
+        try reemitRecorded(batch, step: .inventory, in: store.connection, recorded: "SELECT 1 FROM reservations WHERE idempotency_key = ? AND status = 'reserved'", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
-        let order: Order
-        do { order = try message.decodeOrder() } catch {
-            throw StepFailure(StepFailure.malformedClass, "inventory request is not an order: \(error)")
-        }
+        let order = try message.requireOrder("inventory")
         let key = message.key(for: .inventory)
         let call = world.callNumber(key)
         try await world.latency(.inventory, key: key, call: call)

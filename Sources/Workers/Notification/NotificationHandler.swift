@@ -19,20 +19,11 @@ public struct NotificationHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try store.connection.withConnection { db in
-            var result: [Int: HandlerResult] = [:]
-            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM outbox WHERE idempotency_key = ?", [.text(message.key(for: .notification))]) != nil {
-                result[i] = .success([messages.next(after: .notification, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
-            }
-            return result
-        }
+        try reemitRecorded(batch, step: .notification, in: store.connection, recorded: "SELECT 1 FROM outbox WHERE idempotency_key = ?", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
-        let order: Order
-        do { order = try message.decodeOrder() } catch {
-            throw StepFailure(StepFailure.malformedClass, "notification request is not an order: \(error)")
-        }
+        let order = try message.requireOrder("notification")
         if order.email.hasSuffix("@bounce.example") {
             throw StepFailure("MailboxUnavailable", "mailbox \(order.email) does not exist")
         }

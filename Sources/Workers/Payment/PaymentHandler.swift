@@ -38,10 +38,7 @@ public struct PaymentHandler: StepHandler {
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
-        let order: Order
-        do { order = try message.decodeOrder() } catch {
-            throw StepFailure(StepFailure.malformedClass, "payment request is not an order: \(error)")
-        }
+        let order = try message.requireOrder("payment")
         let receipt = try await gateway.charge(
             idempotencyKey: message.key(for: .payment), orderID: order.orderID, amountCents: order.amountCents,
             currency: order.currency, token: order.payment.token)

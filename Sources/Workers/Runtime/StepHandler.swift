@@ -1,4 +1,5 @@
 import Broker
+import SQLiteDatabase
 import SagaDomain
 
 /// Why one attempt failed: an error class the retry policy matches on (`TransientError`,
@@ -51,4 +52,18 @@ public protocol StepHandler: Sendable {
     /// Applies a batch of finished work in one store transaction and says, per message in
     /// the same order, what to publish or why it failed.
     func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult]
+}
+
+extension StepHandler {
+    /// The usual `recordedOutcomes`: messages whose idempotency key `recorded` finds in the
+    /// store re-emit what follows `step`.
+    func reemitRecorded(_ batch: [InboundMessage], step: SagaStep, in connection: SQLiteConnection, recorded sql: String, messages: SagaMessages) throws -> [Int: HandlerResult] {
+        try connection.withConnection { db in
+            var result: [Int: HandlerResult] = [:]
+            for (i, message) in batch.enumerated() where try db.scalar(sql, [.text(message.key(for: step))]) != nil {
+                result[i] = .success([messages.next(after: step, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
+            }
+            return result
+        }
+    }
 }

@@ -21,20 +21,11 @@ public struct ShippingHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try store.connection.withConnection { db in
-            var result: [Int: HandlerResult] = [:]
-            for (i, message) in batch.enumerated() where try db.scalar("SELECT 1 FROM shipments WHERE idempotency_key = ? AND status = 'prepared'", [.text(message.key(for: .shipping))]) != nil {
-                result[i] = .success([messages.next(after: .shipping, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
-            }
-            return result
-        }
+        try reemitRecorded(batch, step: .shipping, in: store.connection, recorded: "SELECT 1 FROM shipments WHERE idempotency_key = ? AND status = 'prepared'", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
-        let order: Order
-        do { order = try message.decodeOrder() } catch {
-            throw StepFailure(StepFailure.malformedClass, "shipment request is not an order: \(error)")
-        }
+        let order = try message.requireOrder("shipment")
         if Self.unsupportedCountries.contains(order.shippingAddress.country) {
             throw StepFailure("UnsupportedDestination", "the carrier does not ship to \(order.shippingAddress.country)")
         }
