@@ -107,7 +107,13 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
         let consumers = [standard] + (priority.map { [$0] } ?? [])
 
-        let flusher = Task { await self.flushLoop() }
+        // Two flushers: while one waits for its transaction or its produce to be durable, the
+        // other applies and publishes the next batch.
+        let flusher = Task {
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<2 { group.addTask { await self.flushLoop() } }
+            }
+        }
         let committer = Task { await self.commitLoop(consumers: consumers) }
         let deadlines = Task { await self.deadlineLoop() }
         do {
@@ -430,50 +436,69 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     }
 }
 
-/// A wake-up that is remembered if nobody waits yet, so a signal is never lost.
+/// A wake-up that is remembered if nobody waits yet, so a signal is never lost. A signal
+/// wakes every current waiter; each waiter's timeout wakes only that waiter.
 public final class Signal: Sendable {
+    private struct State {
+        var pending = false
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Waiters whose timeout fired before they parked.
+        var expired: Set<Int> = []
+    }
+
+    private let state = Mutex(State())
+
     public init() {}
 
-    private let waiter = Mutex<(pending: Bool, continuation: CheckedContinuation<Void, Never>?)>((false, nil))
-
     public func signal() {
-        let continuation: CheckedContinuation<Void, Never>? = waiter.withLock { state in
-            if let c = state.continuation {
-                state.continuation = nil
-                return c
+        let woken: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            if state.waiters.isEmpty {
+                state.pending = true
+                return []
             }
-            state.pending = true
-            return nil
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
-        continuation?.resume()
+        for continuation in woken { continuation.resume() }
     }
 
     /// Returns at the next signal (or at once if one is pending), or after `timeout`.
     public func wait(timeout: Duration) async {
-        let consumed = waiter.withLock { state -> Bool in
+        let id: Int? = state.withLock { state in
             if state.pending {
                 state.pending = false
-                return true
+                return nil
             }
-            return false
+            state.nextID += 1
+            return state.nextID
         }
-        if consumed { return }
+        guard let id else { return }
         let timer = Task {
             try? await Task.sleep(for: timeout)
-            self.signal()
+            self.expire(id)
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = waiter.withLock { state -> Bool in
-                if state.pending {
+            let resumeNow = state.withLock { state -> Bool in
+                if state.pending || state.expired.remove(id) != nil {
                     state.pending = false
                     return true
                 }
-                state.continuation = continuation
+                state.waiters[id] = continuation
                 return false
             }
             if resumeNow { continuation.resume() }
         }
         timer.cancel()
-        // A timer that fired after we were woken leaves a stale pending flag: harmless, one extra loop.
+        state.withLock { _ = $0.expired.remove(id) }
+    }
+
+    private func expire(_ id: Int) {
+        let continuation: CheckedContinuation<Void, Never>? = state.withLock { state in
+            if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
+            state.expired.insert(id)
+            return nil
+        }
+        continuation?.resume()
     }
 }
