@@ -429,7 +429,7 @@ public final class EmbeddedBroker: MessageBroker {
         var partitions: Set<TopicPartition> = []
         registry.withLock { registry in
             var topics = Set(committed.keys.map(\.topic))
-            for member in registry.groups[group]?.state.members.values ?? [:].values { topics.formUnion(member.topics) }
+            for member in registry.groups[group].map({ Array($0.state.members.values) }) ?? [] { topics.formUnion(member.topics) }
             for topic in topics {
                 for p in 0..<(registry.topics[topic]?.partitions.count ?? 0) { partitions.insert(TopicPartition(topic, p)) }
             }

@@ -101,9 +101,9 @@ public struct SagaMessages: Sendable {
 /// Copies the failure headers of DESIGN.md onto a record sent to a retry tier or a DLT.
 public enum FailureHeaders {
     public static func make(from message: InboundMessage, errorClass: String, errorMessage: String, failedAt: Int64, attempt: Int) -> [RecordHeader] {
+        // Replace the attempt and error headers; keep the original position of the first failure.
         var headers = message.record.headers.filter { header in
             ![SagaHeader.attempt, SagaHeader.errorClass, SagaHeader.errorMessage, SagaHeader.failedAt].contains(header.key)
-                && !(header.key.hasPrefix("original-") && message.record.header(SagaHeader.originalTopic) == nil)
         }
         if message.record.header(SagaHeader.originalTopic) == nil {
             headers.append(RecordHeader(SagaHeader.originalTopic, message.record.topic))
