@@ -38,9 +38,10 @@ import Testing
         let output = directory + ".out"
         defer { try? FileManager.default.removeItem(atPath: output) }
         // Two runs killed at random moments, with the default fault profile so retries,
-        // dead letters and compensations are in flight when the kill lands.
+        // dead letters and compensations are in flight when the kill lands. Each run has
+        // more orders than it can finish before the kill, even in a fast debug build.
         for round in 0..<2 {
-            let run = try Self.launch(["run", "--orders", "2000", "--faults", "default", "--data-dir", directory, "--config", fast], stdout: output)
+            let run = try Self.launch(["run", "--orders", "6000", "--faults", "default", "--data-dir", directory, "--config", fast], stdout: output)
             try await Task.sleep(for: .milliseconds(Int.random(in: 1200...2500) + round * 300))
             kill(run.processIdentifier, SIGKILL)
             run.waitUntilExit()
