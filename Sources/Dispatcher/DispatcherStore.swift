@@ -142,7 +142,4 @@ public final class DispatcherStore: Sendable {
         Int(try intake.scalar("SELECT COUNT(*) FROM rejections") ?? 0)
     }
 
-    public func acceptedCount() throws -> Int {
-        Int(try connection.scalar("SELECT COUNT(*) FROM orders") ?? 0)
-    }
 }

@@ -39,11 +39,14 @@ public struct SagaStatistics: Codable, Sendable {
         case deadLetterDepth = "dlt_depth", lag, latencyMilliseconds = "latency_ms"
     }
 
-    public static func latency(_ store: DispatcherStore) throws -> [String: Latency] {
+    /// End-to-end latency of completed orders per lane, optionally of some orders only
+    /// (`filter` is a condition on `orders` with its values).
+    public static func latency(_ store: DispatcherStore, filter: (sql: String, values: [SQLiteValue]) = ("1 = 1", [])) throws -> [String: Latency] {
         var result: [String: Latency] = [:]
         for tier in [Priority.standard, Priority.vip] {
-            let values = try store.connection.query(
-                "SELECT finished_at - created_at FROM orders WHERE state = 'completed' AND priority = ? ORDER BY 1", [.text(tier.rawValue)]
+            let values = try store.stateReader.query(
+                "SELECT finished_at - created_at FROM orders WHERE \(filter.sql) AND state = 'completed' AND priority = ? ORDER BY 1",
+                filter.values + [.text(tier.rawValue)]
             ) { Double($0.int(0)) }
             result[tier.rawValue] = Latency(count: values.count, p50: percentile(values, 0.5), p99: percentile(values, 0.99))
         }

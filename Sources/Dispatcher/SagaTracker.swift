@@ -59,21 +59,21 @@ public struct SagaTracker: Service {
 
     func classify(_ record: ConsumerRecord) -> Event? {
         let t = configuration.topics
-        let message = InboundMessage(record: record)
+        let orderID = InboundMessage.orderID(of: record)
         let topic = record.topic
-        guard !message.orderID.isEmpty else { return nil }
-        if topic == t.completed { return Event(orderID: message.orderID, name: "completed", state: .completed) }
-        if topic == t.compensated { return Event(orderID: message.orderID, name: "compensated", state: .compensated) }
-        if topic == t.manualReview { return Event(orderID: message.orderID, name: "manual_review", state: .manualReview) }
-        if topic == t.rejected { return Event(orderID: message.orderID, name: "rejected", state: nil) }
-        if topic == t.compensation { return Event(orderID: message.orderID, name: "compensation_requested", state: .compensating) }
-        if topic == t.deadLetter(nil) { return Event(orderID: message.orderID, name: "compensation_dead_lettered", state: .compensating) }
-        if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: message.orderID, name: "compensation_retry_scheduled", state: .compensating) }
+        guard !orderID.isEmpty else { return nil }
+        if topic == t.completed { return Event(orderID: orderID, name: "completed", state: .completed) }
+        if topic == t.compensated { return Event(orderID: orderID, name: "compensated", state: .compensated) }
+        if topic == t.manualReview { return Event(orderID: orderID, name: "manual_review", state: .manualReview) }
+        if topic == t.rejected { return Event(orderID: orderID, name: "rejected", state: nil) }
+        if topic == t.compensation { return Event(orderID: orderID, name: "compensation_requested", state: .compensating) }
+        if topic == t.deadLetter(nil) { return Event(orderID: orderID, name: "compensation_dead_lettered", state: .compensating) }
+        if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: orderID, name: "compensation_retry_scheduled", state: .compensating) }
         guard let step = t.step(ofTopic: topic) else { return nil }
-        if topic == t.deadLetter(step) { return Event(orderID: message.orderID, name: "dead_lettered", step: step, state: .compensating, failedStep: step) }
-        if topic.hasPrefix(t.requested(step) + ".retry.") { return Event(orderID: message.orderID, name: "retry_scheduled", step: step, state: OrderState(step: step)) }
+        if topic == t.deadLetter(step) { return Event(orderID: orderID, name: "dead_lettered", step: step, state: .compensating, failedStep: step) }
+        if topic.hasPrefix(t.requested(step) + ".retry.") { return Event(orderID: orderID, name: "retry_scheduled", step: step, state: OrderState(step: step)) }
         let recovered = record.header(SagaHeader.recoveredBy) != nil ? "recovered" : record.header(SagaHeader.redriven) != nil ? "redriven" : "requested"
-        return Event(orderID: message.orderID, name: recovered, step: step, state: OrderState(step: step))
+        return Event(orderID: orderID, name: recovered, step: step, state: OrderState(step: step))
     }
 
     struct StateUpdate {

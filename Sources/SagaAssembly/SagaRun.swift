@@ -29,12 +29,6 @@ public struct SagaRun: Sendable {
         }
     }
 
-    public struct Latency: Codable, Sendable {
-        public var p50: Double
-        public var p99: Double
-        public var count: Int
-    }
-
     /// The end-of-run summary (`run --json` prints exactly this object).
     public struct Summary: Codable, Sendable {
         public var orders: Int
@@ -51,7 +45,7 @@ public struct SagaRun: Sendable {
         /// From the start until the tracker had recorded every event (its history lags the saga).
         public var tracked_s: Double
         public var faults: String
-        public var latency_ms: [String: Latency]
+        public var latency_ms: [String: SagaStatistics.Latency]
         public var retries: [String: Int]
         public var dead_letters: [String: Int]
         public var check: ConservationCheck.Report
@@ -174,6 +168,7 @@ enum OrderScope: Sendable {
         var finished: Int { completed + compensated + manualReview }
     }
 
+    /// The scope as a condition on an `order_id` column.
     var filter: (sql: String, values: [SQLiteValue]) {
         switch self {
         case .run(let tag): ("order_id >= ? AND order_id < ?", [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}")])
@@ -193,8 +188,8 @@ enum OrderScope: Sendable {
             default: counts.inFlight += n
             }
         }
-        let rejectionFilter = filter.sql.replacingOccurrences(of: "order_id", with: "COALESCE(order_id, '')")
-        counts.rejected = Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(rejectionFilter)", filter.values) ?? 0)
+        // A rejection without an order_id is in no run's scope (NULL fails the range), only in `.all`.
+        counts.rejected = Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(filter.sql)", filter.values) ?? 0)
         return counts
     }
 
@@ -203,15 +198,8 @@ enum OrderScope: Sendable {
         try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE \(filter.sql)", filter.values)
     }
 
-    func latency(_ store: DispatcherStore) throws -> [String: SagaRun.Latency] {
-        var result: [String: SagaRun.Latency] = [:]
-        for tier in ["standard", "vip"] {
-            let values = try store.connection.query(
-                "SELECT finished_at - created_at FROM orders WHERE \(filter.sql) AND state = 'completed' AND priority = ? ORDER BY 1", filter.values + [.text(tier)]
-            ) { Double($0.int(0)) }
-            result[tier] = SagaRun.Latency(p50: SagaStatistics.percentile(values, 0.5), p99: SagaStatistics.percentile(values, 0.99), count: values.count)
-        }
-        return result
+    func latency(_ store: DispatcherStore) throws -> [String: SagaStatistics.Latency] {
+        try SagaStatistics.latency(store, filter: filter)
     }
 
     func events(_ store: DispatcherStore, _ event: String) throws -> [String: Int] {

@@ -45,7 +45,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             // more, so a record that became visible in between still wakes us.
             let waiter = Waiter()
             let logs = state.withLock { state in state.owned.subtracting(state.paused).compactMap { state.logs[$0]?.log } }
-            for log in logs { _ = log.addWaiter(waiter) }
+            for log in logs { log.addWaiter(waiter) }
             broker.setGroupWaiter(group: group, memberID: memberID, waiter)
             defer {
                 for log in logs { log.removeWaiter(waiter) }

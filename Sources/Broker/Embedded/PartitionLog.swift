@@ -215,11 +215,8 @@ final class PartitionLog: Syncable {
     }
 
     /// Registers a waiter woken when the high watermark next moves.
-    func addWaiter(_ waiter: Waiter) -> Bool {
-        state.withLock { state in
-            state.waiters[ObjectIdentifier(waiter)] = waiter
-            return true
-        }
+    func addWaiter(_ waiter: Waiter) {
+        state.withLock { $0.waiters[ObjectIdentifier(waiter)] = waiter }
     }
 
     func removeWaiter(_ waiter: Waiter) {

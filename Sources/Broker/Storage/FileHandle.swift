@@ -116,14 +116,6 @@ enum FileSystem {
 
     static func remove(_ path: String) { unlink(path) }
 
-    static func removeTree(_ path: String) {
-        for name in list(path) {
-            let child = path + "/" + name
-            if isDirectory(child) { removeTree(child) } else { unlink(child) }
-        }
-        rmdir(path)
-    }
-
     /// Makes a directory's entries (new or renamed files) durable.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -55,10 +55,6 @@ public final class InventoryStore: Sendable {
         try connection.scalar("SELECT units FROM stock WHERE sku = ?", [.text(sku)]).map(Int.init)
     }
 
-    public func setUnits(_ units: Int, of sku: String) throws {
-        try connection.run("UPDATE stock SET units = ? WHERE sku = ?", [.integer(Int64(units)), .text(sku)])
-    }
-
     /// Releases an order's reservation (its compensation), once; leaves a tombstone so a late
     /// duplicate request can never reserve for a compensated order.
     @discardableResult

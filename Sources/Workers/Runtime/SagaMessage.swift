@@ -14,8 +14,7 @@ public struct InboundMessage: Sendable {
 
     public init(record: ConsumerRecord) {
         self.record = record
-        let headerOrder = record.header(SagaHeader.sagaID).map { $0.hasPrefix("saga-") ? String($0.dropFirst(5)) : $0 }
-        orderID = record.keyString ?? headerOrder ?? ""
+        orderID = Self.orderID(of: record)
         step = record.header(SagaHeader.step).flatMap(SagaStep.init(rawValue:))
         attempt = record.header(SagaHeader.attempt).flatMap(Int.init) ?? 1
         priority = record.header(SagaHeader.priority).flatMap(Priority.init(rawValue:)) ?? .standard
@@ -23,6 +22,11 @@ public struct InboundMessage: Sendable {
     }
 
     public var topicPartition: TopicPartition { record.topicPartition }
+
+    /// The order a saga record is about: its key, else its `saga-id` header, else "".
+    public static func orderID(of record: ConsumerRecord) -> String {
+        record.keyString ?? record.header(SagaHeader.sagaID).map { $0.hasPrefix("saga-") ? String($0.dropFirst(5)) : $0 } ?? ""
+    }
 
     /// The order carried as the value (every step request carries the whole order).
     public func decodeOrder() throws -> Order {

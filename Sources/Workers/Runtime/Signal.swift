@@ -1,0 +1,68 @@
+import Synchronization
+
+/// A wake-up that is remembered if nobody waits yet, so a signal is never lost. A signal
+/// wakes every current waiter; each waiter's timeout wakes only that waiter.
+public final class Signal: Sendable {
+    private struct State {
+        var pending = false
+        var nextID = 0
+        var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Waiters whose timeout fired before they parked.
+        var expired: Set<Int> = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func signal() {
+        let woken: [CheckedContinuation<Void, Never>] = state.withLock { state in
+            if state.waiters.isEmpty {
+                state.pending = true
+                return []
+            }
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        for continuation in woken { continuation.resume() }
+    }
+
+    /// Returns at the next signal (or at once if one is pending), or after `timeout`.
+    public func wait(timeout: Duration) async {
+        let id: Int? = state.withLock { state in
+            if state.pending {
+                state.pending = false
+                return nil
+            }
+            state.nextID += 1
+            return state.nextID
+        }
+        guard let id else { return }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            self.expire(id)
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if state.pending || state.expired.remove(id) != nil {
+                    state.pending = false
+                    return true
+                }
+                state.waiters[id] = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        timer.cancel()
+        state.withLock { _ = $0.expired.remove(id) }
+    }
+
+    private func expire(_ id: Int) {
+        let continuation: CheckedContinuation<Void, Never>? = state.withLock { state in
+            if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
+            state.expired.insert(id)
+            return nil
+        }
+        continuation?.resume()
+    }
+}
