@@ -20,11 +20,19 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        /// The messaging abstraction every other module talks to, and the embedded,
-        /// disk-persistent log broker that implements it on one machine.
+        /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
+        ),
+        /// The messaging abstraction every other module talks to, the embedded,
+        /// disk-persistent log broker that implements it on one machine, and the librdkafka
+        /// client that implements it against a Kafka cluster.
         .target(
             name: "Broker",
             dependencies: [
+                "CRdKafka",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimized

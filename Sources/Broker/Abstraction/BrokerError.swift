@@ -5,10 +5,14 @@ public struct BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
         public let name: String
         /// Whether retrying the same call later can succeed.
         public let isRetriable: Bool
+        /// Whether the client is unusable from now on (e.g. an idempotent producer that lost
+        /// its sequence): the process should stop and be restarted.
+        public let isFatal: Bool
 
-        public init(name: String, isRetriable: Bool = false) {
+        public init(name: String, isRetriable: Bool = false, isFatal: Bool = false) {
             self.name = name
             self.isRetriable = isRetriable
+            self.isFatal = isFatal
         }
 
         public var description: String { name }
@@ -40,5 +44,6 @@ public struct BrokerError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 
     public var isRetriable: Bool { code.isRetriable }
+    public var isFatal: Bool { code.isFatal }
     public var description: String { message }
 }
