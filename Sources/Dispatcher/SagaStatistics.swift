@@ -88,7 +88,15 @@ public struct SagaStatistics: Codable, Sendable {
             }
         }
         var lag: [String: Int64] = [:]
-        for group in try await broker.listGroups() {
+        let groups: [String]
+        do {
+            groups = try await broker.listGroups()
+        } catch let error as BrokerError where error.code == .unsupported {
+            // Clusters without ListGroups (librdkafka's mock): the saga's own groups.
+            groups = ["dispatcher", "tracker", "compensation-driver", "compensation"]
+                + SagaStep.allCases.flatMap { [$0.rawValue, $0.rawValue + ".priority"] }
+        }
+        for group in groups {
             lag[group] = try await broker.lag(group: group).reduce(Int64(0)) { $0 + $1.lag }
         }
         return SagaStatistics(

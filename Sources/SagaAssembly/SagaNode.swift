@@ -5,8 +5,9 @@ import SagaDomain
 import ServiceLifecycle
 import Workers
 
-/// Everything one process runs of the saga: its stores (SQLite files in the data directory)
-/// and its services. `fulfillment run` hosts every role; `worker <step>` and `dispatcher` host one.
+/// Everything one process runs of the saga: its stores (SQLite files in the store directory)
+/// and its services. `fulfillment run` hosts every role; `worker <step>` and `dispatcher` host
+/// some, and open only the stores those roles use.
 public final class SagaNode: Sendable {
     public enum Role: String, CaseIterable, Sendable {
         case dispatcher
@@ -15,44 +16,65 @@ public final class SagaNode: Sendable {
         case shipping
         case notification
         case compensation
+
+        /// The stores a role reads and writes.
+        var stores: Set<Store> {
+            switch self {
+            case .dispatcher: [.dispatcher]
+            case .payment: [.payments]
+            case .inventory: [.inventory]
+            case .shipping: [.shipping]
+            case .notification: [.notifications]
+            case .compensation: [.payments, .inventory, .shipping, .notifications]
+            }
+        }
+    }
+
+    enum Store {
+        case dispatcher, payments, inventory, shipping, notifications
     }
 
     public let configuration: SagaConfiguration
     public let directory: String
     public let broker: any MessageBroker
     public let world: SimulatedWorld
-    public let payments: PaymentStore
-    public let gateway: SimulatedPaymentGateway
-    public let inventory: InventoryStore
-    public let shipping: ShippingStore
-    public let notifications: NotificationStore
-    public let dispatcherStore: DispatcherStore
+    public let roles: Set<Role>
+    public let payments: PaymentStore?
+    public let gateway: SimulatedPaymentGateway?
+    public let inventory: InventoryStore?
+    public let shipping: ShippingStore?
+    public let notifications: NotificationStore?
+    public let dispatcherStore: DispatcherStore?
     /// Counters per worker and for the dispatcher's alerts.
     public let metrics: [String: WorkerMetrics]
     let logger: Logger
 
     public init(
         broker: any MessageBroker, configuration: SagaConfiguration, directory: String, faults: FaultProfile,
-        stockFile: [String: Int]? = nil, logger: Logger
+        roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, logger: Logger
     ) throws {
         self.broker = broker
+        self.roles = roles
         self.configuration = configuration
         self.directory = directory
         self.logger = logger
         world = SimulatedWorld(profile: faults)
-        payments = try PaymentStore(directory: directory)
-        gateway = try SimulatedPaymentGateway(directory: directory, world: world)
-        inventory = try InventoryStore(directory: directory)
-        try inventory.seedIfEmpty(skuCount: configuration.skuCount, units: configuration.initialStock, stockFile: stockFile)
-        shipping = try ShippingStore(directory: directory)
-        notifications = try NotificationStore(directory: directory)
-        dispatcherStore = try DispatcherStore(directory: directory)
+        let stores = roles.reduce(into: Set<Store>()) { $0.formUnion($1.stores) }
+        payments = stores.contains(.payments) ? try PaymentStore(directory: directory) : nil
+        gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(directory: directory, world: world) : nil
+        inventory = stores.contains(.inventory) ? try InventoryStore(directory: directory) : nil
+        try inventory?.seedIfEmpty(skuCount: configuration.skuCount, units: configuration.initialStock, stockFile: stockFile)
+        shipping = stores.contains(.shipping) ? try ShippingStore(directory: directory) : nil
+        notifications = stores.contains(.notifications) ? try NotificationStore(directory: directory) : nil
+        dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(directory: directory) : nil
         var metrics: [String: WorkerMetrics] = [:]
         for role in Role.allCases { metrics[role.rawValue] = WorkerMetrics(name: role.rawValue) }
         self.metrics = metrics
     }
 
-    public func services(_ roles: Set<Role>) -> [any Service] {
+    /// The services of the node's roles (or of some of them: tests start roles one by one).
+    public func services(_ only: Set<Role>? = nil) -> [any Service] {
+        let roles = only.map { $0.intersection(self.roles) } ?? self.roles
         let t = configuration.topics
         let messages = SagaMessages(topics: t)
         var services: [any Service] = []
@@ -71,7 +93,7 @@ public final class SagaNode: Sendable {
                 handler, step: step, standard: [t.requested(step)] + (0..<policy.retryTiers).map { t.retry(step, tier: $0 + 1) },
                 priority: [t.requested(step, priority: .vip)], policy: policy)
         }
-        if roles.contains(.dispatcher) {
+        if roles.contains(.dispatcher), let dispatcherStore {
             let intake = OrderIntake(store: dispatcherStore, vipThreshold: configuration.vipAmountThreshold, messages: messages)
             var intakeRuntime = WorkerRuntimeConfiguration(
                 group: "dispatcher", standardTopics: [t.orders], priorityTopics: [], policy: StepPolicy(timeoutSeconds: 30),
@@ -83,19 +105,19 @@ public final class SagaNode: Sendable {
             services.append(CompensationDriver(broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics["dispatcher"]!, logger: logger))
             services.append(Watchdog(broker: broker, store: dispatcherStore, configuration: configuration, metrics: metrics["dispatcher"]!, logger: logger))
         }
-        if roles.contains(.payment) {
+        if roles.contains(.payment), let payments, let gateway {
             services.append(stepRuntime(PaymentHandler(store: payments, gateway: gateway, messages: messages), .payment))
         }
-        if roles.contains(.inventory) {
+        if roles.contains(.inventory), let inventory {
             services.append(stepRuntime(InventoryHandler(store: inventory, world: world, messages: messages), .inventory))
         }
-        if roles.contains(.shipping) {
+        if roles.contains(.shipping), let shipping {
             services.append(stepRuntime(ShippingHandler(store: shipping, world: world, messages: messages), .shipping))
         }
-        if roles.contains(.notification) {
+        if roles.contains(.notification), let notifications {
             services.append(stepRuntime(NotificationHandler(store: notifications, world: world, messages: messages), .notification))
         }
-        if roles.contains(.compensation) {
+        if roles.contains(.compensation), let payments, let gateway, let inventory, let shipping, let notifications {
             let handler = CompensationHandler(
                 payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages)
             let policy = configuration.compensation

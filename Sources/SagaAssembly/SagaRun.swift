@@ -69,12 +69,13 @@ public struct SagaRun: Sendable {
         try await SagaTopology.create(configuration, on: broker)
         let faults = try configuration.faultProfile(named: options.faults)
         let node = try SagaNode(broker: broker, configuration: configuration, directory: options.dataDirectory, faults: faults, stockFile: options.stockFile, logger: logger)
+        let dispatcherStore = node.dispatcherStore!
         let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
         let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
         let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
 
         let group = ServiceGroup(
-            configuration: .init(services: node.services(Set(SagaNode.Role.allCases)).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let start = ContinuousClock.now
         let startMillis = UnixClock.nowMillis()
         let marks = RunMarks()
@@ -90,7 +91,7 @@ public struct SagaRun: Sendable {
                     var lastReport = ContinuousClock.now
                     while true {
                         try await Task.sleep(for: .milliseconds(250))
-                        let store = node.dispatcherStore
+                        let store = dispatcherStore
                         let counts = try await BlockingIO.run { try scope.counts(store) }
                         let elapsed = Self.seconds(ContinuousClock.now - start)
                         if ContinuousClock.now - lastReport >= .seconds(1) {
@@ -130,16 +131,16 @@ public struct SagaRun: Sendable {
         guard generator != nil || drainTarget != nil else { return nil }
         let end = marks.finishedAt.withLock { $0 } ?? ContinuousClock.now
         let tracked = Self.seconds(end - start)
-        let lastFinished = try scope.lastFinished(node.dispatcherStore) ?? UnixClock.nowMillis()
+        let lastFinished = try scope.lastFinished(dispatcherStore) ?? UnixClock.nowMillis()
         let duration = max(0.001, Double(lastFinished - startMillis) / 1000)
-        let counts = try scope.counts(node.dispatcherStore)
+        let counts = try scope.counts(dispatcherStore)
         let check = try ConservationCheck(directory: options.dataDirectory).run()
         return Summary(
             orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
             rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,
             orders_per_s: Double(counts.finished) / duration, duration_s: duration, tracked_s: tracked, faults: options.faults,
-            latency_ms: try scope.latency(node.dispatcherStore), retries: try scope.events(node.dispatcherStore, "retry_scheduled"),
-            dead_letters: try scope.events(node.dispatcherStore, "dead_lettered"), check: check)
+            latency_ms: try scope.latency(dispatcherStore), retries: try scope.events(dispatcherStore, "retry_scheduled"),
+            dead_letters: try scope.events(dispatcherStore, "dead_lettered"), check: check)
     }
 
     static func seconds(_ d: Duration) -> Double {

@@ -11,7 +11,8 @@ struct Fulfillment: AsyncParsableCommand {
             """,
         subcommands: [
             RunCommand.self, ProduceCommand.self, DlqCommand.self, OrderCommand.self, StatsCommand.self, CheckCommand.self,
-            GraphCommand.self, ExplainCommand.self, TopicsCommand.self, BenchCommand.self, DebugCommand.self,
+            GraphCommand.self, ExplainCommand.self, TopicsCommand.self, WorkerCommand.self, DispatcherCommand.self,
+            KafkaMockCommand.self, BenchCommand.self, DebugCommand.self,
         ]
     )
 }

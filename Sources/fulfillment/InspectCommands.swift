@@ -73,8 +73,9 @@ struct DlqCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures {
-                let (broker, store) = dryRun ? try saga.openReadOnly() : try saga.openForWriting()
+                let (broker, maybeStore) = dryRun ? try saga.openReadOnly() : try saga.openForWriting()
                 defer { broker.shutdown() }
+                guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeDirectory): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
                 let result = try await letters.redrive(topics: topic.isEmpty ? letters.deadLetterTopics : topic, orderID: order, dryRun: dryRun)
                 if json { return try printJSON(result) }
@@ -110,7 +111,7 @@ struct OrderCommand: AsyncParsableCommand {
             let history = try store.history(id)
             let rejections = try store.rejections(orderID: id).map { "\($0.reason): \($0.message)" }
             guard order != nil || !rejections.isEmpty else {
-                throw CommandFailure(message: "no order \(id) in \(saga.dataDir); check the id, or whether it is still queued on `orders`")
+                throw CommandFailure(message: "no order \(id) in \(try saga.storeDirectory); check the id, or whether it is still queued on `orders`")
             }
             if json { return try printJSON(Output(order: order, history: history, rejections: rejections)) }
             if let order {
@@ -181,10 +182,8 @@ struct CheckCommand: AsyncParsableCommand {
     func run() async throws {
         var failed = false
         try await reportingFailures {
-            guard FileManager.default.fileExists(atPath: saga.dataDir + "/dispatcher.sqlite") else {
-                throw CommandFailure(message: "no saga data in \(saga.dataDir): run `fulfillment run` first, or pass --data-dir")
-            }
-            let report = try ConservationCheck(directory: saga.dataDir).run()
+            _ = try saga.openDispatcherStore()
+            let report = try ConservationCheck(directory: try saga.storeDirectory).run()
             failed = !report.ok
             if json { return try printJSON(report) }
             print("\(report.ok ? "ok" : "FAILED"): \(report.ordersChecked) finished orders checked, \(report.inFlight) in flight")

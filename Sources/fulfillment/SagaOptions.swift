@@ -3,6 +3,7 @@ import Broker
 import Dispatcher
 import Foundation
 import Logging
+import SagaAssembly
 import SagaDomain
 
 /// Options of every saga command: where the data is and which configuration applies.
@@ -15,6 +16,33 @@ struct SagaOptions: ParsableArguments {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .warning
+
+    @Option(name: .long, help: "Where the step and dispatcher stores live: sqlite:DIR (one SQLite file per service). Default: sqlite:<data-dir>.")
+    var store: String?
+
+    @OptionGroup var kafka: KafkaOptions
+
+    /// The directory of the SQLite stores.
+    var storeDirectory: String {
+        get throws {
+            guard let store else { return dataDir }
+            if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
+            if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
+                throw CommandFailure(message: "PostgreSQL stores are not available yet; use --store sqlite:DIR (instances on one machine share it)")
+            }
+            throw CommandFailure(message: "--store must look like sqlite:DIR, got '\(store)'")
+        }
+    }
+
+    /// The Kafka cluster named by --brokers, with the retry tiers' delays of the configuration.
+    func kafkaBroker(_ label: String) throws -> KafkaBroker? {
+        guard let configuration = try kafka.configuration() else { return nil }
+        let specs = SagaTopology.specs(try loadConfiguration())
+        return try KafkaBroker(
+            configuration: configuration,
+            topicDelays: Dictionary(specs.map { ($0.name, $0.deliveryDelayMilliseconds) }, uniquingKeysWith: max),
+            clientID: "fulfillment-\(label)", logger: logger(label))
+    }
 
     func loadConfiguration() throws -> SagaConfiguration {
         if let config { return try SagaConfiguration.load(path: config) }
@@ -30,21 +58,33 @@ struct SagaOptions: ParsableArguments {
         return logger
     }
 
-    /// Opens the data directory for inspection: works while `run` owns it.
-    func openReadOnly() throws -> (EmbeddedBroker, DispatcherStore) {
-        guard FileManager.default.fileExists(atPath: dataDir + "/dispatcher.sqlite") else {
-            throw CommandFailure(message: "no saga data in \(dataDir): run `fulfillment run` first, or pass --data-dir")
+    /// The dispatcher's store, read-only; says where to look when there is none.
+    func openDispatcherStore() throws -> DispatcherStore {
+        let directory = try storeDirectory
+        guard FileManager.default.fileExists(atPath: directory + "/dispatcher.sqlite") else {
+            throw CommandFailure(message: "no saga data in \(directory): run `fulfillment run` (or the dispatcher) first, or pass --data-dir / --store")
         }
-        var configuration = EmbeddedBroker.Configuration(dataDirectory: dataDir)
-        configuration.readOnly = true
-        return (try EmbeddedBroker(configuration: configuration, logger: logger("inspect")), try DispatcherStore(directory: dataDir, readOnly: true))
+        return try DispatcherStore(directory: directory, readOnly: true)
     }
 
-    /// Opens the data directory to write; says what to do when `run` holds it.
-    func openForWriting() throws -> (EmbeddedBroker, DispatcherStore) {
+    /// Opens the broker and the dispatcher store for inspection: works while `run` owns the data directory.
+    func openReadOnly() throws -> (any MessageBroker, DispatcherStore) {
+        let store = try openDispatcherStore()
+        if let kafka = try kafkaBroker("inspect") { return (kafka, store) }
+        var configuration = EmbeddedBroker.Configuration(dataDirectory: dataDir)
+        configuration.readOnly = true
+        return (try EmbeddedBroker(configuration: configuration, logger: logger("inspect")), store)
+    }
+
+    /// Opens the broker to write (and the dispatcher store); says what to do when `run` holds
+    /// the embedded broker's data directory.
+    func openForWriting() throws -> (any MessageBroker, DispatcherStore?) {
+        let directory = try storeDirectory
+        let store = FileManager.default.fileExists(atPath: directory + "/dispatcher.sqlite") ? try DispatcherStore(directory: directory) : nil
+        if let kafka = try kafkaBroker("write") { return (kafka, store) }
         do {
             let broker = try EmbeddedBroker(dataDirectory: dataDir, logger: logger("write"))
-            return (broker, try DispatcherStore(directory: dataDir))
+            return (broker, store)
         } catch let error as BrokerError where error.code == .dataDirectoryLocked {
             throw CommandFailure(message: "\(error.message)\nThis command writes to the topics, so it needs the owner stopped (stop `fulfillment run` with Ctrl-C, run this, then start it again).")
         }

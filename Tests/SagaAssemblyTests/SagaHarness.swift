@@ -86,37 +86,37 @@ final class SagaHarness: @unchecked Sendable {
         while true {
             var records: [String: DispatcherStore.OrderRecord] = [:]
             for id in ids {
-                if let record = try node.dispatcherStore.order(id), OrderState(rawValue: record.state)?.isTerminal == true { records[id] = record }
+                if let record = try node.dispatcherStore!.order(id), OrderState(rawValue: record.state)?.isTerminal == true { records[id] = record }
             }
             if records.count == ids.count { return records }
             if ContinuousClock.now > deadline {
-                let pending = ids.filter { records[$0] == nil }.prefix(5).map { id in "\(id): \((try? node.dispatcherStore.order(id)?.state) ?? "unknown")" }
+                let pending = ids.filter { records[$0] == nil }.prefix(5).map { id in "\(id): \((try? node.dispatcherStore!.order(id)?.state) ?? "unknown")" }
                 throw HarnessError(message: "\(ids.count - records.count) of \(ids.count) orders not terminal after \(timeout): \(pending.joined(separator: ", "))")
             }
             try await Task.sleep(for: .milliseconds(25))
         }
     }
 
-    func history(_ id: String) throws -> [DispatcherStore.HistoryEntry] { try node.dispatcherStore.history(id) }
+    func history(_ id: String) throws -> [DispatcherStore.HistoryEntry] { try node.dispatcherStore!.history(id) }
 
     func check() throws -> ConservationCheck.Report { try ConservationCheck(directory: directory).run() }
 
     /// Ledger rows of an order as `kind:outcome:amount`.
     func ledger(_ id: String) throws -> [String] {
-        try node.gateway.ledger.query("SELECT kind || ':' || outcome || ':' || amount_cents FROM ledger WHERE order_id = ? ORDER BY kind", [.text(id)]) { $0.text(0) }
+        try node.gateway!.ledger.query("SELECT kind || ':' || outcome || ':' || amount_cents FROM ledger WHERE order_id = ? ORDER BY kind", [.text(id)]) { $0.text(0) }
     }
 
     func reservation(_ id: String) throws -> String? {
-        try node.inventory.connection.query("SELECT status FROM reservations WHERE order_id = ?", [.text(id)]) { $0.text(0) }.first
+        try node.inventory!.connection.query("SELECT status FROM reservations WHERE order_id = ?", [.text(id)]) { $0.text(0) }.first
     }
 
     func shipment(_ id: String) throws -> String? {
-        try node.shipping.connection.query("SELECT status FROM shipments WHERE order_id = ?", [.text(id)]) { $0.text(0) }.first
+        try node.shipping!.connection.query("SELECT status FROM shipments WHERE order_id = ?", [.text(id)]) { $0.text(0) }.first
     }
 
-    func notice(_ id: String) throws -> String? { try node.notifications.notice(orderID: id) }
+    func notice(_ id: String) throws -> String? { try node.notifications!.notice(orderID: id) }
 
-    func stock(_ sku: String) throws -> Int? { try node.inventory.units(of: sku) }
+    func stock(_ sku: String) throws -> Int? { try node.inventory!.units(of: sku) }
 }
 
 struct HarnessError: Error, CustomStringConvertible {

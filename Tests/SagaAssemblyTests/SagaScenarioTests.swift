@@ -129,7 +129,7 @@ import Workers
         #expect(record.state == "manual_review")
         #expect(saga.node.metrics["dispatcher"]!["manual_review_alerts"] == 1)
         #expect(try saga.ledger("refund-broken") == ["charge:charged:1000"], "money still held: that is why an operator must look")
-        let letters = DeadLetters(broker: saga.broker, store: saga.node.dispatcherStore, topics: saga.configuration.topics)
+        let letters = DeadLetters(broker: saga.broker, store: saga.node.dispatcherStore!, topics: saga.configuration.topics)
         let parked = try await letters.letters(topic: "orders.manual-review", orderID: "refund-broken")
         #expect(parked.count == 1)
         #expect(parked[0].headers["reason"]?.contains("compensation failed past its retry cap") == true)
@@ -162,9 +162,9 @@ import Workers
         try await saga.submit([order])  // and the user resubmits the same order: a no-op
         try await Task.sleep(for: .milliseconds(500))
         #expect(try saga.ledger("twice") == ["charge:charged:3300"])
-        #expect(try saga.node.inventory.connection.scalar("SELECT COUNT(*) FROM reservations WHERE order_id = 'twice'") == 1)
-        #expect(try saga.node.notifications.connection.scalar("SELECT COUNT(*) FROM outbox WHERE order_id = 'twice'") == 1)
-        #expect(try saga.node.dispatcherStore.order("twice")?.state == "completed")
+        #expect(try saga.node.inventory!.connection.scalar("SELECT COUNT(*) FROM reservations WHERE order_id = 'twice'") == 1)
+        #expect(try saga.node.notifications!.connection.scalar("SELECT COUNT(*) FROM outbox WHERE order_id = 'twice'") == 1)
+        #expect(try saga.node.dispatcherStore!.order("twice")?.state == "completed")
         #expect(saga.node.metrics["payment"]![WorkerMetrics.reemitted] >= 2, "the stored outcome was re-emitted")
         #expect(try saga.check().ok)
     }
@@ -175,10 +175,10 @@ import Workers
         // A payment worker charged the order at the gateway and died before recording or
         // publishing anything; its message is gone. Only the watchdog can notice.
         let order = H.order("stuck", price: 42)
-        _ = try await saga.node.gateway.charge(idempotencyKey: "stuck:payment", orderID: "stuck", amountCents: 4200, currency: "USD", token: "tok_visa")
+        _ = try await saga.node.gateway!.charge(idempotencyKey: "stuck:payment", orderID: "stuck", amountCents: 4200, currency: "USD", token: "tok_visa")
         let longAgo = UnixClock.nowMillis() - 60_000
-        try saga.node.dispatcherStore.intake.run("INSERT INTO submitted VALUES ('stuck', ?, ?)", [.blob(order.canonicalJSON()), .integer(longAgo)])
-        try saga.node.dispatcherStore.connection.run(
+        try saga.node.dispatcherStore!.intake.run("INSERT INTO submitted VALUES ('stuck', ?, ?)", [.blob(order.canonicalJSON()), .integer(longAgo)])
+        try saga.node.dispatcherStore!.connection.run(
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('stuck', ?, 4200, 1, 'standard', 'standard', 'payment', ?, ?)",
             [.blob(order.canonicalJSON()), .integer(longAgo), .integer(longAgo)])
         saga.start()
@@ -205,7 +205,7 @@ import Workers
         saga.start()
         let vip = try await saga.waitUntilTerminal(["vip-1", "big-spender"], timeout: .seconds(120))
         let vipDone = vip.values.map { $0.finishedAt ?? .max }.max()!
-        let standardDoneBefore = try saga.node.dispatcherStore.connection.scalar(
+        let standardDoneBefore = try saga.node.dispatcherStore!.connection.scalar(
             "SELECT COUNT(*) FROM orders WHERE order_id LIKE 'std-%' AND state = 'completed' AND finished_at <= ?", [.integer(vipDone)]) ?? 0
         #expect(vip.values.allSatisfy { $0.priority == "vip" && $0.state == "completed" })
         #expect(standardDoneBefore < 1500, "VIP orders finished while \(3000 - standardDoneBefore) standard orders were still waiting")
@@ -239,8 +239,8 @@ import Workers
         try await saga.submit([H.order("good-2")])
         try await saga.waitUntilTerminal(["good-2"])
         let deadline = ContinuousClock.now + .seconds(10)
-        while try saga.node.dispatcherStore.rejectionCount() < cases.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        let reasons = try saga.node.dispatcherStore.intake.query("SELECT reason FROM rejections ORDER BY offset") { $0.text(0) }
+        while try saga.node.dispatcherStore!.rejectionCount() < cases.count, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let reasons = try saga.node.dispatcherStore!.intake.query("SELECT reason FROM rejections ORDER BY offset") { $0.text(0) }
         #expect(Set(reasons) == Set(cases.map(\.2)))
         #expect(reasons.count == cases.count)
         // The rejections are on orders.rejected too, as JSON with the reason.
@@ -250,7 +250,7 @@ import Workers
         }
         #expect(rejected.count == cases.count)
         #expect(rejected.allSatisfy { $0.contains("\"reason\":") && $0.contains("\"message\":") })
-        #expect(try saga.node.dispatcherStore.order("good-1")?.amountCents == 1000, "the duplicate did not replace the original")
+        #expect(try saga.node.dispatcherStore!.order("good-1")?.amountCents == 1000, "the duplicate did not replace the original")
         #expect(try saga.check().ok)
     }
 }

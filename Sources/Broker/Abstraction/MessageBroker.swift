@@ -18,6 +18,8 @@ public protocol MessageBroker: Sendable {
     func lag(group: String) async throws -> [PartitionLag]
     /// The groups known to the broker.
     func listGroups() async throws -> [String]
+    /// Releases the broker (files and locks, or connections after flushing what is queued).
+    func shutdown()
 }
 
 extension MessageBroker {

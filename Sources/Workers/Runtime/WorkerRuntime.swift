@@ -81,6 +81,8 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private let logger: Logger
     private let state = Mutex(State())
     private let capacitySignal = Signal()
+    /// The group members, once made; the revoke hook commits through them.
+    private let members = Mutex<[any GroupConsumer]>([])
     private let flushSignal = Signal()
     private let commitSignal = Signal()
 
@@ -101,11 +103,18 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     public func run() async throws {
         var consumerConfiguration = ConsumerConfiguration()
         consumerConfiguration.clientID = configuration.group
+        // Before partitions move to another member, commit what is finished, so the new owner
+        // does not redo it (it would be harmless, being idempotent, but wasted).
+        consumerConfiguration.onRevoke = { [weak self] _ in
+            guard let self else { return }
+            await self.commit(self.members.withLock { $0 })
+        }
         let standard = try await broker.makeConsumer(group: configuration.group, topics: configuration.standardTopics, configuration: consumerConfiguration)
         let priority = configuration.priorityTopics.isEmpty
             ? nil
             : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
         let consumers = [standard] + (priority.map { [$0] } ?? [])
+        members.withLock { $0 = consumers }
 
         // Two flushers: while one waits for its transaction or its produce to be durable, the
         // other applies and publishes the next batch.
@@ -295,6 +304,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     }
 
     /// Cancels attempts past their timeout or silent past the heartbeat interval.
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
     private func deadlineLoop() async {
         let heartbeatSeconds = configuration.policy.heartbeatSeconds
         let tick = Duration.milliseconds(Int64(max(1, min(50, configuration.policy.timeoutSeconds * 100, (heartbeatSeconds ?? 1) * 100))))
@@ -305,12 +318,15 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 var result: [(Task<Void, Never>, Bool)] = []
                 for (token, running) in state.running where running.cancelReason == nil {
                     guard let task = running.task else { continue }
-                    if now >= running.deadline {
-                        state.running[token]!.cancelReason = StepFailure(StepFailure.timeoutClass, "no result within timeout_seconds \(configuration.policy.timeoutSeconds)")
-                        result.append((task, false))
-                    } else if let heartbeatSeconds, running.heartbeat.secondsSinceLastBeat > heartbeatSeconds {
+                    // When both have expired (this loop ran late), the one that expired first is the cause.
+                    let heartbeatOverdue = heartbeatSeconds.map { running.heartbeat.secondsSinceLastBeat - $0 } ?? -1
+                    let timeoutOverdue = now >= running.deadline ? Self.seconds(now - running.deadline) : -1
+                    if heartbeatOverdue > 0, heartbeatOverdue >= timeoutOverdue, let heartbeatSeconds {
                         state.running[token]!.cancelReason = StepFailure(StepFailure.heartbeatTimeoutClass, "no heartbeat for heartbeat_seconds \(heartbeatSeconds)")
                         result.append((task, true))
+                    } else if timeoutOverdue >= 0 {
+                        state.running[token]!.cancelReason = StepFailure(StepFailure.timeoutClass, "no result within timeout_seconds \(configuration.policy.timeoutSeconds)")
+                        result.append((task, false))
                     }
                 }
                 return result

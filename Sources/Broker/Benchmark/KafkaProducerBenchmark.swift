@@ -1,0 +1,102 @@
+import Foundation
+import Logging
+
+/// `fulfillment bench kafka-producer`: the librdkafka client's producer throughput through
+/// the broker abstraction (idempotent, `acks=all`, delivery reports awaited per call), against
+/// librdkafka's mock cluster in this process or a real cluster.
+public struct KafkaProducerBenchmark: Sendable {
+    public struct Options: Sendable {
+        public var records = 1_000_000
+        public var recordBytes = 100
+        public var partitions = 12
+        public var producers = 4
+        public var batchRecords = 10_000
+        /// `nil`: start a 3-broker mock cluster in this process.
+        public var kafka: KafkaConfiguration?
+        public var topic = "bench.kafka-producer"
+
+        public init() {}
+    }
+
+    public struct Report: Codable, Sendable {
+        public var records: Int
+        public var record_bytes: Int
+        public var partitions: Int
+        public var producers: Int
+        public var batch_records: Int
+        public var cluster: String
+        public var seconds: Double
+        public var records_per_s: Double
+        public var mb_per_s: Double
+        public var ack_latency_ms: BrokerBenchmark.Latency
+    }
+
+    public let options: Options
+
+    public init(options: Options) { self.options = options }
+
+    public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Report {
+        var mock: KafkaMockCluster?
+        let kafka: KafkaConfiguration
+        if let given = options.kafka {
+            kafka = given
+        } else {
+            let cluster = try KafkaMockCluster(brokers: 3)
+            try cluster.createTopic(options.topic, partitions: options.partitions)
+            mock = cluster
+            kafka = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+        }
+        defer { _ = mock }
+        let broker = try KafkaBroker(configuration: kafka, clientID: "bench", logger: Logger(label: "bench"))
+        defer { broker.shutdown() }
+        if options.kafka != nil {
+            try await broker.createTopic(TopicSpec(name: options.topic, partitions: options.partitions))
+        }
+        let topic = options.topic
+        let options = options
+        let payload = [UInt8](repeating: UInt8(ascii: "x"), count: max(1, options.recordBytes - 12))
+        // Warm-up: connections, metadata and the idempotent producer id are in place before timing.
+        _ = try await broker.produce(ProducerRecord(topic: topic, key: Array("warm-up".utf8), value: payload))
+        let before = try await broker.describeTopic(topic).partitions.reduce(Int64(0)) { $0 + $1.endOffset }
+        progress("producing \(options.records) records of ~\(options.recordBytes) bytes to \(mock == nil ? kafka.bootstrapServers : "a 3-broker mock cluster") (\(options.producers) producers, \(options.batchRecords) records per call)")
+        let perProducer = (options.records + options.producers - 1) / options.producers
+        let start = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
+            for producer in 0..<options.producers {
+                let first = producer * perProducer
+                let last = min(options.records, first + perProducer)
+                group.addTask {
+                    var latencies: [Double] = []
+                    var next = first
+                    var batch: [ProducerRecord] = []
+                    batch.reserveCapacity(options.batchRecords)
+                    while next < last {
+                        batch.removeAll(keepingCapacity: true)
+                        let end = min(last, next + options.batchRecords)
+                        for n in next..<end { batch.append(ProducerRecord(topic: topic, key: Array("order-\(n)".utf8), value: payload)) }
+                        let sent = ContinuousClock.now
+                        _ = try await broker.produce(batch)
+                        latencies.append(BrokerBenchmark.milliseconds(ContinuousClock.now - sent))
+                        next = end
+                    }
+                    return latencies
+                }
+            }
+            var all: [Double] = []
+            for try await part in group { all += part }
+            return all.sorted()
+        }
+        let seconds = BrokerBenchmark.seconds(ContinuousClock.now - start)
+        let after = try await broker.describeTopic(topic).partitions.reduce(Int64(0)) { $0 + $1.endOffset }
+        guard after - before == Int64(options.records) else {
+            throw BrokerError(.io, "the cluster acknowledged \(after - before) records, expected \(options.records)")
+        }
+        return Report(
+            records: options.records, record_bytes: options.recordBytes, partitions: options.partitions, producers: options.producers,
+            batch_records: options.batchRecords, cluster: mock == nil ? kafka.bootstrapServers : "librdkafka mock, 3 brokers",
+            seconds: seconds, records_per_s: Double(options.records) / seconds,
+            mb_per_s: Double(options.records * options.recordBytes) / 1_000_000 / seconds,
+            ack_latency_ms: BrokerBenchmark.Latency(
+                p50: BrokerBenchmark.percentile(latencies, 0.5), p99: BrokerBenchmark.percentile(latencies, 0.99), max: latencies.last ?? 0))
+    }
+}

@@ -1,0 +1,79 @@
+import Broker
+import Foundation
+import Logging
+import SagaDomain
+import ServiceLifecycle
+import Workers
+
+/// Some roles of the saga in one process, serving until SIGINT/SIGTERM: what
+/// `fulfillment worker <step>` and `fulfillment dispatcher` run against a Kafka cluster.
+/// Several processes of one role share its work through the role's consumer group and share
+/// its store (the same store directory on one machine).
+public struct SagaProcess: Sendable {
+    public let broker: any MessageBroker
+    public let configuration: SagaConfiguration
+    public let storeDirectory: String
+    public let roles: Set<SagaNode.Role>
+    public let faults: String
+    /// Create missing saga topics first (the dispatcher does; workers expect them).
+    public let createTopics: Bool
+    let logger: Logger
+
+    public init(
+        broker: any MessageBroker, configuration: SagaConfiguration, storeDirectory: String, roles: Set<SagaNode.Role>,
+        faults: String, createTopics: Bool, logger: Logger
+    ) {
+        self.broker = broker
+        self.configuration = configuration
+        self.storeDirectory = storeDirectory
+        self.roles = roles
+        self.faults = faults
+        self.createTopics = createTopics
+        self.logger = logger
+    }
+
+    /// Serves; `status` gets a line at start, every `statusInterval` and at the end.
+    public func run(statusInterval: Duration = .seconds(10), status: @escaping @Sendable (String) -> Void) async throws {
+        if createTopics {
+            try await SagaTopology.create(configuration, on: broker)
+        } else {
+            try await requireTopics()
+        }
+        try FileManager.default.createDirectory(atPath: storeDirectory, withIntermediateDirectories: true)
+        let node = try SagaNode(
+            broker: broker, configuration: configuration, directory: storeDirectory, faults: try configuration.faultProfile(named: faults),
+            roles: roles, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let names = roles.map(\.rawValue).sorted().joined(separator: ", ")
+        status("serving \(names) (stores in \(storeDirectory), concurrency \(configuration.concurrency)); stop with SIGINT/SIGTERM")
+        let report: @Sendable () -> String = {
+            roles.map(\.rawValue).sorted().map { role in
+                let m = node.metrics[role]!
+                return "\(role): handled \(m[WorkerMetrics.handled]), ok \(m[WorkerMetrics.succeeded]), retried \(m[WorkerMetrics.retried]), dead-lettered \(m[WorkerMetrics.deadLettered])"
+            }.joined(separator: " · ")
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                while true {
+                    try await Task.sleep(for: statusInterval)
+                    status(report())
+                }
+            }
+            try await tasks.next()
+            tasks.cancelAll()
+        }
+        status("stopped · " + report())
+    }
+
+    /// Workers do not create topics: a missing one means the topology was never set up (or a
+    /// different configuration made it), which the user should hear about at once.
+    private func requireTopics() async throws {
+        let existing = Set(try await broker.listTopics().map(\.name))
+        let missing = SagaTopology.specs(configuration).map(\.name).filter { !existing.contains($0) }
+        guard missing.isEmpty else {
+            throw BrokerError(.unknownTopic, "the saga's topics are not all there (missing: \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : "")); start the dispatcher first or run `fulfillment topics create --saga --brokers ...`")
+        }
+    }
+}

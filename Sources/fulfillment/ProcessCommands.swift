@@ -1,0 +1,137 @@
+import ArgumentParser
+import Broker
+import Foundation
+import SagaAssembly
+import SagaDomain
+
+/// Options of the long-running processes of a distributed deployment.
+struct ProcessOptions: ParsableArguments {
+    @Option(help: "Handlers running at once in each worker (overrides workers.concurrency).") var concurrency: Int?
+    @Option(help: "Fault profile of the simulated outside world: none, default, chaos, or one from the config.") var faults = "none"
+    @Option(help: "Seconds between status lines on stderr.") var statusSeconds: Double = 10
+
+    func validate() throws {
+        if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
+        if statusSeconds <= 0 { throw ValidationError("--status-seconds must be positive") }
+    }
+}
+
+extension SagaOptions {
+    /// Runs some roles against the cluster of --brokers until SIGINT/SIGTERM.
+    func serve(_ roles: Set<SagaNode.Role>, process: ProcessOptions, createTopics: Bool, label: String) async throws {
+        guard let broker = try kafkaBroker(label) else {
+            throw CommandFailure(message: "--brokers is required: this command runs against a Kafka cluster (on one machine, `fulfillment run` hosts every role on the embedded broker)")
+        }
+        defer { broker.shutdown() }
+        var configuration = try loadConfiguration()
+        if let concurrency = process.concurrency { configuration.concurrency = concurrency }
+        let saga = SagaProcess(
+            broker: broker, configuration: configuration, storeDirectory: try storeDirectory, roles: roles, faults: process.faults,
+            createTopics: createTopics, logger: logger(label))
+        try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { writeStderr("[\(label)] \($0)") }
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run one step's worker against a Kafka cluster (scale out: start several).",
+        discussion: """
+            Consumes the step's topics (standard, priority and retry tiers) in the step's consumer
+            group, so several instances share the partitions; when one stops or dies, its
+            partitions move to the others and are re-handled idempotently from the last commit.
+            Instances of one step must share its store (--store).
+
+            Example: fulfillment worker payment --brokers kafka1:9092,kafka2:9092 --store sqlite:/var/lib/fulfillment
+            """)
+
+    enum Step: String, ExpressibleByArgument, CaseIterable {
+        case payment, inventory, shipping, notification, compensation
+    }
+
+    @Argument(help: "payment, inventory, shipping, notification or compensation.") var step: Step
+    @OptionGroup var saga: SagaOptions
+    @OptionGroup var process: ProcessOptions
+
+    func run() async throws {
+        try await reportingFailures {
+            try await saga.serve([SagaNode.Role(rawValue: step.rawValue)!], process: process, createTopics: false, label: step.rawValue)
+        }
+    }
+}
+
+struct DispatcherCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dispatcher",
+        abstract: "Run the dispatcher against a Kafka cluster: intake, tracker, compensation driver, watchdog.",
+        discussion: """
+            Creates the saga's topics when missing (CreateTopics), validates and routes orders,
+            records every order's history in its store, drives compensations from the dead-letter
+            topics and recovers stuck orders. Also hosts the compensation worker unless
+            --without-compensation-worker (then run `fulfillment worker compensation`).
+            """)
+
+    @OptionGroup var saga: SagaOptions
+    @OptionGroup var process: ProcessOptions
+    @Flag(help: "Do not host the compensation worker in this process.") var withoutCompensationWorker = false
+
+    func run() async throws {
+        try await reportingFailures {
+            var roles: Set<SagaNode.Role> = [.dispatcher]
+            if !withoutCompensationWorker { roles.insert(.compensation) }
+            try await saga.serve(roles, process: process, createTopics: true, label: "dispatcher")
+        }
+    }
+}
+
+struct KafkaMockCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-mock",
+        abstract: "Serve librdkafka's mock Kafka cluster on loopback, with the saga's topics (for trying and testing scale-out without Kafka).",
+        discussion: """
+            Prints the bootstrap servers as the first line on stdout, then serves until SIGINT/SIGTERM.
+            The mock speaks the real Kafka protocol (producers, consumer groups, commits) but keeps
+            everything in memory and has no CreateTopics: the saga's topics from --config are made here.
+            """)
+
+    @Option(help: "Mock brokers.") var brokerCount = 3
+    @Option(name: .long, help: "Saga configuration (YAML) whose topics to create. Default: config/fulfillment.yaml if it exists.") var config: String?
+    @Option(help: "Extra topics to create, NAME:PARTITIONS (repeatable).") var topic: [String] = []
+
+    func run() async throws {
+        try await reportingFailures {
+            let cluster = try KafkaMockCluster(brokers: brokerCount)
+            var options = try SagaOptions.parse([])
+            options.config = config
+            for spec in SagaTopology.specs(try options.loadConfiguration()) {
+                try cluster.createTopic(spec.name, partitions: spec.partitions, replicationFactor: 3)
+            }
+            for extra in topic {
+                let parts = extra.split(separator: ":")
+                guard parts.count == 2, let partitions = Int(parts[1]), partitions > 0 else {
+                    throw CommandFailure(message: "--topic must look like NAME:PARTITIONS, got '\(extra)'")
+                }
+                try cluster.createTopic(String(parts[0]), partitions: partitions, replicationFactor: 3)
+            }
+            FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
+            writeStderr("mock Kafka cluster with \(brokerCount) brokers on \(cluster.bootstrapServers); stop with Ctrl-C")
+            let stop = AsyncStream<Void> { continuation in
+                for signalNumber in [SIGINT, SIGTERM] {
+                    signal(signalNumber, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: signalNumber)
+                    source.setEventHandler { continuation.finish() }
+                    source.resume()
+                    SignalSources.keep(source)
+                }
+            }
+            for await _ in stop {}
+            withExtendedLifetime(cluster) {}
+        }
+    }
+}
+
+/// Keeps signal sources alive for the life of the process.
+enum SignalSources {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+}

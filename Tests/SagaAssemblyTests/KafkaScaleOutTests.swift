@@ -1,0 +1,89 @@
+import Dispatcher
+import Foundation
+import Testing
+
+/// The saga as separate OS processes on a Kafka cluster (librdkafka's mock cluster, served
+/// by `fulfillment kafka-mock` in its own process): a dispatcher, one worker per step and two
+/// payment instances sharing the step's store. One payment instance is killed with SIGKILL
+/// mid-run; its partitions move to the other, and every order still ends, charged at most once.
+@Suite(.serialized) struct KafkaScaleOutTests {
+    final class Processes {
+        var running: [Process] = []
+        deinit { stopAll() }
+
+        func launch(_ arguments: [String], log: String) throws -> Process {
+            let process = try CrashRecoveryTests.launch(arguments, stdout: log)
+            running.append(process)
+            return process
+        }
+
+        func stopAll() {
+            for process in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+            for process in running { process.waitUntilExit() }
+            running.removeAll()
+        }
+    }
+
+    static func waitForLine(_ path: String, seconds: Double = 20) async throws -> String {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        while ContinuousClock.now < deadline {
+            if let text = try? String(contentsOfFile: path, encoding: .utf8), let line = text.split(separator: "\n").first {
+                return String(line)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError(message: "no line on \(path) after \(seconds) s")
+    }
+
+    static func terminalCount(_ directory: String) -> Int64 {
+        guard let store = try? DispatcherStore(directory: directory, readOnly: true) else { return 0 }
+        return (try? store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')")) ?? 0
+    }
+
+    @Test func separateProcessesFinishEveryOrderWhenAPaymentInstanceIsKilled() async throws {
+        let directory = NSTemporaryDirectory() + "saga-kafka-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
+        let processes = Processes()
+        defer { processes.stopAll() }
+
+        _ = try processes.launch(["kafka-mock", "--config", fast], log: directory + "/mock.out")
+        let brokers = try await Self.waitForLine(directory + "/mock.out")
+        let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + directory + "/stores", "--faults", "default"]
+
+        let orders = 3000
+        let produce = try CrashRecoveryTests.launch(["produce", "--generate", "\(orders)", "--brokers", brokers, "--config", fast], stdout: directory + "/produce.out")
+        produce.waitUntilExit()
+        #expect(produce.terminationStatus == 0)
+
+        _ = try processes.launch(["dispatcher"] + common, log: directory + "/dispatcher.out")
+        try await Task.sleep(for: .seconds(2))
+        let doomed = try processes.launch(["worker", "payment"] + common, log: directory + "/payment-1.out")
+        _ = try processes.launch(["worker", "payment"] + common, log: directory + "/payment-2.out")
+        for step in ["inventory", "shipping", "notification"] {
+            _ = try processes.launch(["worker", step] + common, log: directory + "/\(step).out")
+        }
+
+        // Kill one payment instance once orders are flowing, while many are still to come.
+        let stores = directory + "/stores"
+        let flowing = ContinuousClock.now + .seconds(60)
+        while Self.terminalCount(stores) < 200, ContinuousClock.now < flowing { try await Task.sleep(for: .milliseconds(100)) }
+        let finishedAtKill = Self.terminalCount(stores)
+        kill(doomed.processIdentifier, SIGKILL)
+        doomed.waitUntilExit()
+        #expect(doomed.terminationReason == .uncaughtSignal)
+        #expect(finishedAtKill < Int64(orders) / 2, "the kill landed mid-run (\(finishedAtKill) of \(orders) finished)")
+
+        let deadline = ContinuousClock.now + .seconds(180)
+        while Self.terminalCount(stores) < Int64(orders), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
+        #expect(Self.terminalCount(stores) == Int64(orders), "every order ends after the kill")
+        processes.stopAll()
+
+        let report = try ConservationCheck(directory: stores).run()
+        #expect(report.ok, "\(report.violations)")
+        #expect(report.inFlight == 0)
+        let ledger = try SQLiteConnectionForTests.open(stores + "/gateway.sqlite")
+        #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1)") == 0, "no order charged twice")
+    }
+}
