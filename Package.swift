@@ -50,14 +50,21 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]
         ),
-        /// A small, durable SQLite connection: WAL, prepared-statement cache, transactions.
-        .target(name: "SQLiteDatabase", dependencies: ["CSQLite"], swiftSettings: optimized),
+        /// libpq, PostgreSQL's client library (Debian: libpq-dev).
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"]), .brew(["libpq"])]
+        ),
+        /// The stores' database connection: a durable SQLite file (WAL, prepared-statement
+        /// cache) or a PostgreSQL schema, with the same statements and transactions.
+        .target(name: "StoreDatabase", dependencies: ["CSQLite", "CLibPQ"], swiftSettings: optimized),
         /// The worker runtime (consume -> idempotent handle -> publish -> commit, retries,
         /// timeouts, heartbeats, dead letters) and the step services with their stores.
         .target(
             name: "Workers",
             dependencies: [
-                "Broker", "SagaDomain", "SQLiteDatabase",
+                "Broker", "SagaDomain", "StoreDatabase",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -68,7 +75,7 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Broker", "SagaDomain", "SQLiteDatabase", "Workers",
+                "Broker", "SagaDomain", "StoreDatabase", "Workers",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -79,7 +86,7 @@ let package = Package(
         .target(
             name: "SagaAssembly",
             dependencies: [
-                "Broker", "SagaDomain", "SQLiteDatabase", "Workers", "Dispatcher",
+                "Broker", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -89,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "fulfillment",
             dependencies: [
-                "Broker", "SagaDomain", "Workers", "Dispatcher", "SagaAssembly",
+                "Broker", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher", "SagaAssembly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -97,11 +104,11 @@ let package = Package(
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Broker"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
-        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "SQLiteDatabase"]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase"]),
         .testTarget(
             name: "SagaAssemblyTests",
             dependencies: [
-                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "SQLiteDatabase",
+                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,6 +1,6 @@
 import Broker
 import Logging
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import ServiceLifecycle
 import Workers

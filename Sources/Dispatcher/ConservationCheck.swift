@@ -1,4 +1,4 @@
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import Workers
 
@@ -36,16 +36,17 @@ public struct ConservationCheck: Sendable {
         }
     }
 
-    let directory: String
+    /// A directory of SQLite stores or a PostgreSQL URL.
+    let location: String
 
-    public init(directory: String) { self.directory = directory }
+    public init(location: String) { self.location = location }
 
     public func run() throws -> Report {
-        let dispatcher = try DispatcherStore(directory: directory, readOnly: true)
-        let ledger = try SQLiteConnection(path: directory + "/gateway.sqlite", readOnly: true)
-        let inventory = try SQLiteConnection(path: directory + "/inventory.sqlite", readOnly: true)
-        let shipping = try SQLiteConnection(path: directory + "/shipping.sqlite", readOnly: true)
-        let notifications = try SQLiteConnection(path: directory + "/notifications.sqlite", readOnly: true)
+        let dispatcher = try DispatcherStore(location: location, readOnly: true)
+        let ledger = try StoreConnection.open(location: location, name: "gateway", readOnly: true)
+        let inventory = try StoreConnection.open(location: location, name: "inventory", readOnly: true)
+        let shipping = try StoreConnection.open(location: location, name: "shipping", readOnly: true)
+        let notifications = try StoreConnection.open(location: location, name: "notifications", readOnly: true)
 
         struct Money: Sendable { var charged: Int64 = 0; var refunded: Int64 = 0; var charges = 0 }
         var money: [String: Money] = [:]

@@ -1,6 +1,6 @@
 import Broker
 import Foundation
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import Workers
 

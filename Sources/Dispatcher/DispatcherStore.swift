@@ -1,4 +1,4 @@
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// The dispatcher's stores. `dispatcher.sqlite` (the tracker's): each order's state and
@@ -7,11 +7,11 @@ import SagaDomain
 /// files, so intake and tracker never wait for each other's transactions; the intake reads
 /// the tracker's state through a connection of its own (WAL readers never block).
 public final class DispatcherStore: Sendable {
-    public let connection: SQLiteConnection
-    public let intake: SQLiteConnection
+    public let connection: StoreConnection
+    public let intake: StoreConnection
     /// A read-only view of `dispatcher.sqlite` (the intake's duplicate checks, progress
     /// counts): WAL readers neither block nor wait for the tracker's writes.
-    public let stateReader: SQLiteConnection
+    public let stateReader: StoreConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS orders (
@@ -58,12 +58,12 @@ public final class DispatcherStore: Sendable {
             UNIQUE (topic, partition, offset));
         """
 
-    public init(directory: String, readOnly: Bool = false) throws {
-        connection = try SQLiteConnection(path: directory + "/dispatcher.sqlite", readOnly: readOnly)
+    public init(location: String, readOnly: Bool = false) throws {
+        connection = try StoreConnection.open(location: location, name: "dispatcher", readOnly: readOnly)
         if !readOnly { try connection.execute(Self.schema) }
-        intake = try SQLiteConnection(path: directory + "/intake.sqlite", readOnly: readOnly)
+        intake = try StoreConnection.open(location: location, name: "intake", readOnly: readOnly)
         if !readOnly { try intake.execute(Self.intakeSchema) }
-        stateReader = readOnly ? connection : try SQLiteConnection(path: directory + "/dispatcher.sqlite", readOnly: true)
+        stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
     }
 
     /// One order as `order <id>` shows it.

@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import Workers
 
@@ -81,7 +81,7 @@ public struct OrderIntake: StepHandler {
         }
     }
 
-    private func reject(_ rejection: OrderRejection, _ record: ConsumerRecord, _ db: SQLiteConnection.Transaction) throws -> ProducerRecord {
+    private func reject(_ rejection: OrderRejection, _ record: ConsumerRecord, _ db: StoreConnection.Transaction) throws -> ProducerRecord {
         try db.run(
             "INSERT OR IGNORE INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [.text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), rejection.orderID.map { .text($0) } ?? .null,

@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// What `stats` reports, computed from the tracker's store and the broker.
@@ -41,7 +41,7 @@ public struct SagaStatistics: Codable, Sendable {
 
     /// End-to-end latency of completed orders per lane, optionally of some orders only
     /// (`filter` is a condition on `orders` with its values).
-    public static func latency(_ store: DispatcherStore, filter: (sql: String, values: [SQLiteValue]) = ("1 = 1", [])) throws -> [String: Latency] {
+    public static func latency(_ store: DispatcherStore, filter: (sql: String, values: [SQLValue]) = ("1 = 1", [])) throws -> [String: Latency] {
         var result: [String: Latency] = [:]
         for tier in [Priority.standard, Priority.vip] {
             let values = try store.stateReader.query(

@@ -1,6 +1,6 @@
 import Broker
 import Logging
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import ServiceLifecycle
 import Synchronization
@@ -87,7 +87,7 @@ public struct SagaTracker: Service {
 
     /// The first event of an order (normally its payment request from the intake): keep its
     /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
-    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: SQLiteConnection.Transaction) throws {
+    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: StoreConnection.Transaction) throws {
         guard let order = ParsedOrders.shared.order(orderID, bytes: record.value) ?? (try? Order.decode(record.value)) else { return }
         let createdAt = record.header(SagaHeader.createdAt).flatMap(Int64.init) ?? at
         let priority = record.header(SagaHeader.priority) ?? Priority.standard.rawValue
@@ -99,7 +99,7 @@ public struct SagaTracker: Service {
     }
 
     /// The `accepted` history entry, at the submission time and position the intake reported.
-    func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: SQLiteConnection.Transaction) throws {
+    func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: StoreConnection.Transaction) throws {
         let source = (record.header(SagaHeader.sourcePosition) ?? "").split(separator: "/")
         guard source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) else { return }
         try db.run(
@@ -111,7 +111,7 @@ public struct SagaTracker: Service {
         let fresh = consumed.filter(records)
         guard !fresh.isEmpty else { return }
         try store.connection.transaction { db in
-            var history: [SQLiteValue] = []
+            var history: [SQLValue] = []
             history.reserveCapacity(fresh.count * 10)
             var updates: [String: StateUpdate] = [:]
             var order: [String] = []
@@ -175,14 +175,14 @@ public struct SagaTracker: Service {
                     UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
                         failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
                         finished_at = COALESCE(?, finished_at)
-                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ?)
+                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ? = 1)
                     """,
                     [.text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
                      u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
                      u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0)])
             }
             for (tp, next) in ConsumedOffsets.next(fresh) {
-                try db.run("INSERT OR REPLACE INTO tracker_offsets VALUES (?, ?, ?)", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
+                try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
             }
         }
         consumed.advance(fresh)

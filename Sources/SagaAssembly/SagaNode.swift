@@ -60,13 +60,13 @@ public final class SagaNode: Sendable {
         self.logger = logger
         world = SimulatedWorld(profile: faults)
         let stores = roles.reduce(into: Set<Store>()) { $0.formUnion($1.stores) }
-        payments = stores.contains(.payments) ? try PaymentStore(directory: directory) : nil
-        gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(directory: directory, world: world) : nil
-        inventory = stores.contains(.inventory) ? try InventoryStore(directory: directory) : nil
+        payments = stores.contains(.payments) ? try PaymentStore(location: directory) : nil
+        gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(location: directory, world: world) : nil
+        inventory = stores.contains(.inventory) ? try InventoryStore(location: directory) : nil
         try inventory?.seedIfEmpty(skuCount: configuration.skuCount, units: configuration.initialStock, stockFile: stockFile)
-        shipping = stores.contains(.shipping) ? try ShippingStore(directory: directory) : nil
-        notifications = stores.contains(.notifications) ? try NotificationStore(directory: directory) : nil
-        dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(directory: directory) : nil
+        shipping = stores.contains(.shipping) ? try ShippingStore(location: directory) : nil
+        notifications = stores.contains(.notifications) ? try NotificationStore(location: directory) : nil
+        dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(location: directory) : nil
         var metrics: [String: WorkerMetrics] = [:]
         for role in Role.allCases { metrics[role.rawValue] = WorkerMetrics(name: role.rawValue) }
         self.metrics = metrics

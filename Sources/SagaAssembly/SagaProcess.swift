@@ -2,6 +2,7 @@ import Broker
 import Foundation
 import Logging
 import SagaDomain
+import StoreDatabase
 import ServiceLifecycle
 import Workers
 
@@ -12,7 +13,8 @@ import Workers
 public struct SagaProcess: Sendable {
     public let broker: any MessageBroker
     public let configuration: SagaConfiguration
-    public let storeDirectory: String
+    /// A directory of SQLite stores or a PostgreSQL URL.
+    public let storeLocation: String
     public let roles: Set<SagaNode.Role>
     public let faults: String
     /// Create missing saga topics first (the dispatcher does; workers expect them).
@@ -20,12 +22,12 @@ public struct SagaProcess: Sendable {
     let logger: Logger
 
     public init(
-        broker: any MessageBroker, configuration: SagaConfiguration, storeDirectory: String, roles: Set<SagaNode.Role>,
+        broker: any MessageBroker, configuration: SagaConfiguration, storeLocation: String, roles: Set<SagaNode.Role>,
         faults: String, createTopics: Bool, logger: Logger
     ) {
         self.broker = broker
         self.configuration = configuration
-        self.storeDirectory = storeDirectory
+        self.storeLocation = storeLocation
         self.roles = roles
         self.faults = faults
         self.createTopics = createTopics
@@ -39,14 +41,16 @@ public struct SagaProcess: Sendable {
         } else {
             try await requireTopics()
         }
-        try FileManager.default.createDirectory(atPath: storeDirectory, withIntermediateDirectories: true)
+        if !StoreConnection.isPostgres(storeLocation) {
+            try FileManager.default.createDirectory(atPath: storeLocation, withIntermediateDirectories: true)
+        }
         let node = try SagaNode(
-            broker: broker, configuration: configuration, directory: storeDirectory, faults: try configuration.faultProfile(named: faults),
+            broker: broker, configuration: configuration, directory: storeLocation, faults: try configuration.faultProfile(named: faults),
             roles: roles, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let names = roles.map(\.rawValue).sorted().joined(separator: ", ")
-        status("serving \(names) (stores in \(storeDirectory), concurrency \(configuration.concurrency)); stop with SIGINT/SIGTERM")
+        status("serving \(names) (stores in \(StoreConnection.isPostgres(storeLocation) ? "PostgreSQL" : storeLocation), concurrency \(configuration.concurrency)); stop with SIGINT/SIGTERM")
         let report: @Sendable () -> String = {
             roles.map(\.rawValue).sorted().map { role in
                 let m = node.metrics[role]!

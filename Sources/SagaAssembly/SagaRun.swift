@@ -1,7 +1,7 @@
 import Broker
 import Dispatcher
 import Logging
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import ServiceLifecycle
 import Synchronization
@@ -134,7 +134,7 @@ public struct SagaRun: Sendable {
         let lastFinished = try scope.lastFinished(dispatcherStore) ?? UnixClock.nowMillis()
         let duration = max(0.001, Double(lastFinished - startMillis) / 1000)
         let counts = try scope.counts(dispatcherStore)
-        let check = try ConservationCheck(directory: options.dataDirectory).run()
+        let check = try ConservationCheck(location: options.dataDirectory).run()
         return Summary(
             orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
             rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,
@@ -170,7 +170,7 @@ enum OrderScope: Sendable {
     }
 
     /// The scope as a condition on an `order_id` column.
-    var filter: (sql: String, values: [SQLiteValue]) {
+    var filter: (sql: String, values: [SQLValue]) {
         switch self {
         case .run(let tag): ("order_id >= ? AND order_id < ?", [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}")])
         case .all: ("1 = 1", [])

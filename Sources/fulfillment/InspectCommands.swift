@@ -75,7 +75,7 @@ struct DlqCommand: AsyncParsableCommand {
             try await reportingFailures {
                 let (broker, maybeStore) = dryRun ? try saga.openReadOnly() : try saga.openForWriting()
                 defer { broker.shutdown() }
-                guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeDirectory): nothing was dead-lettered there") }
+                guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeLocation): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
                 let result = try await letters.redrive(topics: topic.isEmpty ? letters.deadLetterTopics : topic, orderID: order, dryRun: dryRun)
                 if json { return try printJSON(result) }
@@ -105,13 +105,12 @@ struct OrderCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (broker, store) = try saga.openReadOnly()
-            broker.shutdown()
+            let store = try saga.openDispatcherStore()
             let order = try store.order(id)
             let history = try store.history(id)
             let rejections = try store.rejections(orderID: id).map { "\($0.reason): \($0.message)" }
             guard order != nil || !rejections.isEmpty else {
-                throw CommandFailure(message: "no order \(id) in \(try saga.storeDirectory); check the id, or whether it is still queued on `orders`")
+                throw CommandFailure(message: "no order \(id) in \(try saga.storeLocation); check the id, or whether it is still queued on `orders`")
             }
             if json { return try printJSON(Output(order: order, history: history, rejections: rejections)) }
             if let order {
@@ -183,7 +182,7 @@ struct CheckCommand: AsyncParsableCommand {
         var failed = false
         try await reportingFailures {
             _ = try saga.openDispatcherStore()
-            let report = try ConservationCheck(directory: try saga.storeDirectory).run()
+            let report = try ConservationCheck(location: try saga.storeLocation).run()
             failed = !report.ok
             if json { return try printJSON(report) }
             print("\(report.ok ? "ok" : "FAILED"): \(report.ordersChecked) finished orders checked, \(report.inFlight) in flight")

@@ -26,7 +26,7 @@ extension SagaOptions {
         var configuration = try loadConfiguration()
         if let concurrency = process.concurrency { configuration.concurrency = concurrency }
         let saga = SagaProcess(
-            broker: broker, configuration: configuration, storeDirectory: try storeDirectory, roles: roles, faults: process.faults,
+            broker: broker, configuration: configuration, storeLocation: try storeLocation, roles: roles, faults: process.faults,
             createTopics: createTopics, logger: logger(label))
         try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { writeStderr("[\(label)] \($0)") }
     }

@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import SagaAssembly
 import SagaDomain
+import StoreDatabase
 
 /// Options of every saga command: where the data is and which configuration applies.
 struct SagaOptions: ParsableArguments {
@@ -17,20 +18,18 @@ struct SagaOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .warning
 
-    @Option(name: .long, help: "Where the step and dispatcher stores live: sqlite:DIR (one SQLite file per service). Default: sqlite:<data-dir>.")
+    @Option(name: .long, help: "Where the step and dispatcher stores live: sqlite:DIR (one SQLite file per service) or postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (one schema per service; instances on several machines share it). Default: sqlite:<data-dir>.")
     var store: String?
 
     @OptionGroup var kafka: KafkaOptions
 
-    /// The directory of the SQLite stores.
-    var storeDirectory: String {
+    /// Where the stores are: a directory of SQLite files, or a PostgreSQL URL.
+    var storeLocation: String {
         get throws {
             guard let store else { return dataDir }
             if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
-            if store.hasPrefix("postgres://") || store.hasPrefix("postgresql://") {
-                throw CommandFailure(message: "PostgreSQL stores are not available yet; use --store sqlite:DIR (instances on one machine share it)")
-            }
-            throw CommandFailure(message: "--store must look like sqlite:DIR, got '\(store)'")
+            if StoreConnection.isPostgres(store) { return store }
+            throw CommandFailure(message: "--store must look like sqlite:DIR or postgres://USER@HOST:PORT/DATABASE, got '\(store)'")
         }
     }
 
@@ -60,11 +59,11 @@ struct SagaOptions: ParsableArguments {
 
     /// The dispatcher's store, read-only; says where to look when there is none.
     func openDispatcherStore() throws -> DispatcherStore {
-        let directory = try storeDirectory
-        guard FileManager.default.fileExists(atPath: directory + "/dispatcher.sqlite") else {
-            throw CommandFailure(message: "no saga data in \(directory): run `fulfillment run` (or the dispatcher) first, or pass --data-dir / --store")
+        let location = try storeLocation
+        guard StoreConnection.isPostgres(location) || FileManager.default.fileExists(atPath: location + "/dispatcher.sqlite") else {
+            throw CommandFailure(message: "no saga data in \(location): run `fulfillment run` (or the dispatcher) first, or pass --data-dir / --store")
         }
-        return try DispatcherStore(directory: directory, readOnly: true)
+        return try DispatcherStore(location: location, readOnly: true)
     }
 
     /// Opens the broker and the dispatcher store for inspection: works while `run` owns the data directory.
@@ -79,8 +78,9 @@ struct SagaOptions: ParsableArguments {
     /// Opens the broker to write (and the dispatcher store); says what to do when `run` holds
     /// the embedded broker's data directory.
     func openForWriting() throws -> (any MessageBroker, DispatcherStore?) {
-        let directory = try storeDirectory
-        let store = FileManager.default.fileExists(atPath: directory + "/dispatcher.sqlite") ? try DispatcherStore(directory: directory) : nil
+        let location = try storeLocation
+        let store = StoreConnection.isPostgres(location) || FileManager.default.fileExists(atPath: location + "/dispatcher.sqlite")
+            ? try DispatcherStore(location: location) : nil
         if let kafka = try kafkaBroker("write") { return (kafka, store) }
         do {
             let broker = try EmbeddedBroker(dataDirectory: dataDir, logger: logger("write"))

@@ -61,7 +61,7 @@ import Testing
         configuration.readOnly = true
         let broker = try EmbeddedBroker(configuration: configuration, logger: Logger(label: "check"))
         let produced = try await broker.describeTopic("orders").partitions.reduce(Int64(0)) { $0 + $1.endOffset }
-        let store = try DispatcherStore(directory: directory, readOnly: true)
+        let store = try DispatcherStore(location: directory, readOnly: true)
         let terminal = try store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')") ?? 0
         let submitted = try store.intake.scalar("SELECT COUNT(*) FROM submitted") ?? 0
         #expect(produced > 0)
@@ -69,13 +69,13 @@ import Testing
         #expect(terminal == submitted, "\(submitted - terminal) orders not terminal")
         #expect(try store.intake.scalar("SELECT COUNT(*) FROM rejections") == 0)
         // No order was charged twice, even though the kills interrupted charges mid-way.
-        let ledger = try SQLiteConnectionForTests.open(directory + "/gateway.sqlite")
+        let ledger = try StoreConnectionForTests.open(directory + "/gateway.sqlite")
         #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1)") == 0)
     }
 }
 
-import SQLiteDatabase
+import StoreDatabase
 
-enum SQLiteConnectionForTests {
-    static func open(_ path: String) throws -> SQLiteConnection { try SQLiteConnection(path: path, readOnly: true) }
+enum StoreConnectionForTests {
+    static func open(_ path: String) throws -> StoreConnection { try StoreConnection(path: path, readOnly: true) }
 }

@@ -36,7 +36,7 @@ import Testing
     }
 
     static func terminalCount(_ directory: String) -> Int64 {
-        guard let store = try? DispatcherStore(directory: directory, readOnly: true) else { return 0 }
+        guard let store = try? DispatcherStore(location: directory, readOnly: true) else { return 0 }
         return (try? store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')")) ?? 0
     }
 
@@ -80,10 +80,10 @@ import Testing
         #expect(Self.terminalCount(stores) == Int64(orders), "every order ends after the kill")
         processes.stopAll()
 
-        let report = try ConservationCheck(directory: stores).run()
+        let report = try ConservationCheck(location: stores).run()
         #expect(report.ok, "\(report.violations)")
         #expect(report.inFlight == 0)
-        let ledger = try SQLiteConnectionForTests.open(stores + "/gateway.sqlite")
+        let ledger = try StoreConnectionForTests.open(stores + "/gateway.sqlite")
         #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1)") == 0, "no order charged twice")
     }
 }

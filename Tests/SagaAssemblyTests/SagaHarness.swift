@@ -2,7 +2,7 @@ import Broker
 import Dispatcher
 import Foundation
 import Logging
-import SQLiteDatabase
+import StoreDatabase
 import SagaAssembly
 import SagaDomain
 import ServiceLifecycle
@@ -99,7 +99,7 @@ final class SagaHarness: @unchecked Sendable {
 
     func history(_ id: String) throws -> [DispatcherStore.HistoryEntry] { try node.dispatcherStore!.history(id) }
 
-    func check() throws -> ConservationCheck.Report { try ConservationCheck(directory: directory).run() }
+    func check() throws -> ConservationCheck.Report { try ConservationCheck(location: directory).run() }
 
     /// Ledger rows of an order as `kind:outcome:amount`.
     func ledger(_ id: String) throws -> [String] {

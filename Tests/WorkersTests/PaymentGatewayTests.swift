@@ -7,7 +7,7 @@ import Testing
     func gateway(_ profile: FaultProfile = .none) throws -> (SimulatedPaymentGateway, String) {
         let dir = NSTemporaryDirectory() + "gateway-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (try SimulatedPaymentGateway(directory: dir, world: SimulatedWorld(profile: profile)), dir)
+        return (try SimulatedPaymentGateway(location: dir, world: SimulatedWorld(profile: profile)), dir)
     }
 
     func ledgerRows(_ g: SimulatedPaymentGateway, _ order: String) throws -> [String] {

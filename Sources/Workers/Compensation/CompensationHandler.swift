@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Claims the order's one notice as a failure notice, then undoes what the order holds,

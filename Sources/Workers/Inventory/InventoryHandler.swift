@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Reserves an order's items: all or nothing, in one transaction per batch, in arrival
@@ -73,7 +73,7 @@ public struct InventoryHandler: StepHandler {
                 var units: Int64 = 0
                 for (sku, quantity) in wanted {
                     try db.run("UPDATE stock SET units = units - ? WHERE sku = ?", [.integer(quantity), .text(sku)])
-                    try db.run("INSERT OR REPLACE INTO reservation_items VALUES (?, ?, ?)", [.text(message.orderID), .text(sku), .integer(quantity)])
+                    try db.run("INSERT INTO reservation_items VALUES (?, ?, ?) ON CONFLICT (order_id, sku) DO UPDATE SET quantity = excluded.quantity", [.text(message.orderID), .text(sku), .integer(quantity)])
                     units += quantity
                 }
                 try db.run("INSERT INTO reservations VALUES (?, ?, ?, 'reserved', ?, NULL)", [.text(key), .text(message.orderID), .integer(units), .integer(now)])

@@ -1,12 +1,12 @@
 import Foundation
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// The warehouse's stock and reservations (`inventory.sqlite`). Stock is seeded once, from
 /// the configuration's catalogue or a stock file, and `initial_units` is kept so `check` can
 /// prove that units left the shelf only for completed orders.
 public final class InventoryStore: Sendable {
-    public let connection: SQLiteConnection
+    public let connection: StoreConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, units INTEGER NOT NULL, initial_units INTEGER NOT NULL);
@@ -18,8 +18,8 @@ public final class InventoryStore: Sendable {
         CREATE TABLE IF NOT EXISTS releases (idempotency_key TEXT PRIMARY KEY, order_id TEXT NOT NULL, units INTEGER NOT NULL, released_at INTEGER NOT NULL);
         """
 
-    public init(directory: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(directory: directory, name: "inventory", schema: Self.schema, readOnly: readOnly)
+    public init(location: String, readOnly: Bool = false) throws {
+        connection = try StoreFile.open(location: location, name: "inventory", schema: Self.schema, readOnly: readOnly)
     }
 
     /// Seeds stock if the table is empty: `SKU-1`...`SKU-n`, or the units of a stock file.

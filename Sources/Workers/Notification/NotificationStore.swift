@@ -1,10 +1,10 @@
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// The outbox of notifications sent (`notifications.sqlite`): per order exactly one
 /// confirmation or one failure notice.
 public final class NotificationStore: Sendable {
-    public let connection: SQLiteConnection
+    public let connection: StoreConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS outbox (
@@ -12,8 +12,8 @@ public final class NotificationStore: Sendable {
             email TEXT NOT NULL, sent_at INTEGER NOT NULL);
         """
 
-    public init(directory: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(directory: directory, name: "notifications", schema: Self.schema, readOnly: readOnly)
+    public init(location: String, readOnly: Bool = false) throws {
+        connection = try StoreFile.open(location: location, name: "notifications", schema: Self.schema, readOnly: readOnly)
     }
 
     /// Sends the failure notice unless the customer already got a notice for this order.

@@ -1,6 +1,6 @@
 import Broker
 import Foundation
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 import Synchronization
 
@@ -24,7 +24,7 @@ public struct GatewayReceipt: Sendable, Hashable {
 /// refunds that fail, driven by the fault profile and by test tokens:
 /// `tok_decline`, `tok_transient_N`, `tok_hang`, `tok_timeout_after_charge`, `tok_refund_fail_N`.
 public final class SimulatedPaymentGateway: PaymentGateway {
-    public let ledger: SQLiteConnection
+    public let ledger: StoreConnection
     let world: SimulatedWorld
     private let batcher: LedgerBatcher
 
@@ -44,8 +44,8 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     /// The ledger is the gateway's, not ours: a call returns only once its row is committed,
     /// the way money has moved once a real gateway answers (WAL, synchronous=NORMAL:
     /// survives SIGKILL of our process, as a real gateway survives it).
-    public init(directory: String, world: SimulatedWorld, readOnly: Bool = false) throws {
-        ledger = try StoreFile.open(directory: directory, name: "gateway", schema: Self.schema, readOnly: readOnly, synchronous: "NORMAL")
+    public init(location: String, world: SimulatedWorld, readOnly: Bool = false) throws {
+        ledger = try StoreFile.open(location: location, name: "gateway", schema: Self.schema, readOnly: readOnly, synchronous: "NORMAL")
         batcher = LedgerBatcher(ledger: ledger)
         self.world = world
     }
@@ -127,10 +127,10 @@ final class LedgerBatcher: Sendable {
         var continuation: CheckedContinuation<Reply, any Error>
     }
 
-    private let ledger: SQLiteConnection
+    private let ledger: StoreConnection
     private let queue = Mutex<(pending: [Request], draining: Bool)>(([], false))
 
-    init(ledger: SQLiteConnection) { self.ledger = ledger }
+    init(ledger: StoreConnection) { self.ledger = ledger }
 
     func submit(key: String, orderID: String, intent: Intent) async throws -> Reply {
         try await withCheckedThrowingContinuation { continuation in
@@ -166,7 +166,7 @@ final class LedgerBatcher: Sendable {
         }
     }
 
-    private func settle(_ request: Request, _ db: SQLiteConnection.Transaction) throws -> Reply {
+    private func settle(_ request: Request, _ db: StoreConnection.Transaction) throws -> Reply {
         let existing = try db.query("SELECT outcome, amount_cents, reference FROM ledger WHERE idempotency_key = ?", [.text(request.key)]) {
             ($0.text(0), $0.int(1), $0.text(2))
         }.first

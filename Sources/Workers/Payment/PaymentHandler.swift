@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Validates and charges payment through the gateway with the key `<order_id>:payment`.

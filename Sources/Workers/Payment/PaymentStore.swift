@@ -1,9 +1,9 @@
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// The payment step's own record of what it charged and refunded (`payments.sqlite`).
 public final class PaymentStore: Sendable {
-    public let connection: SQLiteConnection
+    public let connection: StoreConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS charges (
@@ -14,8 +14,8 @@ public final class PaymentStore: Sendable {
             reference TEXT NOT NULL, refunded_at INTEGER NOT NULL);
         """
 
-    public init(directory: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(directory: directory, name: "payments", schema: Self.schema, readOnly: readOnly)
+    public init(location: String, readOnly: Bool = false) throws {
+        connection = try StoreFile.open(location: location, name: "payments", schema: Self.schema, readOnly: readOnly)
     }
 
     public func isRefunded(orderID: String) throws -> Bool {

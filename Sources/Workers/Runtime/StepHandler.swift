@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Why one attempt failed: an error class the retry policy matches on (`TransientError`,
@@ -57,7 +57,7 @@ public protocol StepHandler: Sendable {
 extension StepHandler {
     /// The usual `recordedOutcomes`: messages whose idempotency key `recorded` finds in the
     /// store re-emit what follows `step`.
-    func reemitRecorded(_ batch: [InboundMessage], step: SagaStep, in connection: SQLiteConnection, recorded sql: String, messages: SagaMessages) throws -> [Int: HandlerResult] {
+    func reemitRecorded(_ batch: [InboundMessage], step: SagaStep, in connection: StoreConnection, recorded sql: String, messages: SagaMessages) throws -> [Int: HandlerResult] {
         try connection.withConnection { db in
             var result: [Int: HandlerResult] = [:]
             for (i, message) in batch.enumerated() where try db.scalar(sql, [.text(message.key(for: step))]) != nil {

@@ -2,7 +2,7 @@ import Broker
 import Logging
 import SagaDomain
 import ServiceLifecycle
-import SQLiteDatabase
+import StoreDatabase
 import Synchronization
 
 /// How a worker consumes and pipelines.

@@ -1,5 +1,5 @@
 import Broker
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Prepares a shipment: pick, pack, label, beating the heartbeat after each stage. The

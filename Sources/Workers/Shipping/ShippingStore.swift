@@ -1,9 +1,9 @@
-import SQLiteDatabase
+import StoreDatabase
 import SagaDomain
 
 /// Shipments prepared per order and their cancellations (`shipping.sqlite`).
 public final class ShippingStore: Sendable {
-    public let connection: SQLiteConnection
+    public let connection: StoreConnection
 
     static let schema = """
         CREATE TABLE IF NOT EXISTS shipments (
@@ -12,8 +12,8 @@ public final class ShippingStore: Sendable {
         CREATE TABLE IF NOT EXISTS cancellations (idempotency_key TEXT PRIMARY KEY, order_id TEXT NOT NULL, cancelled_at INTEGER NOT NULL);
         """
 
-    public init(directory: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(directory: directory, name: "shipping", schema: Self.schema, readOnly: readOnly)
+    public init(location: String, readOnly: Bool = false) throws {
+        connection = try StoreFile.open(location: location, name: "shipping", schema: Self.schema, readOnly: readOnly)
     }
 
     /// Cancels an order's shipment (its compensation), once, leaving a tombstone.

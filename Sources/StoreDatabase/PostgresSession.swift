@@ -1,0 +1,141 @@
+import CLibPQ
+import Foundation
+
+/// One libpq connection to the schema of one store. Used only under `StoreConnection`'s
+/// lock, from blocking-I/O threads.
+final class PostgresSession {
+    let url: String
+    let schema: String
+    private var connection: OpaquePointer?
+    private let setup: String
+    /// Statement text -> PostgreSQL spelling.
+    private var translations: [String: String] = [:]
+    /// Writers of one store take this lock first, so they are serialised as SQLite's
+    /// `BEGIN IMMEDIATE` serialises them: the stores' read-then-write logic stays correct
+    /// across processes and machines.
+    let writerLockKey: Int64
+
+    init(url: String, schema: String, readOnly: Bool, synchronous: String) throws {
+        self.url = url
+        self.schema = schema
+        var setup = "SET client_min_messages = warning; SET search_path TO \"\(schema)\";"
+        if readOnly { setup += " SET default_transaction_read_only = on;" }
+        if synchronous.uppercased() != "FULL" { setup += " SET synchronous_commit = off;" }
+        self.setup = setup
+        // FNV-1a of the schema name: a stable advisory-lock key per store.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in schema.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        writerLockKey = Int64(bitPattern: hash)
+        try connect()
+        if !readOnly {
+            // Several processes may create the same store at once: one at a time.
+            try exec("SELECT pg_advisory_lock(7310); CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SELECT pg_advisory_unlock(7310);")
+        }
+        try exec(setup)
+    }
+
+    deinit { PQfinish(connection) }
+
+    private func connect() throws {
+        PQfinish(connection)
+        connection = PQconnectdb(url)
+        guard PQstatus(connection) == CONNECTION_OK else {
+            let message = errorMessage()
+            PQfinish(connection)
+            connection = nil
+            throw StoreError(code: -1, message: "cannot connect to PostgreSQL (\(Self.redacted(url))): \(message)")
+        }
+    }
+
+    /// After a dropped connection the next call reconnects (the failed call is reported).
+    private func reconnectIfBroken() {
+        guard connection == nil || PQstatus(connection) != CONNECTION_OK else { return }
+        if (try? connect()) != nil { _ = try? exec(setup) }
+    }
+
+    private func errorMessage() -> String {
+        guard let connection, let text = PQerrorMessage(connection) else { return "no connection" }
+        return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func redacted(_ url: String) -> String {
+        // postgres://user:secret@host/db -> postgres://user:***@host/db
+        guard let at = url.lastIndex(of: "@"), let scheme = url.range(of: "://"), let colon = url[scheme.upperBound..<at].firstIndex(of: ":") else { return url }
+        return String(url[..<url.index(after: colon)]) + "***" + String(url[at...])
+    }
+
+    /// Statements without parameters (schema, session settings, transaction control).
+    func exec(_ sql: String) throws {
+        reconnectIfBroken()
+        let result = PQexec(connection, PostgresDialect.translate(sql))
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            throw StoreError(code: Int32(status.rawValue), message: "PostgreSQL \(schema): \(errorMessage()) in: \(sql.prefix(200))")
+        }
+    }
+
+    /// One statement with parameters; the caller clears the result.
+    func execute(_ sql: String, _ values: [SQLValue]) throws -> OpaquePointer {
+        reconnectIfBroken()
+        let translated: String
+        if let known = translations[sql] {
+            translated = known
+        } else {
+            translated = PostgresDialect.translate(sql)
+            translations[sql] = translated
+        }
+        var types: [Oid] = []
+        var texts: [UnsafeMutablePointer<CChar>?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        types.reserveCapacity(values.count)
+        defer { for text in texts { free(text) } }
+        for value in values {
+            switch value {
+            case .integer(let v):
+                types.append(20)
+                texts.append(strdup(String(v)))
+                lengths.append(0)
+                formats.append(0)
+            case .real(let v):
+                types.append(701)
+                texts.append(strdup("\(v)"))
+                lengths.append(0)
+                formats.append(0)
+            case .text(let v):
+                types.append(25)
+                texts.append(strdup(v))
+                lengths.append(0)
+                formats.append(0)
+            case .blob(let bytes):
+                types.append(17)
+                let copy = malloc(max(bytes.count, 1))!
+                bytes.withUnsafeBytes { raw in
+                    if let base = raw.baseAddress { copy.copyMemory(from: base, byteCount: raw.count) }
+                }
+                texts.append(copy.assumingMemoryBound(to: CChar.self))
+                lengths.append(Int32(bytes.count))
+                formats.append(1)
+            case .null:
+                types.append(0)
+                texts.append(nil)
+                lengths.append(0)
+                formats.append(0)
+            }
+        }
+        let result = texts.withUnsafeBufferPointer { textPointers in
+            textPointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
+                PQexecParams(connection, translated, Int32(values.count), types, values.baseAddress, lengths, formats, 0)
+            }
+        }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let message = errorMessage()
+            PQclear(result)
+            throw StoreError(code: Int32(status.rawValue), message: "PostgreSQL \(schema): \(message) in: \(sql.prefix(200))")
+        }
+        return result!
+    }
+}

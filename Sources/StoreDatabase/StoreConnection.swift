@@ -1,0 +1,296 @@
+import CLibPQ
+import CSQLite
+import Foundation
+import Synchronization
+
+/// A value bound to or read from a store.
+public enum SQLValue: Sendable, Hashable {
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+    case null
+}
+
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var description: String { message }
+}
+
+/// One row of a result, read by column index.
+public struct SQLRow {
+    fileprivate enum Source {
+        case sqlite(OpaquePointer)
+        /// A PostgreSQL result (text format) and the row's index in it.
+        case postgres(OpaquePointer, Int32)
+    }
+
+    fileprivate let source: Source
+
+    public func isNull(_ i: Int32) -> Bool {
+        switch source {
+        case .sqlite(let statement): sqlite3_column_type(statement, i) == SQLITE_NULL
+        case .postgres(let result, let row): PQgetisnull(result, row, i) != 0
+        }
+    }
+
+    public func int(_ i: Int32) -> Int64 {
+        switch source {
+        case .sqlite(let statement): return sqlite3_column_int64(statement, i)
+        case .postgres:
+            let text = text(i)
+            // Aggregates over BIGINT come back as NUMERIC: "12" or "12.0".
+            return Int64(text) ?? Double(text).map { Int64($0) } ?? 0
+        }
+    }
+
+    public func double(_ i: Int32) -> Double {
+        switch source {
+        case .sqlite(let statement): sqlite3_column_double(statement, i)
+        case .postgres: Double(text(i)) ?? 0
+        }
+    }
+
+    public func text(_ i: Int32) -> String {
+        switch source {
+        case .sqlite(let statement):
+            guard let c = sqlite3_column_text(statement, i) else { return "" }
+            return String(decoding: UnsafeRawBufferPointer(start: c, count: Int(sqlite3_column_bytes(statement, i))), as: UTF8.self)
+        case .postgres(let result, let row):
+            guard let c = PQgetvalue(result, row, i) else { return "" }
+            return String(decoding: UnsafeRawBufferPointer(start: c, count: Int(PQgetlength(result, row, i))), as: UTF8.self)
+        }
+    }
+
+    public func optionalText(_ i: Int32) -> String? { isNull(i) ? nil : text(i) }
+    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+
+    public func blob(_ i: Int32) -> [UInt8] {
+        switch source {
+        case .sqlite(let statement):
+            let count = Int(sqlite3_column_bytes(statement, i))
+            guard count > 0, let base = sqlite3_column_blob(statement, i) else { return [] }
+            return [UInt8](UnsafeRawBufferPointer(start: base, count: count))
+        case .postgres:
+            // BYTEA in text format: "\x" then hex digits.
+            let hex = Array(text(i).utf8.dropFirst(2))
+            func nibble(_ c: UInt8) -> UInt8 { c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x61 + 10 }
+            return stride(from: 0, to: hex.count - 1, by: 2).map { nibble(hex[$0]) << 4 | nibble(hex[$0 + 1]) }
+        }
+    }
+}
+
+/// A store's database: a SQLite file in WAL mode (the single-machine default) or a schema in
+/// a PostgreSQL database (instances of one step on several machines share it). One
+/// connection guarded by a lock; writers group work in `transaction`. SQLite runs with
+/// `synchronous=FULL` and PostgreSQL with synchronous commits, so a store's committed effects
+/// survive SIGKILL.
+public final class StoreConnection: Sendable {
+    /// Owned handles: only touched while `lock` is held, freed in `deinit`.
+    fileprivate final class Handles: @unchecked Sendable {
+        var db: OpaquePointer?
+        var statements: [String: OpaquePointer] = [:]
+        var postgres: PostgresSession?
+        deinit {
+            for (_, statement) in statements { sqlite3_finalize(statement) }
+            if db != nil { sqlite3_close_v2(db) }
+        }
+    }
+
+    /// The SQLite file, or the PostgreSQL URL and schema.
+    public let path: String
+    public let readOnly: Bool
+    private let lock: Mutex<Handles>
+
+    /// Opens store `name` at `location`: a directory of SQLite files (`<location>/<name>.sqlite`)
+    /// or a `postgres://` / `postgresql://` URL (schema `<name>` in that database).
+    public static func open(location: String, name: String, readOnly: Bool = false, synchronous: String = "FULL") throws -> StoreConnection {
+        if isPostgres(location) {
+            return try StoreConnection(postgres: location, schema: name, readOnly: readOnly, synchronous: synchronous)
+        }
+        return try StoreConnection(path: location + "/" + name + ".sqlite", readOnly: readOnly, synchronous: synchronous)
+    }
+
+    public static func isPostgres(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
+    public init(path: String, readOnly: Bool = false, synchronous: String = "FULL") throws {
+        self.path = path
+        self.readOnly = readOnly
+        let handles = Handles()
+        let flags = readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        let rc = sqlite3_open_v2(path, &handles.db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK else {
+            let message = handles.db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            throw StoreError(code: rc, message: "cannot open \(path): \(message)")
+        }
+        lock = Mutex(handles)
+        try execute("PRAGMA busy_timeout = 10000")
+        if !readOnly {
+            try execute("PRAGMA journal_mode = WAL")
+            try execute("PRAGMA synchronous = \(synchronous)")
+        }
+    }
+
+    public init(postgres url: String, schema: String, readOnly: Bool = false, synchronous: String = "FULL") throws {
+        path = PostgresSession.redacted(url) + "#" + schema
+        self.readOnly = readOnly
+        let handles = Handles()
+        handles.postgres = try PostgresSession(url: url, schema: schema, readOnly: readOnly, synchronous: synchronous)
+        lock = Mutex(handles)
+    }
+
+    public var isPostgres: Bool { lock.withLock { $0.postgres != nil } }
+
+    /// Runs one or more statements without parameters (schemas). On PostgreSQL, schema
+    /// changes of all stores are serialised, so processes starting together do not race.
+    public func execute(_ sql: String) throws {
+        try lock.withLock { handles in
+            if let postgres = handles.postgres {
+                try postgres.exec("SELECT pg_advisory_lock(7310);")
+                defer { _ = try? postgres.exec("SELECT pg_advisory_unlock(7310);") }
+                try postgres.exec(sql)
+                return
+            }
+            var error: UnsafeMutablePointer<CChar>?
+            let rc = sqlite3_exec(handles.db, sql, nil, nil, &error)
+            if rc != SQLITE_OK {
+                let message = error.map { String(cString: $0) } ?? "error \(rc)"
+                sqlite3_free(error)
+                throw StoreError(code: rc, message: "\(message) in: \(sql.prefix(200))")
+            }
+        }
+    }
+
+    /// Runs `body` as one transaction (rolled back if it throws). Writers are serialised
+    /// per store: SQLite's `BEGIN IMMEDIATE`, or a PostgreSQL advisory lock of the store.
+    public func transaction<T: Sendable>(_ body: (Transaction) throws -> T) throws -> T {
+        try lock.withLock { handles in
+            let tx = Transaction(handles: handles, path: path)
+            if let postgres = handles.postgres {
+                try postgres.exec(readOnly ? "BEGIN" : "BEGIN; SELECT pg_advisory_xact_lock(\(postgres.writerLockKey));")
+            } else {
+                try tx.exec("BEGIN IMMEDIATE")
+            }
+            do {
+                let result = try body(tx)
+                try tx.exec("COMMIT")
+                return result
+            } catch {
+                try? tx.exec("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// Several statements under the connection's lock, without opening a transaction (reads).
+    public func withConnection<T: Sendable>(_ body: (Transaction) throws -> T) throws -> T {
+        try lock.withLock { handles in try body(Transaction(handles: handles, path: path)) }
+    }
+
+    /// A single statement outside an explicit transaction.
+    @discardableResult
+    public func run(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
+        try lock.withLock { handles in try Transaction(handles: handles, path: path).run(sql, values) }
+    }
+
+    public func query<T: Sendable>(_ sql: String, _ values: [SQLValue] = [], _ row: (SQLRow) throws -> T) throws -> [T] {
+        try lock.withLock { handles in try Transaction(handles: handles, path: path).query(sql, values, row) }
+    }
+
+    /// Statements run inside `transaction` (or a single `run`/`query`); use it only within that body.
+    public struct Transaction {
+        fileprivate let handles: Handles
+        fileprivate let path: String
+
+        fileprivate init(handles: Handles, path: String) {
+            self.handles = handles
+            self.path = path
+        }
+
+        fileprivate func exec(_ sql: String) throws {
+            if let postgres = handles.postgres { return try postgres.exec(sql) }
+            let rc = sqlite3_exec(handles.db, sql, nil, nil, nil)
+            guard rc == SQLITE_OK else { throw error(rc, sql) }
+        }
+
+        private func error(_ rc: Int32, _ sql: String) -> StoreError {
+            StoreError(code: rc, message: "\(path): \(String(cString: sqlite3_errmsg(handles.db))) in: \(sql.prefix(200))")
+        }
+
+        private func prepared(_ sql: String, _ values: [SQLValue]) throws -> OpaquePointer {
+            let statement: OpaquePointer
+            if let cached = handles.statements[sql] {
+                statement = cached
+            } else {
+                var fresh: OpaquePointer?
+                let rc = sqlite3_prepare_v2(handles.db, sql, -1, &fresh, nil)
+                guard rc == SQLITE_OK, let fresh else { throw error(rc, sql) }
+                handles.statements[sql] = fresh
+                statement = fresh
+            }
+            sqlite3_reset(statement)
+            sqlite3_clear_bindings(statement)
+            for (i, value) in values.enumerated() {
+                let index = Int32(i + 1)
+                switch value {
+                case .integer(let v): sqlite3_bind_int64(statement, index, v)
+                case .real(let v): sqlite3_bind_double(statement, index, v)
+                case .text(let v): sqlite3_bind_text(statement, index, v, -1, SQLITE_TRANSIENT)
+                case .blob(let v): v.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), SQLITE_TRANSIENT) }
+                case .null: sqlite3_bind_null(statement, index)
+                }
+            }
+            return statement
+        }
+
+        /// Runs a statement; returns the number of rows it changed.
+        @discardableResult
+        public func run(_ sql: String, _ values: [SQLValue] = []) throws -> Int {
+            if let postgres = handles.postgres {
+                let result = try postgres.execute(sql, values)
+                defer { PQclear(result) }
+                return Int(String(cString: PQcmdTuples(result))) ?? 0
+            }
+            let statement = try prepared(sql, values)
+            // Reset at once, even after an error: a statement left active keeps its read
+            // transaction open, and the connection would see an old snapshot from then on.
+            defer { sqlite3_reset(statement) }
+            var rc = sqlite3_step(statement)
+            while rc == SQLITE_ROW { rc = sqlite3_step(statement) }
+            guard rc == SQLITE_DONE else { throw error(rc, sql) }
+            return Int(sqlite3_changes(handles.db))
+        }
+
+        public func query<T>(_ sql: String, _ values: [SQLValue] = [], _ row: (SQLRow) throws -> T) throws -> [T] {
+            if let postgres = handles.postgres {
+                let result = try postgres.execute(sql, values)
+                defer { PQclear(result) }
+                return try (0..<PQntuples(result)).map { try row(SQLRow(source: .postgres(result, $0))) }
+            }
+            let statement = try prepared(sql, values)
+            defer { sqlite3_reset(statement) }
+            var rows: [T] = []
+            while true {
+                let rc = sqlite3_step(statement)
+                if rc == SQLITE_DONE { break }
+                guard rc == SQLITE_ROW else { throw error(rc, sql) }
+                rows.append(try row(SQLRow(source: .sqlite(statement))))
+            }
+            return rows
+        }
+
+        public func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
+            try query(sql, values) { $0.isNull(0) ? nil : $0.int(0) }.first ?? nil
+        }
+    }
+
+    public func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
+        try query(sql, values) { $0.isNull(0) ? nil : $0.int(0) }.first ?? nil
+    }
+}
+
+/// SQLite's "copy the bytes now" destructor, which the C macro spells as -1.
+private let SQLITE_TRANSIENT = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
