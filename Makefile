@@ -4,10 +4,11 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps build release demo test bench-broker bench-saga clean
+.PHONY: deps build release demo test bench-broker bench-saga bench-kafka-producer clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
-APT_PACKAGES := libsqlite3-dev pkg-config
+# librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
+APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required: https://swift.org/install"; exit 2; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -34,10 +35,23 @@ bench-saga: release
 bench-broker: release
 	./.build/release/fulfillment bench broker --json
 
+# The librdkafka client's producer against a 3-broker mock cluster, then the same load from
+# Python's confluent-kafka (installed with pip when missing) for the ratio.
+bench-kafka-producer: release
+	./.build/release/fulfillment bench kafka-producer --json
+	@python3 -c "import confluent_kafka" 2>/dev/null || pip install -q confluent-kafka
+	./scripts/bench-kafka-producer-python.py
+
 # Builds the executable too: the crash tests run it as a child process and SIGKILL it.
+# The store tests run against SQLite files and a PostgreSQL server started here on loopback
+# (scripts/test-postgres.sh), stopped again when the tests end, pass or fail. Suites run one
+# at a time: several of them measure delays and timeouts, start brokers, servers and child
+# processes, and on 2 cores running them together only makes them wait for each other.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@url=$$(./scripts/test-postgres.sh start) && trap './scripts/test-postgres.sh stop' EXIT && \
+		echo "PostgreSQL for the store tests: $$url" && \
+		FULFILLMENT_TEST_POSTGRES=$$url timeout 45m $(SWIFT) test --skip-build --no-parallel
 
 clean:
 	rm -rf .build $(DATA_DIR)

@@ -104,11 +104,15 @@ let package = Package(
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Broker"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
-        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase"]),
+        .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", .product(name: "Yams", package: "Yams")]),
+        /// Fresh store locations of both backends for the tests.
+        .target(name: "StoreTestSupport", dependencies: ["StoreDatabase"], path: "Tests/StoreTestSupport"),
+        .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "StoreTestSupport"]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase", "StoreTestSupport"]),
         .testTarget(
             name: "SagaAssemblyTests",
             dependencies: [
-                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase",
+                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase", "StoreTestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -67,7 +67,10 @@ public struct SagaTracker: Service {
         if topic == t.manualReview { return Event(orderID: orderID, name: "manual_review", state: .manualReview) }
         if topic == t.rejected { return Event(orderID: orderID, name: "rejected", state: nil) }
         if topic == t.compensation { return Event(orderID: orderID, name: "compensation_requested", state: .compensating) }
-        if topic == t.deadLetter(nil) { return Event(orderID: orderID, name: "compensation_dead_lettered", state: .compensating) }
+        // History only: the driver parks the order next (`manual_review`), and both records
+        // carry the same failure time, so letting this one set a state could, depending on
+        // which topic is read first, take a parked order back to `compensating`.
+        if topic == t.deadLetter(nil) { return Event(orderID: orderID, name: "compensation_dead_lettered", state: nil) }
         if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: orderID, name: "compensation_retry_scheduled", state: .compensating) }
         guard let step = t.step(ofTopic: topic) else { return nil }
         if topic == t.deadLetter(step) { return Event(orderID: orderID, name: "dead_lettered", step: step, state: .compensating, failedStep: step) }

@@ -18,7 +18,8 @@ final class PostgresSession {
     init(url: String, schema: String, readOnly: Bool, synchronous: String) throws {
         self.url = url
         self.schema = schema
-        var setup = "SET client_min_messages = warning; SET search_path TO \"\(schema)\";"
+        // lock_timeout mirrors SQLite's busy_timeout: a writer never waits forever.
+        var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET search_path TO \"\(schema)\";"
         if readOnly { setup += " SET default_transaction_read_only = on;" }
         if synchronous.uppercased() != "FULL" { setup += " SET synchronous_commit = off;" }
         self.setup = setup

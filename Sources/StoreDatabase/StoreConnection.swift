@@ -16,6 +16,11 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var code: Int32
     public var message: String
     public var description: String { message }
+
+    public init(code: Int32, message: String) {
+        self.code = code
+        self.message = message
+    }
 }
 
 /// One row of a result, read by column index.

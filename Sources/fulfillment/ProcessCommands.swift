@@ -9,6 +9,7 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "Handlers running at once in each worker (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Fault profile of the simulated outside world: none, default, chaos, or one from the config.") var faults = "none"
     @Option(help: "Seconds between status lines on stderr.") var statusSeconds: Double = 10
+    @Option(help: "A file rewritten with every status line, for health checks (fresh = alive).") var healthFile: String?
 
     func validate() throws {
         if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
@@ -28,7 +29,11 @@ extension SagaOptions {
         let saga = SagaProcess(
             broker: broker, configuration: configuration, storeLocation: try storeLocation, roles: roles, faults: process.faults,
             createTopics: createTopics, logger: logger(label))
-        try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { writeStderr("[\(label)] \($0)") }
+        let healthFile = process.healthFile
+        try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { line in
+            writeStderr("[\(label)] \(line)")
+            if let healthFile { FileManager.default.createFile(atPath: healthFile, contents: Data((line + "\n").utf8)) }
+        }
     }
 }
 

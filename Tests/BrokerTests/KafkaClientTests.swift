@@ -5,7 +5,7 @@ import Testing
 
 /// The librdkafka client against librdkafka's mock cluster (3 brokers, real Kafka protocol,
 /// in this process): the same abstraction the embedded broker passes, plus Kafka's faults.
-@Suite(.serialized) struct KafkaClientTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct KafkaClientTests {
     let cluster: KafkaMockCluster
     let broker: KafkaBroker
 
@@ -28,6 +28,15 @@ import Testing
             got += try await consumer.poll(maxRecords: 500, maxWait: .milliseconds(100))
         }
         return got
+    }
+
+    /// Polls until the member owns `count` partitions (joining a group takes a few seconds).
+    private func awaitAssignment(_ consumer: any GroupConsumer, count: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while await consumer.assignment().count < count, ContinuousClock.now < deadline {
+            _ = try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(100))
+        }
+        #expect(await consumer.assignment().count == count)
     }
 
     @Test func producesWithKeysAndHeadersAndReadsThemBackAsAGroup() async throws {
@@ -97,11 +106,10 @@ import Testing
         }
         let first = try await broker.makeConsumer(group: "g3", topics: ["shared"], configuration: configuration)
         firstBox.withLock { $0 = first }
-        _ = try await drain(first, count: 1, seconds: 3)
-        #expect(await first.assignment().count == 6)
+        try await awaitAssignment(first, count: 6)
 
         let second = try await broker.makeConsumer(group: "g3", topics: ["shared"], configuration: ConsumerConfiguration())
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(40)
         while ContinuousClock.now < deadline {
             _ = try await first.poll(maxRecords: 10, maxWait: .milliseconds(50))
             _ = try await second.poll(maxRecords: 10, maxWait: .milliseconds(50))
@@ -111,7 +119,9 @@ import Testing
         let b = await second.assignment()
         #expect(a.count == 3 && b.count == 3)
         #expect(a.isDisjoint(with: b))
-        #expect(revoked.withLock { $0 } == b, "the first member was told, before they moved, exactly which partitions left it")
+        // Eager rebalancing (the default) revokes everything and hands back what stays; either
+        // way the first member was told about the partitions that moved before they moved.
+        #expect(revoked.withLock { $0 }.isSuperset(of: b), "the first member was told before its partitions moved")
         // A commit for a partition that moved is refused, as on the embedded broker.
         await #expect(throws: BrokerError.self) {
             try await first.commit([b.first!: 1])
@@ -123,7 +133,7 @@ import Testing
     @Test func pausedPartitionsAreSkippedUntilResumed() async throws {
         try cluster.createTopic("pausing", partitions: 2)
         let consumer = try await broker.makeConsumer(group: "g4", topics: ["pausing"], configuration: ConsumerConfiguration())
-        _ = try await drain(consumer, count: 1, seconds: 3)
+        try await awaitAssignment(consumer, count: 2)
         let p0 = TopicPartition("pausing", 0)
         await consumer.pause([p0])
         _ = try await broker.produce((0..<20).map { ProducerRecord(topic: "pausing", partition: $0 % 2, key: nil, value: Array("v\($0)".utf8)) })
@@ -141,7 +151,7 @@ import Testing
         try cluster.createTopic("retry.1", partitions: 1)
         broker.registerDelays([TopicSpec(name: "retry.1", partitions: 1, deliveryDelayMilliseconds: 1500)])
         let consumer = try await broker.makeConsumer(group: "g5", topics: ["retry.1"], configuration: ConsumerConfiguration())
-        _ = try await drain(consumer, count: 1, seconds: 2)
+        try await awaitAssignment(consumer, count: 1)
         let sentAt = ContinuousClock.now
         _ = try await broker.produce(records("retry.1", 5))
         let early = try await drain(consumer, count: 1, seconds: 1)

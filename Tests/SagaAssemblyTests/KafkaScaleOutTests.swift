@@ -1,12 +1,15 @@
 import Dispatcher
 import Foundation
+import StoreDatabase
+import StoreTestSupport
 import Testing
 
 /// The saga as separate OS processes on a Kafka cluster (librdkafka's mock cluster, served
 /// by `fulfillment kafka-mock` in its own process): a dispatcher, one worker per step and two
-/// payment instances sharing the step's store. One payment instance is killed with SIGKILL
-/// mid-run; its partitions move to the other, and every order still ends, charged at most once.
-@Suite(.serialized) struct KafkaScaleOutTests {
+/// payment instances sharing the step's store (PostgreSQL, as on several machines). One
+/// payment instance is killed with SIGKILL mid-run; its partitions move to the other, and
+/// every order still ends, charged at most once.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct KafkaScaleOutTests {
     final class Processes {
         var running: [Process] = []
         deinit { stopAll() }
@@ -35,8 +38,8 @@ import Testing
         throw HarnessError(message: "no line on \(path) after \(seconds) s")
     }
 
-    static func terminalCount(_ directory: String) -> Int64 {
-        guard let store = try? DispatcherStore(location: directory, readOnly: true) else { return 0 }
+    static func terminalCount(_ location: String) -> Int64 {
+        guard let store = try? DispatcherStore(location: location, readOnly: true) else { return 0 }
         return (try? store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')")) ?? 0
     }
 
@@ -50,7 +53,8 @@ import Testing
 
         _ = try processes.launch(["kafka-mock", "--config", fast], log: directory + "/mock.out")
         let brokers = try await Self.waitForLine(directory + "/mock.out")
-        let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + directory + "/stores", "--faults", "default"]
+        let stores = try StoreBackend.postgres.freshLocation(directory: directory + "/stores")
+        let common = ["--brokers", brokers, "--config", fast, "--store", stores, "--faults", "default"]
 
         let orders = 3000
         let produce = try CrashRecoveryTests.launch(["produce", "--generate", "\(orders)", "--brokers", brokers, "--config", fast], stdout: directory + "/produce.out")
@@ -66,7 +70,6 @@ import Testing
         }
 
         // Kill one payment instance once orders are flowing, while many are still to come.
-        let stores = directory + "/stores"
         let flowing = ContinuousClock.now + .seconds(60)
         while Self.terminalCount(stores) < 200, ContinuousClock.now < flowing { try await Task.sleep(for: .milliseconds(100)) }
         let finishedAtKill = Self.terminalCount(stores)
@@ -83,7 +86,7 @@ import Testing
         let report = try ConservationCheck(location: stores).run()
         #expect(report.ok, "\(report.violations)")
         #expect(report.inFlight == 0)
-        let ledger = try StoreConnectionForTests.open(stores + "/gateway.sqlite")
-        #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1)") == 0, "no order charged twice")
+        let ledger = try StoreConnection.open(location: stores, name: "gateway", readOnly: true)
+        #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1) AS twice") == 0, "no order charged twice")
     }
 }

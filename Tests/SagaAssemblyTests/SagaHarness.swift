@@ -3,6 +3,7 @@ import Dispatcher
 import Foundation
 import Logging
 import StoreDatabase
+import StoreTestSupport
 import SagaAssembly
 import SagaDomain
 import ServiceLifecycle
@@ -20,14 +21,17 @@ final class SagaHarness: @unchecked Sendable {
     }
 
     let directory: String
+    /// Where the stores are: `directory` itself (SQLite) or a fresh PostgreSQL database.
+    let storeLocation: String
     let configuration: SagaConfiguration
     let broker: EmbeddedBroker
     let node: SagaNode
     private var group: ServiceGroup?
     private var running: Task<Void, any Error>?
 
-    init(configuration: SagaConfiguration? = nil, faults: FaultProfile = .none, directory: String? = nil) async throws {
+    init(configuration: SagaConfiguration? = nil, faults: FaultProfile = .none, directory: String? = nil, stores: StoreBackend = .sqlite) async throws {
         self.directory = directory ?? NSTemporaryDirectory() + "saga-test-\(UUID().uuidString.prefix(8))"
+        storeLocation = try stores.freshLocation(directory: self.directory)
         self.configuration = try configuration ?? Self.fastConfiguration()
         var logger = Logger(label: "saga-test")
         logger.logLevel = .critical
@@ -35,7 +39,7 @@ final class SagaHarness: @unchecked Sendable {
         brokerConfiguration.retentionCheckInterval = nil
         broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
         try await SagaTopology.create(self.configuration, on: broker)
-        node = try SagaNode(broker: broker, configuration: self.configuration, directory: self.directory, faults: faults, logger: logger)
+        node = try SagaNode(broker: broker, configuration: self.configuration, directory: storeLocation, faults: faults, logger: logger)
     }
 
     func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) {
@@ -99,7 +103,7 @@ final class SagaHarness: @unchecked Sendable {
 
     func history(_ id: String) throws -> [DispatcherStore.HistoryEntry] { try node.dispatcherStore!.history(id) }
 
-    func check() throws -> ConservationCheck.Report { try ConservationCheck(location: directory).run() }
+    func check() throws -> ConservationCheck.Report { try ConservationCheck(location: storeLocation).run() }
 
     /// Ledger rows of an order as `kind:outcome:amount`.
     func ledger(_ id: String) throws -> [String] {

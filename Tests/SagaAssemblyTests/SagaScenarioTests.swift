@@ -3,16 +3,18 @@ import Dispatcher
 import Foundation
 import SagaAssembly
 import SagaDomain
+import StoreTestSupport
 import Testing
 import Workers
 
 /// The saga end to end: the real embedded broker, every worker and the dispatcher, real
-/// SQLite files, the fast profile. One scenario at a time (they measure delays and timeouts).
-@Suite(.serialized) struct SagaScenarioTests {
+/// stores (SQLite files, and again a PostgreSQL database), the fast profile. One scenario at
+/// a time (they measure delays and timeouts).
+@Suite(.serialized, .timeLimit(.minutes(2))) struct SagaScenarioTests {
     typealias H = SagaHarness
 
-    @Test func theHappyPathCompletesEveryOrderAndConservesMoneyAndStock() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func theHappyPathCompletesEveryOrderAndConservesMoneyAndStock(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         let stockBefore = try #require(try saga.stock("SKU-2"))
         saga.start()
@@ -33,8 +35,8 @@ import Workers
         #expect(report.completedAmountCents == 40 * 2500)
     }
 
-    @Test func aPermanentFailureAtEachStepUndoesExactlyTheEffectsDone() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func aPermanentFailureAtEachStepUndoesExactlyTheEffectsDone(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         let orders = [
@@ -66,8 +68,8 @@ import Workers
         #expect(report.ok, "\(report.violations)")
     }
 
-    @Test func transientFailuresAreHealedByRetriesAfterTheConfiguredDelays() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func transientFailuresAreHealedByRetriesAfterTheConfiguredDelays(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         try await saga.submit([H.order("flaky", token: "tok_transient_2")])
@@ -84,8 +86,8 @@ import Workers
         #expect(inventoryRequest.at - retries[1].at >= 200)
     }
 
-    @Test func aHangingStepIsCancelledAtItsTimeoutAndOneThatStopsBeatingSooner() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func aHangingStepIsCancelledAtItsTimeoutAndOneThatStopsBeatingSooner(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         try await saga.submit([H.order("hangs", token: "tok_hang"), H.order("stalls", line1: "9 STALL Road")])
@@ -108,8 +110,8 @@ import Workers
         #expect(try saga.check().ok)
     }
 
-    @Test func aRefundFailingAFewTimesIsRetriedUntilItSucceeds() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func aRefundFailingAFewTimesIsRetriedUntilItSucceeds(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         try await saga.submit([H.order("refund-flaky", token: "tok_refund_fail_2", country: "XX")])
@@ -120,8 +122,8 @@ import Workers
         #expect(try saga.check().ok)
     }
 
-    @Test func aRefundFailingPastItsCapParksTheOrderForManualReviewAndItStaysRedrivable() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func aRefundFailingPastItsCapParksTheOrderForManualReviewAndItStaysRedrivable(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         try await saga.submit([H.order("refund-broken", token: "tok_refund_fail_always", country: "XX")])
@@ -148,8 +150,8 @@ import Workers
         #expect(again.redriven.count == 1, "the first letter is marked redriven; only the new one is pending")
     }
 
-    @Test func theSameMessageDeliveredTwiceHasOneEffect() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func theSameMessageDeliveredTwiceHasOneEffect(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         let order = H.order("twice", price: 33)
@@ -169,8 +171,8 @@ import Workers
         #expect(try saga.check().ok)
     }
 
-    @Test func theWatchdogRecoversAStuckOrderWithoutChargingItTwice() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func theWatchdogRecoversAStuckOrderWithoutChargingItTwice(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         // A payment worker charged the order at the gateway and died before recording or
         // publishing anything; its message is gone. Only the watchdog can notice.
@@ -190,14 +192,14 @@ import Workers
         #expect(try saga.check().ok)
     }
 
-    @Test func aVIPOrderOvertakesABacklogOfStandardOrders() async throws {
+    @Test(arguments: StoreBackend.allCases) func aVIPOrderOvertakesABacklogOfStandardOrders(_ stores: StoreBackend) async throws {
         // A payment step slow enough (8 handlers, ~20 ms per charge: ~400 orders/s) that the
         // backlog piles up there, well behind the intake even in a debug build.
         var configuration = try SagaHarness.fastConfiguration()
         configuration.batchSize = 200
         configuration.concurrency = 8
         let slowGateway = FaultProfile(name: "slow", steps: [.payment: StepFaults(latencyMilliseconds: LatencyDistribution(p50: 20, p99: 25))])
-        let saga = try await SagaHarness(configuration: configuration, faults: slowGateway)
+        let saga = try await SagaHarness(configuration: configuration, faults: slowGateway, stores: stores)
         defer { Task { await saga.finish() } }
         let backlog = (0..<3000).map { "std-\($0)" }
         try await saga.submit(backlog.map { H.order($0) })
@@ -213,8 +215,8 @@ import Workers
         #expect(try saga.check().ok)
     }
 
-    @Test func everyMalformedOrderIsRejectedWithItsReasonAndNothingStalls() async throws {
-        let saga = try await SagaHarness()
+    @Test(arguments: StoreBackend.allCases) func everyMalformedOrderIsRejectedWithItsReasonAndNothingStalls(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         saga.start()
         let good = String(decoding: H.order("good-1").canonicalJSON(), as: UTF8.self)

@@ -1,21 +1,22 @@
 import Foundation
 import SagaDomain
+import StoreTestSupport
 import Testing
 @testable import Workers
 
 @Suite struct PaymentGatewayTests {
-    func gateway(_ profile: FaultProfile = .none) throws -> (SimulatedPaymentGateway, String) {
+    func gateway(_ stores: StoreBackend, _ profile: FaultProfile = .none) throws -> (SimulatedPaymentGateway, String) {
         let dir = NSTemporaryDirectory() + "gateway-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return (try SimulatedPaymentGateway(location: dir, world: SimulatedWorld(profile: profile)), dir)
+        let location = try stores.freshLocation(directory: dir)
+        return (try SimulatedPaymentGateway(location: location, world: SimulatedWorld(profile: profile)), dir)
     }
 
     func ledgerRows(_ g: SimulatedPaymentGateway, _ order: String) throws -> [String] {
         try g.ledger.query("SELECT kind || ':' || outcome FROM ledger WHERE order_id = ? ORDER BY kind", [.text(order)]) { $0.text(0) }
     }
 
-    @Test func aRepeatedChargeWithTheSameKeyReturnsTheFirstResultAndMovesNoMoney() async throws {
-        let (g, dir) = try gateway()
+    @Test(arguments: StoreBackend.allCases) func aRepeatedChargeWithTheSameKeyReturnsTheFirstResultAndMovesNoMoney(_ stores: StoreBackend) async throws {
+        let (g, dir) = try gateway(stores)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let first = try await g.charge(idempotencyKey: "o-1:payment", orderID: "o-1", amountCents: 1999, currency: "USD", token: "tok_visa")
         let again = try await g.charge(idempotencyKey: "o-1:payment", orderID: "o-1", amountCents: 1999, currency: "USD", token: "tok_visa")
@@ -23,8 +24,8 @@ import Testing
         #expect(try ledgerRows(g, "o-1") == ["charge:charged"])
     }
 
-    @Test func concurrentChargesWithOneKeyChargeOnce() async throws {
-        let (g, dir) = try gateway()
+    @Test(arguments: StoreBackend.allCases) func concurrentChargesWithOneKeyChargeOnce(_ stores: StoreBackend) async throws {
+        let (g, dir) = try gateway(stores)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let receipts = try await withThrowingTaskGroup(of: GatewayReceipt.self) { group in
             for _ in 0..<20 { group.addTask { try await g.charge(idempotencyKey: "o-2:payment", orderID: "o-2", amountCents: 500, currency: "USD", token: "tok_visa") } }
@@ -34,8 +35,8 @@ import Testing
         #expect(try ledgerRows(g, "o-2") == ["charge:charged"])
     }
 
-    @Test func scriptedTokensFailLikeARealGateway() async throws {
-        let (g, dir) = try gateway()
+    @Test(arguments: StoreBackend.allCases) func scriptedTokensFailLikeARealGateway(_ stores: StoreBackend) async throws {
+        let (g, dir) = try gateway(stores)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for call in 1...2 {
             await #expect(throws: StepFailure.self, "call \(call)") {
@@ -54,8 +55,8 @@ import Testing
         #expect(try ledgerRows(g, "o-4") == ["charge:declined"])
     }
 
-    @Test func refundsAreIdempotentAndRefundingNothingIsANoOp() async throws {
-        let (g, dir) = try gateway()
+    @Test(arguments: StoreBackend.allCases) func refundsAreIdempotentAndRefundingNothingIsANoOp(_ stores: StoreBackend) async throws {
+        let (g, dir) = try gateway(stores)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try await g.charge(idempotencyKey: "o-5:payment", orderID: "o-5", amountCents: 700, currency: "USD", token: "tok_refund_fail_1")
         await #expect(throws: StepFailure.self) { try await g.refund(idempotencyKey: "o-5:payment:undo", chargeKey: "o-5:payment", orderID: "o-5", token: "tok_refund_fail_1") }

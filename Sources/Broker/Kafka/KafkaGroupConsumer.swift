@@ -7,9 +7,9 @@ import Synchronization
 /// the embedded broker's members implement.
 ///
 /// - Offsets are committed only by `commit` (no auto-commit, no auto offset store).
-/// - Rebalances use librdkafka's rebalance callback (cooperative-sticky by default, eager
-///   when the user configures an eager assignor); before partitions are revoked the
-///   `onRevoke` hook runs so the worker commits what it finished.
+/// - Rebalances use librdkafka's rebalance callback (eager `range` assignment by default,
+///   incremental when the user configures a cooperative assignor); before partitions are
+///   revoked the `onRevoke` hook runs so the worker commits what it finished.
 /// - Delayed topics (retry tiers) are emulated: a record not yet due is not returned; its
 ///   partition is paused and rewound to it, and resumed once it is due.
 /// - Every librdkafka call that may wait runs on this member's own serial Dispatch queue.
@@ -21,6 +21,8 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
             var userPaused: Set<TopicPartition> = []
             /// Partitions held back until their next record is due (Unix milliseconds).
             var heldUntil: [TopicPartition: Int64] = [:]
+            /// The rebalance protocol of the group, as last reported (eager by default).
+            var cooperative = false
         }
 
         let state = Mutex(State())
@@ -56,7 +58,10 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
             ("session.timeout.ms", "\(consumer.sessionTimeout.components.seconds * 1000 + consumer.sessionTimeout.components.attoseconds / 1_000_000_000_000_000)"),
             ("heartbeat.interval.ms", "\(max(100, (consumer.sessionTimeout.components.seconds * 1000) / 4))"),
             ("max.partition.fetch.bytes", "\(consumer.maxPartitionFetchBytes)"),
-            ("partition.assignment.strategy", "cooperative-sticky"),
+            // Eager assignment: librdkafka 2.0.x can assert on closing a cooperative member
+            // (rdkafka_cgrp.c, assignment in progress). Users may still choose
+            // `-X partition.assignment.strategy=cooperative-sticky` on newer librdkafka.
+            ("partition.assignment.strategy", "range"),
             ("fetch.wait.max.ms", "50"),
             ("log.connection.close", "false"),
         ]
@@ -293,7 +298,12 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
     guard let handle, let list, let opaque else { return }
     let shared = Unmanaged<KafkaGroupConsumer.Shared>.fromOpaque(opaque).takeUnretainedValue()
     let partitions = Set(KafkaPartitionList.entries(list).map(\.0))
-    let cooperative = String(cString: rd_kafka_rebalance_protocol(handle)) == "COOPERATIVE"
+    // librdkafka answers NULL while the member is leaving; the protocol it joined with holds.
+    let protocolName = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) }
+    let cooperative = shared.state.withLock { state -> Bool in
+        if let protocolName { state.cooperative = protocolName == "COOPERATIVE" }
+        return state.cooperative
+    }
     switch reason {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         shared.state.withLock { $0.assignment.formUnion(partitions) }

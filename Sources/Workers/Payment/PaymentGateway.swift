@@ -181,7 +181,13 @@ final class LedgerBatcher: Sendable {
         switch request.intent {
         case .hang: return .hang
         case .transient(let message): return .transient(message)
-        case .charge(let amount, let reference): return try insert("charge", amount, "charged", reference)
+        case .charge(let amount, let reference):
+            // A refund already came for this order (its compensation overtook a slow charge):
+            // the charge is voided, as a real gateway refuses to capture a cancelled payment.
+            if try db.scalar("SELECT 1 FROM ledger WHERE order_id = ? AND kind = 'refund'", [.text(request.orderID)]) != nil {
+                return try insert("charge", 0, "declined", "voided: the order was refunded before this charge")
+            }
+            return try insert("charge", amount, "charged", reference)
         case .decline(let reference): return try insert("charge", 0, "declined", reference)
         case .refund(let chargeKey, let reference):
             let charged = try db.query("SELECT amount_cents FROM ledger WHERE idempotency_key = ? AND outcome = 'charged'", [.text(chargeKey)]) { $0.int(0) }.first ?? 0

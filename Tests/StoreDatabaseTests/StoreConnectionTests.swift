@@ -1,0 +1,103 @@
+import Foundation
+import StoreDatabase
+import StoreTestSupport
+import Testing
+
+/// The store connection on both backends: same statements, same results, same transactions.
+@Suite struct StoreConnectionTests {
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, n INTEGER NOT NULL, data BLOB, ratio REAL, offset INTEGER);
+        CREATE TABLE IF NOT EXISTS log (at INTEGER NOT NULL, what TEXT NOT NULL);
+        """
+
+    func open(_ backend: StoreBackend) throws -> StoreConnection {
+        let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+        let connection = try StoreConnection.open(location: location, name: "items")
+        try connection.execute(Self.schema)
+        return connection
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func valuesRoundTripWithTheirTypes(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        let big: Int64 = 1_795_986_831_656  // milliseconds: beyond 32 bits
+        try db.run("INSERT INTO items VALUES (?, ?, ?, ?, ?)", [.text("a'b?"), .integer(big), .blob([0, 1, 254, 255]), .real(0.25), .integer(7)])
+        try db.run("INSERT INTO items VALUES (?, ?, ?, ?, ?)", [.text("n"), .integer(-3), .null, .null, .null])
+        let rows = try db.query("SELECT key, n, data, ratio, offset FROM items ORDER BY key", []) {
+            ($0.text(0), $0.int(1), $0.isNull(2) ? nil : $0.blob(2), $0.isNull(3) ? nil : $0.double(3), $0.optionalInt(4))
+        }
+        #expect(rows.count == 2)
+        #expect(rows[0].0 == "a'b?" && rows[0].1 == big && rows[0].2 == [0, 1, 254, 255] && rows[0].3 == 0.25 && rows[0].4 == 7)
+        #expect(rows[1].0 == "n" && rows[1].1 == -3 && rows[1].2 == nil && rows[1].3 == nil && rows[1].4 == nil)
+        #expect(try db.scalar("SELECT SUM(n) FROM items") == big - 3)
+        #expect(try db.scalar("SELECT COUNT(*) FROM items WHERE key = ?", [.text("missing")]) == 0)
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func insertOrIgnoreAndUpsertBehaveAlike(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        #expect(try db.run("INSERT OR IGNORE INTO items (key, n) VALUES (?, ?)", [.text("k"), .integer(1)]) == 1)
+        #expect(try db.run("INSERT OR IGNORE INTO items (key, n) VALUES (?, ?)", [.text("k"), .integer(2)]) == 0)
+        try db.run("INSERT INTO items (key, n) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET n = excluded.n", [.text("k"), .integer(5)])
+        #expect(try db.scalar("SELECT n FROM items WHERE key = 'k'") == 5)
+        #expect(try db.run("UPDATE items SET n = n + 1 WHERE key = ?", [.text("k")]) == 1)
+        #expect(try db.scalar("SELECT n FROM items WHERE key = 'k'") == 6)
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func aFailedTransactionLeavesNothingBehind(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try db.transaction { tx in
+                try tx.run("INSERT INTO log VALUES (?, ?)", [.integer(1), .text("first")])
+                throw Boom()
+            }
+        }
+        try db.transaction { tx in
+            try tx.run("INSERT INTO log VALUES (?, ?)", [.integer(2), .text("second")])
+            try tx.run("INSERT INTO log VALUES (?, ?)", [.integer(3), .text("third")])
+        }
+        #expect(try db.query("SELECT what FROM log ORDER BY at") { $0.text(0) } == ["second", "third"])
+        // A constraint violation fails the statement and the transaction, not the connection.
+        #expect(throws: StoreError.self) {
+            try db.transaction { tx in
+                try tx.run("INSERT INTO items (key, n) VALUES ('dup', 1)")
+                try tx.run("INSERT INTO items (key, n) VALUES ('dup', 2)")
+            }
+        }
+        #expect(try db.scalar("SELECT COUNT(*) FROM items") == 0)
+    }
+
+    @Test(arguments: StoreBackend.allCases)
+    func writersOfOneStoreAreSerialisedAcrossConnections(_ backend: StoreBackend) async throws {
+        // Two connections (two processes, in production) doing read-then-write increments:
+        // serialised writers lose no update.
+        let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+        let a = try StoreConnection.open(location: location, name: "counter")
+        let b = try StoreConnection.open(location: location, name: "counter")
+        try a.execute("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        try a.run("INSERT INTO counter VALUES (1, 0)")
+        await withTaskGroup(of: Void.self) { group in
+            for connection in [a, b] {
+                group.addTask {
+                    for _ in 0..<100 {
+                        try? connection.transaction { tx in
+                            let n = try tx.scalar("SELECT n FROM counter WHERE id = 1") ?? 0
+                            try tx.run("UPDATE counter SET n = ? WHERE id = 1", [.integer(n + 1)])
+                        }
+                    }
+                }
+            }
+        }
+        #expect(try a.scalar("SELECT n FROM counter WHERE id = 1") == 200)
+    }
+
+    @Test func theDialectRewritesOnlyWhatDiffers() {
+        #expect(PostgresDialect.translate("SELECT a FROM t WHERE b = ? AND c = '?' AND d = ?") == "SELECT a FROM t WHERE b = $1 AND c = '?' AND d = $2")
+        #expect(PostgresDialect.translate("INSERT OR IGNORE INTO t VALUES (?, ?);") == "INSERT INTO t VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        #expect(PostgresDialect.translate("CREATE TABLE x (a INTEGER, b BLOB, c REAL, offset INTEGER, integer_count INTEGER)")
+            == "CREATE TABLE x (a BIGINT, b BYTEA, c DOUBLE PRECISION, \"offset\" BIGINT, integer_count BIGINT)")
+        #expect(PostgresDialect.translate("SELECT offset FROM h ORDER BY at, rowid") == "SELECT \"offset\" FROM h ORDER BY at, ctid")
+    }
+}
