@@ -61,36 +61,10 @@ public struct BrokerBenchmark: Sendable {
 
         // Payload: the record's JSON-like body padded to the requested size, key `order-N`.
         let payload = [UInt8](repeating: UInt8(ascii: "x"), count: max(1, options.recordBytes - 12))
-        let perProducer = (options.records + options.producers - 1) / options.producers
         progress("producing \(options.records) records of ~\(options.recordBytes) bytes over \(options.partitions) partitions (\(options.producers) producers, \(options.batchRecords) records per produce, fsync \(options.fsync))")
         let produceStart = ContinuousClock.now
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for producer in 0..<options.producers {
-                let first = producer * perProducer
-                let last = min(options.records, first + perProducer)
-                group.addTask {
-                    var latencies: [Double] = []
-                    var next = first
-                    var batch: [ProducerRecord] = []
-                    batch.reserveCapacity(options.batchRecords)
-                    while next < last {
-                        batch.removeAll(keepingCapacity: true)
-                        let end = min(last, next + options.batchRecords)
-                        for n in next..<end {
-                            batch.append(ProducerRecord(topic: topic, key: Array("order-\(n)".utf8), value: payload))
-                        }
-                        let sent = ContinuousClock.now
-                        _ = try await broker.produce(batch)
-                        latencies.append(Self.milliseconds(ContinuousClock.now - sent))
-                        next = end
-                    }
-                    return latencies
-                }
-            }
-            var all: [Double] = []
-            for try await part in group { all += part }
-            return all.sorted()
-        }
+        let latencies = try await Self.produceConcurrently(
+            to: broker, topic: topic, records: options.records, producers: options.producers, batchRecords: options.batchRecords, payload: payload)
         let produceSeconds = Self.seconds(ContinuousClock.now - produceStart)
         progress("produced in \((produceSeconds * 100).rounded() / 100) s")
 
@@ -139,6 +113,40 @@ public struct BrokerBenchmark: Sendable {
             ack_latency_ms: Latency(p50: Self.percentile(latencies, 0.50), p99: Self.percentile(latencies, 0.99), max: latencies.last ?? 0),
             consume_seconds: consumeSeconds, consume_records_per_s: Double(options.records) / consumeSeconds,
             consume_mb_per_s: megabytes / consumeSeconds, bytes_on_disk: bytesOnDisk)
+    }
+
+    /// Produces records `order-0` ... `order-<records-1>` (keyed by that name, `payload` as
+    /// value) from `producers` concurrent tasks, `batchRecords` per call; returns every call's
+    /// acknowledgement latency in milliseconds, sorted.
+    static func produceConcurrently(
+        to broker: any MessageBroker, topic: String, records: Int, producers: Int, batchRecords: Int, payload: [UInt8]
+    ) async throws -> [Double] {
+        let perProducer = (records + producers - 1) / producers
+        return try await withThrowingTaskGroup(of: [Double].self) { group in
+            for producer in 0..<producers {
+                let first = producer * perProducer
+                let last = min(records, first + perProducer)
+                group.addTask {
+                    var latencies: [Double] = []
+                    var next = first
+                    var batch: [ProducerRecord] = []
+                    batch.reserveCapacity(batchRecords)
+                    while next < last {
+                        batch.removeAll(keepingCapacity: true)
+                        let end = min(last, next + batchRecords)
+                        for n in next..<end { batch.append(ProducerRecord(topic: topic, key: Array("order-\(n)".utf8), value: payload)) }
+                        let sent = ContinuousClock.now
+                        _ = try await broker.produce(batch)
+                        latencies.append(milliseconds(ContinuousClock.now - sent))
+                        next = end
+                    }
+                    return latencies
+                }
+            }
+            var all: [Double] = []
+            for try await part in group { all += part }
+            return all.sorted()
+        }
     }
 
     static func percentile(_ sorted: [Double], _ q: Double) -> Double {

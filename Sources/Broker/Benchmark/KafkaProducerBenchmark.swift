@@ -59,33 +59,9 @@ public struct KafkaProducerBenchmark: Sendable {
         _ = try await broker.produce(ProducerRecord(topic: topic, key: Array("warm-up".utf8), value: payload))
         let before = try await broker.describeTopic(topic).partitions.reduce(Int64(0)) { $0 + $1.endOffset }
         progress("producing \(options.records) records of ~\(options.recordBytes) bytes to \(mock == nil ? kafka.bootstrapServers : "a 3-broker mock cluster") (\(options.producers) producers, \(options.batchRecords) records per call)")
-        let perProducer = (options.records + options.producers - 1) / options.producers
         let start = ContinuousClock.now
-        let latencies = try await withThrowingTaskGroup(of: [Double].self) { group in
-            for producer in 0..<options.producers {
-                let first = producer * perProducer
-                let last = min(options.records, first + perProducer)
-                group.addTask {
-                    var latencies: [Double] = []
-                    var next = first
-                    var batch: [ProducerRecord] = []
-                    batch.reserveCapacity(options.batchRecords)
-                    while next < last {
-                        batch.removeAll(keepingCapacity: true)
-                        let end = min(last, next + options.batchRecords)
-                        for n in next..<end { batch.append(ProducerRecord(topic: topic, key: Array("order-\(n)".utf8), value: payload)) }
-                        let sent = ContinuousClock.now
-                        _ = try await broker.produce(batch)
-                        latencies.append(BrokerBenchmark.milliseconds(ContinuousClock.now - sent))
-                        next = end
-                    }
-                    return latencies
-                }
-            }
-            var all: [Double] = []
-            for try await part in group { all += part }
-            return all.sorted()
-        }
+        let latencies = try await BrokerBenchmark.produceConcurrently(
+            to: broker, topic: topic, records: options.records, producers: options.producers, batchRecords: options.batchRecords, payload: payload)
         let seconds = BrokerBenchmark.seconds(ContinuousClock.now - start)
         let after = try await broker.describeTopic(topic).partitions.reduce(Int64(0)) { $0 + $1.endOffset }
         guard after - before == Int64(options.records) else {
