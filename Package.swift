@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
@@ -33,6 +34,18 @@ let package = Package(
             name: "Broker",
             dependencies: [
                 "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// The Kafka wire protocol in front of the embedded broker (SwiftNIO): kcat and other
+        /// Kafka clients produce and fetch over it.
+        .target(
+            name: "KafkaWire",
+            dependencies: [
+                "Broker",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimized
@@ -96,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "fulfillment",
             dependencies: [
-                "Broker", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher", "SagaAssembly",
+                "Broker", "KafkaWire", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher", "SagaAssembly",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -104,6 +117,7 @@ let package = Package(
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Broker"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Broker"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", .product(name: "Yams", package: "Yams")]),
         /// Fresh store locations of both backends for the tests.
         .target(name: "StoreTestSupport", dependencies: ["StoreDatabase"], path: "Tests/StoreTestSupport"),

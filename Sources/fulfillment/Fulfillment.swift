@@ -12,7 +12,7 @@ struct Fulfillment: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, ProduceCommand.self, DlqCommand.self, OrderCommand.self, StatsCommand.self, CheckCommand.self,
             GraphCommand.self, ExplainCommand.self, TopicsCommand.self, WorkerCommand.self, DispatcherCommand.self,
-            KafkaMockCommand.self, BenchCommand.self, DebugCommand.self,
+            KafkaMockCommand.self, BrokerCommand.self, BenchCommand.self, DebugCommand.self,
         ]
     )
 }

@@ -1,0 +1,79 @@
+import Broker
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Splits the byte stream into Kafka request frames (a 4-byte big-endian length, then the
+/// request). A negative or oversized length closes the connection.
+struct KafkaFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+    let maxFrameBytes: Int
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: Int32.self) else { return .needMoreData }
+        guard length >= 0, Int(length) <= maxFrameBytes else {
+            throw WireError(description: "request of \(length) bytes (limit \(maxFrameBytes))")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        return .continue
+    }
+}
+
+/// The Kafka protocol listener: accepts connections and answers each connection's requests
+/// in order; a long-polling Fetch waits on its own connection only.
+public struct KafkaListener: Sendable {
+    public let host: String
+    public let port: Int
+    public let maxRequestBytes: Int
+    let handler: KafkaRequestHandler
+    let logger: Logger
+
+    public init(broker: EmbeddedBroker, host: String, port: Int, maxRequestBytes: Int = 100 << 20, logger: Logger) {
+        self.host = host
+        self.port = port
+        self.maxRequestBytes = maxRequestBytes
+        self.logger = logger
+        handler = KafkaRequestHandler(broker: broker, advertisedHost: host, advertisedPort: port, logger: logger)
+    }
+
+    /// Serves until the task is cancelled; `ready` is called once the socket listens.
+    public func run(ready: @Sendable () -> Void = {}) async throws {
+        let maxBytes = maxRequestBytes
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: maxBytes)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        ready()
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { await self.serve(connection) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        let peer = connection.channel.remoteAddress?.description ?? "?"
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                for try await var frame in inbound {
+                    let request = frame.readBytes(length: frame.readableBytes) ?? []
+                    guard let response = try await handler.respond(to: request) else { continue }
+                    var buffer = connection.channel.allocator.buffer(capacity: response.count + 4)
+                    buffer.writeInteger(Int32(response.count))
+                    buffer.writeBytes(response)
+                    try await outbound.write(buffer)
+                }
+            }
+        } catch {
+            logger.notice("closing Kafka connection", metadata: ["peer": "\(peer)", "reason": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import Broker
+
+/// A malformed request: the connection is answered with an error or closed, never the broker.
+struct WireError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Reads Kafka's big-endian primitives from one request frame.
+struct WireReader {
+    let bytes: [UInt8]
+    var position = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    var remaining: Int { bytes.count - position }
+
+    private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
+        guard n >= 0, remaining >= n else { throw WireError(description: "request truncated: wanted \(n) bytes at \(position), \(remaining) left") }
+        defer { position += n }
+        return bytes[position..<(position + n)]
+    }
+
+    private mutating func integer<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        try take(MemoryLayout<T>.size).reduce(T.zero) { $0 << 8 | T(truncatingIfNeeded: $1) }
+    }
+
+    mutating func int8() throws -> Int8 { try integer(Int8.self) }
+    mutating func int16() throws -> Int16 { try integer(Int16.self) }
+    mutating func int32() throws -> Int32 { try integer(Int32.self) }
+    mutating func int64() throws -> Int64 { try integer(Int64.self) }
+
+    mutating func nullableString() throws -> String? {
+        let length = Int(try int16())
+        if length < 0 { return nil }
+        return String(decoding: try take(length), as: UTF8.self)
+    }
+
+    mutating func string() throws -> String {
+        guard let value = try nullableString() else { throw WireError(description: "null where a string is required at \(position)") }
+        return value
+    }
+
+    mutating func nullableBytes() throws -> [UInt8]? {
+        let length = Int(try int32())
+        if length < 0 { return nil }
+        return Array(try take(length))
+    }
+
+    /// An array's element count (-1: null); bounded by what is left, so a lying count cannot
+    /// make the broker allocate or loop for long.
+    mutating func arrayCount() throws -> Int {
+        let count = Int(try int32())
+        guard count <= remaining else { throw WireError(description: "array of \(count) elements in \(remaining) bytes") }
+        return count
+    }
+
+    mutating func unsignedVarint() throws -> UInt32 {
+        var result: UInt32 = 0
+        var shift: UInt32 = 0
+        while true {
+            let byte = try take(1).first!
+            result |= UInt32(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return result }
+            shift += 7
+            guard shift < 35 else { throw WireError(description: "varint too long") }
+        }
+    }
+
+    mutating func compactString() throws -> String? {
+        let length = Int(try unsignedVarint()) - 1
+        if length < 0 { return nil }
+        return String(decoding: try take(length), as: UTF8.self)
+    }
+
+    /// Skips a tagged-fields section (flexible versions).
+    mutating func taggedFields() throws {
+        let count = try unsignedVarint()
+        for _ in 0..<count {
+            _ = try unsignedVarint()
+            _ = try take(Int(try unsignedVarint()))
+        }
+    }
+}
+
+/// Writes Kafka's big-endian primitives.
+struct WireWriter {
+    var bytes: [UInt8] = []
+
+    mutating func int8(_ v: Int8) { bytes.append(UInt8(bitPattern: v)) }
+    mutating func bool(_ v: Bool) { bytes.append(v ? 1 : 0) }
+    mutating func int16(_ v: Int16) { append(v) }
+    mutating func int32(_ v: Int32) { append(v) }
+    mutating func int64(_ v: Int64) { append(v) }
+
+    private mutating func append<T: FixedWidthInteger>(_ v: T) {
+        withUnsafeBytes(of: v.bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func string(_ s: String?) {
+        guard let s else { return int16(-1) }
+        int16(Int16(s.utf8.count))
+        bytes.append(contentsOf: s.utf8)
+    }
+
+    mutating func nullableBytes(_ b: [UInt8]?) {
+        guard let b else { return int32(-1) }
+        int32(Int32(b.count))
+        bytes.append(contentsOf: b)
+    }
+
+    mutating func array<T>(_ items: [T], _ write: (inout WireWriter, T) -> Void) {
+        int32(Int32(items.count))
+        for item in items { write(&self, item) }
+    }
+
+    mutating func unsignedVarint(_ v: UInt32) {
+        var v = v
+        while v >= 0x80 {
+            bytes.append(UInt8(v & 0x7F) | 0x80)
+            v >>= 7
+        }
+        bytes.append(UInt8(v))
+    }
+}

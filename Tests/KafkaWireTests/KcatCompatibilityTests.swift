@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+
+/// `fulfillment broker` as a real process, spoken to by kcat (Debian's, librdkafka 2.0.2):
+/// metadata, produce with keys and headers, consume from the beginning and from an offset,
+/// garbage on a socket, and a broker restart in between.
+@Suite(.serialized, .timeLimit(.minutes(3))) struct KcatCompatibilityTests {
+    static func executable() throws -> URL {
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = directory.appendingPathComponent("fulfillment")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        throw KcatError(message: "the fulfillment executable is not built: run `make test`")
+    }
+
+    struct KcatError: Error, CustomStringConvertible {
+        var message: String
+        var description: String { message }
+    }
+
+    /// Runs a program to completion; returns its exit status and standard output.
+    @discardableResult
+    static func run(_ path: String, _ arguments: [String], input: String? = nil) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        let stdin = Pipe()
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    static let kcat = "/usr/bin/kcat"
+
+    func startBroker(_ dir: String, port: Int) async throws -> Process {
+        let process = Process()
+        process.executableURL = try Self.executable()
+        process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if try Self.run(Self.kcat, ["-b", "127.0.0.1:\(port)", "-L", "-m", "2"]).0 == 0 { return process }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        process.terminate()
+        throw KcatError(message: "the broker did not answer kcat on port \(port)")
+    }
+
+    /// Writes bytes to the port on a raw TCP socket and closes it.
+    static func sendRaw(_ bytes: [UInt8], port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard connected == 0 else { return }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        usleep(100_000)
+    }
+
+    @Test func kcatProducesAndConsumesAcrossABrokerRestart() async throws {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.kcat), "kcat is installed by `make test` (apt-get install kcat)")
+        let dir = NSTemporaryDirectory() + "kcat-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = try Self.executable().path
+        #expect(try Self.run(binary, ["topics", "create", "orders", "--partitions", "3", "--data-dir", dir]).0 == 0)
+        let port = Int.random(in: 20_000...50_000)
+        let bootstrap = "127.0.0.1:\(port)"
+        var broker = try await startBroker(dir, port: port)
+        defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
+
+        let (_, metadata) = try Self.run(Self.kcat, ["-b", bootstrap, "-L"])
+        #expect(metadata.contains("topic \"orders\" with 3 partitions"), "\(metadata)")
+
+        let lines = (0..<20).map { "order-\($0):{\"n\":\($0)}" }.joined(separator: "\n") + "\n"
+        let (produced, _) = try Self.run(Self.kcat, ["-b", bootstrap, "-P", "-t", "orders", "-K:", "-H", "source=kcat"], input: lines)
+        #expect(produced == 0)
+
+        // Garbage on another connection: that connection is closed, the broker carries on.
+        Self.sendRaw((0..<300).map { _ in UInt8.random(in: 0...255) }, port: port)
+        Self.sendRaw([0x7F, 0xFF, 0xFF, 0xFF, 0, 0], port: port)
+
+        func consumeAll() throws -> [String] {
+            let (status, out) = try Self.run(Self.kcat, ["-b", bootstrap, "-C", "-t", "orders", "-e", "-q", "-f", "%k=%s|%h\\n"])
+            #expect(status == 0)
+            return out.split(separator: "\n").map(String.init).sorted()
+        }
+        let expected = (0..<20).map { "order-\($0)={\"n\":\($0)}|source=kcat" }.sorted()
+        #expect(try consumeAll() == expected)
+
+        // Restart: every acknowledged record is still there.
+        broker.terminate()
+        broker.waitUntilExit()
+        broker = try await startBroker(dir, port: port)
+        #expect(try consumeAll() == expected)
+        // ListOffsets: the last record of partition 0, read from the end minus one.
+        let (_, last) = try Self.run(Self.kcat, ["-b", bootstrap, "-C", "-t", "orders", "-p", "0", "-o", "-1", "-e", "-q", "-f", "%o\\n"])
+        let listing = try Self.run(binary, ["topics", "list", "--data-dir", dir, "--json"]).1
+        let topics = try #require(try JSONSerialization.jsonObject(with: Data(listing.utf8)) as? [[String: Any]])
+        let partitions = try #require(topics.first { ($0["spec"] as? [String: Any])?["name"] as? String == "orders" }?["partitions"] as? [[String: Any]])
+        let end = try #require(partitions.first { $0["partition"] as? Int == 0 }?["endOffset"] as? Int)
+        #expect(end > 0)
+        #expect(last.trimmingCharacters(in: .whitespacesAndNewlines) == "\(end - 1)")
+    }
+}
