@@ -47,6 +47,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: optimized
         ),
@@ -99,7 +100,7 @@ let package = Package(
         .target(
             name: "SagaAssembly",
             dependencies: [
-                "Broker", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher",
+                "Broker", "KafkaWire", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

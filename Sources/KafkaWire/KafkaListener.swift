@@ -2,6 +2,7 @@ import Broker
 import Logging
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 
 /// Splits the byte stream into Kafka request frames (a 4-byte big-endian length, then the
 /// request). A negative or oversized length closes the connection.
@@ -74,6 +75,22 @@ public struct KafkaListener: Sendable {
             }
         } catch {
             logger.notice("closing Kafka connection", metadata: ["peer": "\(peer)", "reason": "\(error)"])
+        }
+    }
+}
+
+/// The listener as a service of a `ServiceGroup` (`fulfillment run --listen`): it stops on
+/// graceful shutdown.
+public struct KafkaListenerService: Service {
+    let listener: KafkaListener
+
+    public init(_ listener: KafkaListener) { self.listener = listener }
+
+    public func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await listener.run() }
+        } catch is CancellationError {
+            // Stopped by the group's graceful shutdown: a normal end.
         }
     }
 }

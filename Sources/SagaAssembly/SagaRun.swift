@@ -1,5 +1,6 @@
 import Broker
 import Dispatcher
+import KafkaWire
 import Logging
 import StoreDatabase
 import SagaDomain
@@ -22,6 +23,9 @@ public struct SagaRun: Sendable {
         public var fsync: FsyncPolicy = .batch
         public var stockFile: [String: Int]?
         public var maxSeconds: Double?
+        /// Also serve the data directory over the Kafka protocol here (host, port).
+        public var listenHost: String?
+        public var listenPort: Int = 9092
 
         public init(dataDirectory: String, configuration: SagaConfiguration) {
             self.dataDirectory = dataDirectory
@@ -74,13 +78,21 @@ public struct SagaRun: Sendable {
         let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
         let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
 
+        var services = node.services()
+        if let host = options.listenHost {
+            services.append(KafkaListenerService(KafkaListener(broker: broker, host: host, port: options.listenPort, logger: logger)))
+            progress("Kafka protocol on \(host):\(options.listenPort)")
+        }
         let group = ServiceGroup(
-            configuration: .init(services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let start = ContinuousClock.now
         let startMillis = UnixClock.nowMillis()
         let marks = RunMarks()
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
+            tasks.addTask {
+                defer { marks.servicesEnded.store(true, ordering: .releasing) }
+                try await group.run()
+            }
             if let generator {
                 tasks.addTask {
                     try await generator.produce(to: broker, topics: configuration.topics) { marks.produced.store($0, ordering: .relaxed) }
@@ -91,6 +103,8 @@ public struct SagaRun: Sendable {
                     var lastReport = ContinuousClock.now
                     while true {
                         try await Task.sleep(for: .milliseconds(250))
+                        // Stopped by SIGINT/SIGTERM before the orders finished: report what there is.
+                        if marks.servicesEnded.load(ordering: .acquiring) { return }
                         let store = dispatcherStore
                         let counts = try await BlockingIO.run { try scope.counts(store) }
                         let elapsed = Self.seconds(ContinuousClock.now - start)
@@ -151,6 +165,7 @@ public struct SagaRun: Sendable {
 /// What the run's helper tasks share: orders produced so far, and when the run was done.
 private final class RunMarks: Sendable {
     let produced = Atomic<Int>(0)
+    let servicesEnded = Atomic<Bool>(false)
     let finishedAt = Mutex<ContinuousClock.Instant?>(nil)
 }
 

@@ -23,10 +23,7 @@ struct BrokerCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
-                throw CommandFailure(message: "--listen must look like HOST:PORT, got '\(listen)'")
-            }
-            let host = String(listen[..<colon])
+            let (host, port) = try parseListenAddress(listen)
             var configuration = EmbeddedBroker.Configuration(dataDirectory: data.dataDir)
             configuration.fsync = fsync
             var logger = Logger(label: "kafka-listener") { StreamLogHandler.standardError(label: $0) }

@@ -47,3 +47,11 @@ extension FsyncPolicy: ExpressibleByArgument {
     public init?(argument: String) { self.init(parsing: argument) }
     public static var allValueStrings: [String] { ["always", "batch", "interval:MS", "never"] }
 }
+
+/// `HOST:PORT` of a `--listen` option.
+func parseListenAddress(_ text: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port), colon != text.startIndex else {
+        throw CommandFailure(message: "--listen must look like HOST:PORT (e.g. 127.0.0.1:9092), got '\(text)'")
+    }
+    return (String(text[..<colon]), port)
+}

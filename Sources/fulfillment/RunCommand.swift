@@ -31,6 +31,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Stock file (JSON object SKU -> units) used when the inventory is first created.") var stock: String?
     @Option(help: "Handlers per worker running at once (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
+    @Option(help: "Also serve the data directory over the Kafka protocol on HOST:PORT (e.g. 127.0.0.1:9092), so kcat can watch the saga.") var listen: String?
     @Flag(help: "Print the summary as one JSON object.") var json = false
 
     func validate() throws {
@@ -54,6 +55,11 @@ struct RunCommand: AsyncParsableCommand {
             options.rate = rate
             options.fsync = fsync
             options.maxSeconds = maxSeconds
+            if let listen {
+                let (host, port) = try parseListenAddress(listen)
+                options.listenHost = host
+                options.listenPort = port
+            }
             if let stock { options.stockFile = try InventoryStore.loadStockFile(stock) }
             let interactive = isatty(STDERR_FILENO) != 0
             if orders == nil && !drain {

@@ -115,4 +115,31 @@ import Testing
         #expect(end > 0)
         #expect(last.trimmingCharacters(in: .whitespacesAndNewlines) == "\(end - 1)")
     }
+
+    @Test func aRunningSagaIsReachableByKcat() async throws {
+        let dir = NSTemporaryDirectory() + "kcat-run-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fast = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("config/profiles/fast.yaml").path
+        let port = Int.random(in: 20_000...50_000)
+        let run = Process()
+        run.executableURL = try Self.executable()
+        run.arguments = ["run", "--orders", "50000", "--config", fast, "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
+        run.standardOutput = FileHandle.nullDevice
+        run.standardError = FileHandle.nullDevice
+        try run.run()
+        defer { if run.isRunning { run.terminate(); run.waitUntilExit() } }
+        // Completed orders appear on `orders.completed` while the saga runs.
+        var completed: [String] = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        while completed.isEmpty, ContinuousClock.now < deadline, run.isRunning {
+            let (_, out) = try Self.run(Self.kcat, ["-b", "127.0.0.1:\(port)", "-C", "-t", "orders.completed", "-o", "beginning", "-c", "3", "-q", "-f", "%k %h\\n", "-m", "5"])
+            completed = out.split(separator: "\n").map(String.init)
+            if completed.isEmpty { try await Task.sleep(for: .milliseconds(500)) }
+        }
+        #expect(completed.count == 3, "kcat read completed orders from the running saga")
+        #expect(completed.allSatisfy { $0.hasPrefix("o-") && $0.contains("step=completed") })
+        kill(run.processIdentifier, SIGINT)
+        run.waitUntilExit()
+    }
 }
