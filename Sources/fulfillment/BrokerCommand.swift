@@ -32,17 +32,8 @@ struct BrokerCommand: AsyncParsableCommand {
             defer { broker.shutdown() }
             let listener = KafkaListener(broker: broker, host: host, port: port, maxRequestBytes: maxRequestBytes, logger: logger)
             let server = Task { try await listener.run { writeStderr("Kafka protocol on \(host):\(port), data in \(data.dataDir); stop with Ctrl-C") } }
-            let stop = AsyncStream<Void> { continuation in
-                for signalNumber in [SIGINT, SIGTERM] {
-                    signal(signalNumber, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: signalNumber)
-                    source.setEventHandler { continuation.finish() }
-                    source.resume()
-                    SignalSources.keep(source)
-                }
-            }
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { for await _ in stop {} }
+                group.addTask { await terminationSignal() }
                 group.addTask { _ = try? await server.value }
                 await group.next()
                 server.cancel()

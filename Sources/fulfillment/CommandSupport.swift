@@ -55,3 +55,24 @@ func parseListenAddress(_ text: String) throws -> (String, Int) {
     }
     return (String(text[..<colon]), port)
 }
+
+/// Returns when the process gets SIGINT or SIGTERM (for commands that serve until stopped
+/// without a ServiceGroup of their own).
+func terminationSignal() async {
+    let stop = AsyncStream<Void> { continuation in
+        for signalNumber in [SIGINT, SIGTERM] {
+            signal(signalNumber, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signalNumber)
+            source.setEventHandler { continuation.finish() }
+            source.resume()
+            SignalSources.keep(source)
+        }
+    }
+    for await _ in stop {}
+}
+
+/// Keeps signal sources alive for the life of the process.
+enum SignalSources {
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+}

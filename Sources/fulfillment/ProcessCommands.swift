@@ -120,23 +120,8 @@ struct KafkaMockCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
             writeStderr("mock Kafka cluster with \(brokerCount) brokers on \(cluster.bootstrapServers); stop with Ctrl-C")
-            let stop = AsyncStream<Void> { continuation in
-                for signalNumber in [SIGINT, SIGTERM] {
-                    signal(signalNumber, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: signalNumber)
-                    source.setEventHandler { continuation.finish() }
-                    source.resume()
-                    SignalSources.keep(source)
-                }
-            }
-            for await _ in stop {}
+            await terminationSignal()
             withExtendedLifetime(cluster) {}
         }
     }
-}
-
-/// Keeps signal sources alive for the life of the process.
-enum SignalSources {
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
 }
