@@ -5,7 +5,8 @@ import Logging
 /// every connection; each connection's requests are handled one after another, in order.
 ///
 /// This first slice speaks what a producing and a group-less consuming client needs:
-/// ApiVersions 0-3, Metadata 0-4, Produce 3-7, Fetch 4-11, ListOffsets 1-2. Record batches
+/// ApiVersions 0-3, Metadata 0-4, Produce 3-7, Fetch 4-11, ListOffsets 1-2, CreateTopics 0-4.
+/// Record batches
 /// are verified (magic 2, CRC-32C) and their records appended; compressed batches are refused
 /// with UNSUPPORTED_COMPRESSION_TYPE.
 public struct KafkaRequestHandler: Sendable {
@@ -20,6 +21,7 @@ public struct KafkaRequestHandler: Sendable {
     static let produce: Int16 = 0
     static let fetch: Int16 = 1
     static let listOffsets: Int16 = 2
+    static let createTopics: Int16 = 19
 
     /// What this listener speaks, as ApiVersions reports it.
     public static let supported: [Versions] = [
@@ -28,6 +30,7 @@ public struct KafkaRequestHandler: Sendable {
         Versions(key: listOffsets, min: 1, max: 2),
         Versions(key: metadata, min: 0, max: 4),
         Versions(key: apiVersions, min: 0, max: 3),
+        Versions(key: createTopics, min: 0, max: 4),
     ]
 
     enum ErrorCode: Int16 {
@@ -36,6 +39,10 @@ public struct KafkaRequestHandler: Sendable {
         case corruptMessage = 2
         case unknownTopicOrPartition = 3
         case messageTooLarge = 10
+        case invalidTopic = 17
+        case topicAlreadyExists = 36
+        case invalidPartitions = 37
+        case invalidReplicationFactor = 38
         case unsupportedVersion = 35
         case invalidRequest = 42
         case kafkaStorageError = 56
@@ -89,6 +96,7 @@ public struct KafkaRequestHandler: Sendable {
             if acks == 0 { return nil }
         case Self.fetch: try await writeFetch(&w, &r, version: version)
         case Self.listOffsets: try await writeListOffsets(&w, &r, version: version)
+        case Self.createTopics: try await writeCreateTopics(&w, &r, version: version)
         default: throw WireError(description: "API key \(key) is not served")
         }
         return w.bytes
@@ -327,6 +335,55 @@ public struct KafkaRequestHandler: Sendable {
             start = end
         }
         return out
+    }
+
+    // MARK: CreateTopics
+
+    func writeCreateTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+        struct Wanted { var name: String; var partitions: Int32; var replication: Int16 }
+        var wanted: [Wanted] = []
+        for _ in 0..<max(try r.arrayCount(), 0) {
+            let name = try r.string()
+            let partitions = try r.int32()
+            let replication = try r.int16()
+            for _ in 0..<max(try r.arrayCount(), 0) {  // manual assignments: one broker, nothing to place
+                _ = try r.int32()
+                for _ in 0..<max(try r.arrayCount(), 0) { _ = try r.int32() }
+            }
+            for _ in 0..<max(try r.arrayCount(), 0) { _ = try r.string(); _ = try r.nullableString() }
+            wanted.append(Wanted(name: name, partitions: partitions, replication: replication))
+        }
+        _ = try r.int32()  // timeout
+        let validateOnly = version >= 1 ? try r.int8() != 0 : false
+        var results: [(String, ErrorCode, String?)] = []
+        for topic in wanted {
+            let partitions = topic.partitions == -1 ? 1 : Int(topic.partitions)
+            if partitions <= 0 {
+                results.append((topic.name, .invalidPartitions, "partitions must be positive"))
+            } else if topic.replication > 1 {
+                results.append((topic.name, .invalidReplicationFactor, "replication factor \(topic.replication) is larger than the 1 broker"))
+            } else if (try? TopicSpec.validateName(topic.name)) == nil {
+                results.append((topic.name, .invalidTopic, "invalid topic name"))
+            } else if (try? await broker.describeTopic(topic.name)) != nil {
+                results.append((topic.name, .topicAlreadyExists, "topic \(topic.name) already exists"))
+            } else if validateOnly {
+                results.append((topic.name, .none, nil))
+            } else {
+                do {
+                    try await broker.createTopic(TopicSpec(name: topic.name, partitions: partitions))
+                    logger.notice("topic created over the wire", metadata: ["topic": "\(topic.name)", "partitions": "\(partitions)"])
+                    results.append((topic.name, .none, nil))
+                } catch {
+                    results.append((topic.name, .kafkaStorageError, "\(error)"))
+                }
+            }
+        }
+        if version >= 2 { w.int32(0) }
+        w.array(results) { w, result in
+            w.string(result.0)
+            w.int16(result.1.rawValue)
+            if version >= 1 { w.string(result.2) }
+        }
     }
 
     // MARK: ListOffsets

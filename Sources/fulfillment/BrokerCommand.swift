@@ -10,9 +10,9 @@ struct BrokerCommand: AsyncParsableCommand {
         abstract: "Serve the embedded broker's data directory over the Kafka protocol (kcat and other Kafka clients).",
         discussion: """
             Listens on --listen (loopback unless told otherwise) and answers ApiVersions 0-3,
-            Metadata 0-4, Produce 3-7, Fetch 4-11 and ListOffsets 1-2 from the data directory, so
+            Metadata 0-4, Produce 3-7, Fetch 4-11, ListOffsets 1-2 and CreateTopics 0-4 from the data directory, so
             `kcat -b 127.0.0.1:9092 -L`, `kcat -P -t orders` and `kcat -C -t orders -e` work.
-            Consumer groups, idempotent producers and topic creation over the wire are not served
+            Consumer groups and idempotent producers over the wire are not served
             yet. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 

@@ -80,6 +80,35 @@ import Testing
         #expect(try await handler.respond(to: Self.metadata()) != nil)
     }
 
+    @Test func createTopicsCreatesAndRefusesWithKafkasErrorCodes() async throws {
+        let dir = NSTemporaryDirectory() + "wire-create-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (handler, broker) = try await handler(dir)
+        defer { broker.shutdown() }
+        let request = Self.request(key: 19, version: 4) { w in
+            let topics: [(String, Int32, Int16)] = [("fresh", 4, 1), ("orders", 2, 1), ("bad name!", 1, 1), ("wide", 3, 3), ("none", 0, 1)]
+            w.array(topics) { w, t in
+                w.string(t.0); w.int32(t.1); w.int16(t.2)
+                w.int32(0)  // assignments
+                w.int32(0)  // configs
+            }
+            w.int32(1000); w.bool(false)
+        }
+        let response = try #require(try await handler.respond(to: request))
+        var r = WireReader(response)
+        #expect(try r.int32() == 7)
+        #expect(try r.int32() == 0, "throttle")
+        var codes: [String: Int16] = [:]
+        for _ in 0..<(try r.arrayCount()) {
+            let name = try r.string()
+            codes[name] = try r.int16()
+            _ = try r.nullableString()
+        }
+        #expect(codes == ["fresh": 0, "orders": 36, "bad name!": 17, "wide": 38, "none": 37])
+        #expect(try await broker.describeTopic("fresh").partitions.count == 4)
+        await #expect(throws: BrokerError.self) { try await broker.describeTopic("wide") }
+    }
+
     @Test func aHundredThousandRandomAndMutatedFramesNeverBreakTheBroker() async throws {
         let dir = NSTemporaryDirectory() + "wire-fuzz-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -91,6 +120,10 @@ import Testing
             Self.metadata(),
             Self.produce("orders", partition: 0, records: [ProducerRecord(topic: "orders", key: "k", value: "v")]),
             Self.fetch("orders", partition: 0, offset: 0),
+            Self.request(key: 19, version: 1) { w in
+                w.array(["made-by-fuzz"]) { w, t in w.string(t); w.int32(1); w.int16(1); w.int32(0); w.int32(0) }
+                w.int32(100); w.bool(true)
+            },
             Self.request(key: 2, version: 2) { w in
                 w.int32(-1); w.int8(0)
                 w.array(["orders"]) { w, t in w.string(t); w.array([Int32(0)]) { w, p in w.int32(p); w.int64(-2) } }
