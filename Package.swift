@@ -116,18 +116,19 @@ let package = Package(
             ],
             swiftSettings: optimized
         ),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
-        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Broker"]),
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Broker", "TestSupport"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", .product(name: "Yams", package: "Yams")]),
-        /// Fresh store locations of both backends for the tests.
-        .target(name: "StoreTestSupport", dependencies: ["StoreDatabase"], path: "Tests/StoreTestSupport"),
-        .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "StoreTestSupport"]),
-        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase", "StoreTestSupport"]),
+        /// What several test targets share: fresh store locations of both backends, the built
+        /// `fulfillment` executable.
+        .target(name: "TestSupport", dependencies: ["StoreDatabase"], path: "Tests/TestSupport"),
+        .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "TestSupport"]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(
             name: "SagaAssemblyTests",
             dependencies: [
-                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase", "StoreTestSupport",
+                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

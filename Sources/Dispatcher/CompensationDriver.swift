@@ -53,9 +53,8 @@ public struct CompensationDriver: Service {
                 try raiseAlert(orderID: message.orderID, why)
                 continue
             }
-            let undo = SagaMessages.undoList(failedAt: step!)
             outgoing.append(messages.compensation(
-                orderID: message.orderID, orderJSON: record.value, priority: message.priority, undo: undo,
+                orderID: message.orderID, orderJSON: record.value, priority: message.priority,
                 reason: "\(step!.rawValue) failed: \(errorClass): \(errorMessage)"))
         }
         return outgoing

@@ -56,11 +56,11 @@ public struct Watchdog: Service {
         let shortest = OrderState.allCases.filter { !$0.isTerminal }.map(budgetMilliseconds).min() ?? 0
         let store = self.store
         let candidates = try await BlockingIO.run { try store.connection.query(
-            "SELECT order_id, state, body, priority, recoveries, failed_step, updated_at FROM orders WHERE state NOT IN \(OrderState.terminalSQL) AND updated_at < ? LIMIT 10000",
+            "SELECT order_id, state, body, priority, recoveries, updated_at FROM orders WHERE state NOT IN \(OrderState.terminalSQL) AND updated_at < ? LIMIT 10000",
             [.integer(now - shortest)]
         ) { row in
             (id: row.text(0), state: OrderState(rawValue: row.text(1)) ?? .accepted, body: row.blob(2), priority: Priority(rawValue: row.text(3)) ?? .standard,
-             recoveries: Int(row.int(4)), failedStep: row.optionalText(5).flatMap(SagaStep.init(rawValue:)), updatedAt: row.int(6))
+             recoveries: Int(row.int(4)), updatedAt: row.int(5))
         } }
         let messages = SagaMessages(topics: configuration.topics)
         var outgoing: [ProducerRecord] = []
@@ -75,14 +75,13 @@ public struct Watchdog: Service {
                     logger.warning("stuck order: re-publishing its request", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
                 } else {
                     outgoing.append(messages.compensation(
-                        orderID: order.id, orderJSON: order.body, priority: order.priority, undo: SagaMessages.undoList(failedAt: step),
+                        orderID: order.id, orderJSON: order.body, priority: order.priority,
                         reason: "stuck in \(step.rawValue) past its budget", extra: marker))
                     logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
                 }
             } else if order.recoveries < 3 {
-                let undo = SagaMessages.undoList(failedAt: order.failedStep ?? .notification)
                 outgoing.append(messages.compensation(
-                    orderID: order.id, orderJSON: order.body, priority: order.priority, undo: undo, reason: "compensation stuck past its budget", extra: marker))
+                    orderID: order.id, orderJSON: order.body, priority: order.priority, reason: "compensation stuck past its budget", extra: marker))
             } else {
                 var headers = SagaMessages.headers(orderID: order.id, key: IdempotencyKey.compensation(order.id), step: "compensation", attempt: 1, priority: order.priority)
                 headers.append(RecordHeader(SagaHeader.reason, "compensation stuck past its budget three times"))

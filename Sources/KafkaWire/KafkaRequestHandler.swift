@@ -102,6 +102,16 @@ public struct KafkaRequestHandler: Sendable {
         return w.bytes
     }
 
+    /// The named topics that exist, described (only those: a request names a few topics,
+    /// and Fetch asks again on every round of its long poll).
+    func describe(_ names: some Sequence<String>) async -> [String: TopicDescription] {
+        var found: [String: TopicDescription] = [:]
+        for name in Set(names) {
+            if let topic = try? await broker.describeTopic(name) { found[name] = topic }
+        }
+        return found
+    }
+
     // MARK: ApiVersions
 
     func writeApiVersions(_ w: inout WireWriter, version: Int16, error: ErrorCode) {
@@ -173,14 +183,14 @@ public struct KafkaRequestHandler: Sendable {
         _ = try r.int32()  // timeout
         let topicCount = try r.arrayCount()
         var results: [(String, [(Int32, ErrorCode, Int64)])] = []
-        let known = Dictionary(uniqueKeysWithValues: try await broker.listTopics().map { ($0.name, $0.partitions.count) })
         for _ in 0..<max(topicCount, 0) {
             let topic = try r.string()
+            let partitionCount = try? await broker.describeTopic(topic).partitions.count
             var partitions: [(Int32, ErrorCode, Int64)] = []
             for _ in 0..<max(try r.arrayCount(), 0) {
                 let partition = try r.int32()
                 let records = try r.nullableBytes() ?? []
-                guard let count = known[topic], partition >= 0, Int(partition) < count else {
+                guard let count = partitionCount, partition >= 0, Int(partition) < count else {
                     partitions.append((partition, .unknownTopicOrPartition, -1))
                     continue
                 }
@@ -276,7 +286,7 @@ public struct KafkaRequestHandler: Sendable {
             answers = []
             var budget = Int(max(maxBytes, 1))
             var any = false
-            let topics = Dictionary(uniqueKeysWithValues: try await broker.listTopics().map { ($0.name, $0) })
+            let topics = await describe(wanted.map(\.topic))
             for want in wanted {
                 guard let topic = topics[want.topic], want.partition >= 0, Int(want.partition) < topic.partitions.count else {
                     answers.append((want, .unknownTopicOrPartition, nil, nil))
@@ -398,7 +408,7 @@ public struct KafkaRequestHandler: Sendable {
             for _ in 0..<max(try r.arrayCount(), 0) { partitions.append((try r.int32(), try r.int64())) }
             asked.append((topic, partitions))
         }
-        let topics = Dictionary(uniqueKeysWithValues: try await broker.listTopics().map { ($0.name, $0) })
+        let topics = await describe(asked.map(\.0))
         var answers: [(String, [(Int32, ErrorCode, Int64, Int64)])] = []
         for (name, partitions) in asked {
             var rows: [(Int32, ErrorCode, Int64, Int64)] = []

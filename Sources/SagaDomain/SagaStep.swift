@@ -111,7 +111,6 @@ public enum SagaHeader {
     public static let errorMessage = "error-message"
     public static let failedAt = "failed-at"
     /// Steps to undo, comma-separated, newest first (compensation requests).
-    public static let undo = "undo"
     /// Why the saga is being compensated (compensation requests).
     public static let reason = "reason"
     /// Set on a request re-emitted by the watchdog.

@@ -147,8 +147,6 @@ public final class StoreConnection: Sendable {
         lock = Mutex(handles)
     }
 
-    public var isPostgres: Bool { lock.withLock { $0.postgres != nil } }
-
     /// Runs one or more statements without parameters (schemas). On PostgreSQL, schema
     /// changes of all stores are serialised, so processes starting together do not race.
     public func execute(_ sql: String) throws {

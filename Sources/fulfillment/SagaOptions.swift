@@ -57,10 +57,16 @@ struct SagaOptions: ParsableArguments {
         return logger
     }
 
+    /// Whether a dispatcher store may be there to open: a PostgreSQL database always may
+    /// (its schemas are created on first use); a directory only once its file exists.
+    static func hasDispatcherStore(_ location: String) -> Bool {
+        StoreConnection.isPostgres(location) || FileManager.default.fileExists(atPath: location + "/dispatcher.sqlite")
+    }
+
     /// The dispatcher's store, read-only; says where to look when there is none.
     func openDispatcherStore() throws -> DispatcherStore {
         let location = try storeLocation
-        guard StoreConnection.isPostgres(location) || FileManager.default.fileExists(atPath: location + "/dispatcher.sqlite") else {
+        guard Self.hasDispatcherStore(location) else {
             throw CommandFailure(message: "no saga data in \(location): run `fulfillment run` (or the dispatcher) first, or pass --data-dir / --store")
         }
         return try DispatcherStore(location: location, readOnly: true)
@@ -79,8 +85,7 @@ struct SagaOptions: ParsableArguments {
     /// the embedded broker's data directory.
     func openForWriting() throws -> (any MessageBroker, DispatcherStore?) {
         let location = try storeLocation
-        let store = StoreConnection.isPostgres(location) || FileManager.default.fileExists(atPath: location + "/dispatcher.sqlite")
-            ? try DispatcherStore(location: location) : nil
+        let store = Self.hasDispatcherStore(location) ? try DispatcherStore(location: location) : nil
         if let kafka = try kafkaBroker("write") { return (kafka, store) }
         do {
             let broker = try EmbeddedBroker(dataDirectory: dataDir, logger: logger("write"))

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Broker
 
 /// A real child process (`fulfillment debug append-forever`) killed with SIGKILL.

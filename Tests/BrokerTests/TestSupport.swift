@@ -53,16 +53,3 @@ func readAll(_ broker: EmbeddedBroker, _ topic: String, _ partition: Int) async 
         offset = last.offset + 1
     }
 }
-
-/// The `fulfillment` executable built next to the test bundle (`make test` builds it first).
-func fulfillmentExecutable() throws -> URL {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("fulfillment")
-        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    let fallback = URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/.build/debug/fulfillment")
-    if FileManager.default.isExecutableFile(atPath: fallback.path) { return fallback }
-    throw BrokerError(.io, "the fulfillment executable is not built: run `swift build` (or `make test`) first")
-}

@@ -1,20 +1,11 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// `fulfillment broker` as a real process, spoken to by kcat (Debian's, librdkafka 2.0.2):
 /// metadata, produce with keys and headers, consume from the beginning and from an offset,
 /// garbage on a socket, and a broker restart in between.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct KcatCompatibilityTests {
-    static func executable() throws -> URL {
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("fulfillment")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        throw KcatError(message: "the fulfillment executable is not built: run `make test`")
-    }
-
     struct KcatError: Error, CustomStringConvertible {
         var message: String
         var description: String { message }
@@ -43,7 +34,7 @@ import Testing
 
     func startBroker(_ dir: String, port: Int) async throws -> Process {
         let process = Process()
-        process.executableURL = try Self.executable()
+        process.executableURL = try fulfillmentExecutable()
         process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -75,7 +66,7 @@ import Testing
         #expect(FileManager.default.isExecutableFile(atPath: Self.kcat), "kcat is installed by `make test` (apt-get install kcat)")
         let dir = NSTemporaryDirectory() + "kcat-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let binary = try Self.executable().path
+        let binary = try fulfillmentExecutable().path
         #expect(try Self.run(binary, ["topics", "create", "orders", "--partitions", "3", "--data-dir", dir]).0 == 0)
         let port = Int.random(in: 20_000...50_000)
         let bootstrap = "127.0.0.1:\(port)"
@@ -123,7 +114,7 @@ import Testing
             .appendingPathComponent("config/profiles/fast.yaml").path
         let port = Int.random(in: 20_000...50_000)
         let run = Process()
-        run.executableURL = try Self.executable()
+        run.executableURL = try fulfillmentExecutable()
         run.arguments = ["run", "--orders", "50000", "--config", fast, "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
         run.standardOutput = FileHandle.nullDevice
         run.standardError = FileHandle.nullDevice

@@ -3,27 +3,14 @@ import Dispatcher
 import Foundation
 import Logging
 import Testing
+import TestSupport
 
 /// `fulfillment run` as a real child process, killed with SIGKILL mid-way and restarted.
 @Suite(.serialized) struct CrashRecoveryTests {
-    static func executable() throws -> URL {
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = directory.appendingPathComponent("fulfillment")
-            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        let fallback = SagaHarness.repositoryRoot.appendingPathComponent(".build/debug/fulfillment")
-        guard FileManager.default.isExecutableFile(atPath: fallback.path) else {
-            throw HarnessError(message: "the fulfillment executable is not built: run `swift build` (or `make test`) first")
-        }
-        return fallback
-    }
-
     static func launch(_ arguments: [String], stdout: String) throws -> Process {
         FileManager.default.createFile(atPath: stdout, contents: nil)
         let process = Process()
-        process.executableURL = try executable()
+        process.executableURL = try fulfillmentExecutable()
         process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
         process.standardError = FileHandle.nullDevice

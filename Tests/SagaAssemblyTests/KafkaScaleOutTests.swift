@@ -1,7 +1,7 @@
 import Dispatcher
 import Foundation
 import StoreDatabase
-import StoreTestSupport
+import TestSupport
 import Testing
 
 /// The saga as separate OS processes on a Kafka cluster (librdkafka's mock cluster, served

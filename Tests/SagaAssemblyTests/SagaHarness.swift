@@ -3,7 +3,7 @@ import Dispatcher
 import Foundation
 import Logging
 import StoreDatabase
-import StoreTestSupport
+import TestSupport
 import SagaAssembly
 import SagaDomain
 import ServiceLifecycle

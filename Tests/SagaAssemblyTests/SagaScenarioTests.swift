@@ -3,7 +3,7 @@ import Dispatcher
 import Foundation
 import SagaAssembly
 import SagaDomain
-import StoreTestSupport
+import TestSupport
 import Testing
 import Workers
 

@@ -1,6 +1,6 @@
 import Foundation
 import StoreDatabase
-import StoreTestSupport
+import TestSupport
 import Testing
 
 /// The store connection on both backends: same statements, same results, same transactions.

@@ -1,6 +1,6 @@
 import Foundation
 import SagaDomain
-import StoreTestSupport
+import TestSupport
 import Testing
 @testable import Workers
 

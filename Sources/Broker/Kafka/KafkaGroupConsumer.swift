@@ -271,14 +271,7 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
     }
 
     func close() async {
-        let handleBits = UInt(bitPattern: handle)
-        _ = handleBits
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            serial.async {
-                self.closeNow()
-                continuation.resume()
-            }
-        }
+        try? await KafkaBlocking.run(on: serial) { self.closeNow() }
     }
 
     /// Leaves the group (the revoke callback runs, so finished work is committed) and frees

@@ -51,9 +51,4 @@ public final class KafkaMockCluster: @unchecked Sendable {
         var codes = errors.map { rd_kafka_resp_err_t(rawValue: $0) }
         rd_kafka_mock_push_request_errors_array(cluster, apiKey, codes.count, &codes)
     }
-
-    public func setPartitionLeader(_ topic: String, _ partition: Int, broker: Int) throws {
-        let error = rd_kafka_mock_partition_set_leader(cluster, topic, Int32(partition), Int32(broker))
-        if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw BrokerError.kafka(error, "moving the leader of \(topic) [\(partition)]") }
-    }
 }

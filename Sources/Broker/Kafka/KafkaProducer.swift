@@ -84,9 +84,9 @@ final class KafkaProducer: @unchecked Sendable {
                 try? await Task.sleep(for: .milliseconds(backoff))
                 continue
             }
-            let failure = BrokerError.kafka(consuming: error, "producing to \(record.topic)")
-            batch.fail(failure)
-            throw failure
+            // Nobody will wait for this batch: the records already enqueued still report, and
+            // the last report releases it.
+            throw BrokerError.kafka(consuming: error, "producing to \(record.topic)")
         }
         return try await batch.result()
     }
@@ -192,10 +192,6 @@ final class DeliveryBatch: @unchecked Sendable {
         results[index].timestamp = timestamp
         let failure = error == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : BrokerError.kafka(error, "delivering to \(results[index].topic) [\(partition)]")
         finish(1, failure)
-    }
-
-    func fail(_ error: BrokerError) {
-        state.withLock { if $0.error == nil { $0.error = error } }
     }
 
     /// Records that were never enqueued will get no report.

@@ -40,11 +40,11 @@ public struct CompensationHandler: StepHandler {
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
         let order = try message.requireOrder("compensation")
-        // Every compensable step, newest first, whatever the request's `undo` header (the
-        // failure point) says: an order can be further along than that, since the watchdog
-        // acts on the tracker's view, which lags, and a re-published request may have run on.
-        // Undoing a step that did nothing only leaves its tombstone, which also stops a late
-        // request for that step from acting on a compensated order.
+        // Every compensable step, newest first, whatever the step that failed: an order can be
+        // further along than its failure shows, since the watchdog acts on the tracker's view,
+        // which lags, and a re-published request may have run on. Undoing a step that did
+        // nothing only leaves its tombstone, which also stops a late request for that step
+        // from acting on a compensated order.
         let undo = SagaStep.notification.undoOrderOnFailure
         let now = UnixClock.nowMillis()
         // The outbox decides, once, whether an order completed or failed: the confirmation and

@@ -84,10 +84,10 @@ public struct SagaMessages: Sendable {
             headers: Self.headers(orderID: orderID, key: "\(orderID):completed", step: "completed", attempt: 1, priority: priority))
     }
 
-    /// A compensation request undoing `undo` (newest effect first).
-    public func compensation(orderID: String, orderJSON: [UInt8], priority: Priority, undo: [SagaStep], reason: String, extra: [RecordHeader] = []) -> ProducerRecord {
+    /// A compensation request: the compensation worker undoes every effect the order may
+    /// hold, newest first (see `CompensationHandler`).
+    public func compensation(orderID: String, orderJSON: [UInt8], priority: Priority, reason: String, extra: [RecordHeader] = []) -> ProducerRecord {
         var headers = Self.headers(orderID: orderID, key: IdempotencyKey.compensation(orderID), step: "compensation", attempt: 1, priority: priority)
-        headers.append(RecordHeader(SagaHeader.undo, undo.map(\.rawValue).joined(separator: ",")))
         headers.append(RecordHeader(SagaHeader.reason, reason))
         return ProducerRecord(topic: topics.compensation, key: Array(orderID.utf8), value: orderJSON, headers: headers + extra)
     }
@@ -97,9 +97,6 @@ public struct SagaMessages: Sendable {
         headers.append(RecordHeader(SagaHeader.reason, reason))
         return ProducerRecord(topic: topics.compensated, key: Array(orderID.utf8), value: orderJSON, headers: headers)
     }
-
-    /// Undo list for an order that failed at `step` (see `SagaStep.undoOrderOnFailure`).
-    public static func undoList(failedAt step: SagaStep) -> [SagaStep] { step.undoOrderOnFailure }
 }
 
 /// Copies the failure headers of DESIGN.md onto a record sent to a retry tier or a DLT.
