@@ -73,7 +73,13 @@ public struct SagaTracker: Service {
         if topic == t.deadLetter(nil) { return Event(orderID: orderID, name: "compensation_dead_lettered", state: nil) }
         if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: orderID, name: "compensation_retry_scheduled", state: .compensating) }
         guard let step = t.step(ofTopic: topic) else { return nil }
-        if topic == t.deadLetter(step) { return Event(orderID: orderID, name: "dead_lettered", step: step, state: .compensating, failedStep: step) }
+        if topic == t.deadLetter(step) {
+            // A late request for an order already compensated fails with OrderCompensated:
+            // history only (the driver ignores it too), or it would take a parked order back
+            // to `compensating`.
+            let late = record.header(SagaHeader.errorClass) == "OrderCompensated"
+            return Event(orderID: orderID, name: "dead_lettered", step: step, state: late ? nil : .compensating, failedStep: late ? nil : step)
+        }
         if topic.hasPrefix(t.requested(step) + ".retry.") { return Event(orderID: orderID, name: "retry_scheduled", step: step, state: OrderState(step: step)) }
         let recovered = record.header(SagaHeader.recoveredBy) != nil ? "recovered" : record.header(SagaHeader.redriven) != nil ? "redriven" : "requested"
         return Event(orderID: orderID, name: recovered, step: step, state: OrderState(step: step))
