@@ -31,12 +31,15 @@ public struct KafkaListener: Sendable {
     let handler: KafkaRequestHandler
     let logger: Logger
 
-    public init(broker: EmbeddedBroker, host: String, port: Int, maxRequestBytes: Int = 100 << 20, logger: Logger) {
+    public init(
+        broker: EmbeddedBroker, host: String, port: Int, maxRequestBytes: Int = 100 << 20,
+        options: KafkaRequestHandler.Options = .init(), logger: Logger
+    ) {
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
         self.logger = logger
-        handler = KafkaRequestHandler(broker: broker, advertisedHost: host, advertisedPort: port, logger: logger)
+        handler = KafkaRequestHandler(broker: broker, advertisedHost: host, advertisedPort: port, options: options, logger: logger)
     }
 
     /// Serves until the task is cancelled; `ready` is called once the socket listens.
@@ -52,6 +55,8 @@ public struct KafkaListener: Sendable {
             }
         ready()
         try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await handler.runGroupExpiry() }
+            defer { group.cancelAll() }
             try await server.executeThenClose { connections in
                 for try await connection in connections {
                     group.addTask { await self.serve(connection) }
@@ -66,7 +71,7 @@ public struct KafkaListener: Sendable {
             try await connection.executeThenClose { inbound, outbound in
                 for try await var frame in inbound {
                     let request = frame.readBytes(length: frame.readableBytes) ?? []
-                    guard let response = try await handler.respond(to: request) else { continue }
+                    guard let response = try await handler.respond(to: request, peer: peer) else { continue }
                     var buffer = connection.channel.allocator.buffer(capacity: response.count + 4)
                     buffer.writeInteger(Int32(response.count))
                     buffer.writeBytes(response)

@@ -4,11 +4,10 @@ import Logging
 /// Answers Kafka protocol requests from the embedded broker's storage. One instance serves
 /// every connection; each connection's requests are handled one after another, in order.
 ///
-/// This first slice speaks what a producing and a group-less consuming client needs:
-/// ApiVersions 0-3, Metadata 0-4, Produce 3-7, Fetch 4-11, ListOffsets 1-2, CreateTopics 0-4.
-/// Record batches
-/// are verified (magic 2, CRC-32C) and their records appended; compressed batches are refused
-/// with UNSUPPORTED_COMPRESSION_TYPE.
+/// Record batches are stored as the client sent them (CRC-32C checked, only the base offset
+/// patched) and served as stored, compressed ones included. Groups follow Kafka's classic
+/// protocol (`ClassicGroup`); their offsets share the broker's offset store with the
+/// in-process groups. See docs/broker.md for what is and is not supported.
 public struct KafkaRequestHandler: Sendable {
     public struct Versions: Sendable {
         var key: Int16
@@ -16,64 +15,100 @@ public struct KafkaRequestHandler: Sendable {
         var max: Int16
     }
 
-    static let apiVersions: Int16 = 18
-    static let metadata: Int16 = 3
     static let produce: Int16 = 0
     static let fetch: Int16 = 1
     static let listOffsets: Int16 = 2
+    static let metadata: Int16 = 3
+    static let offsetCommit: Int16 = 8
+    static let offsetFetch: Int16 = 9
+    static let findCoordinator: Int16 = 10
+    static let joinGroup: Int16 = 11
+    static let heartbeat: Int16 = 12
+    static let leaveGroup: Int16 = 13
+    static let syncGroup: Int16 = 14
+    static let describeGroups: Int16 = 15
+    static let listGroups: Int16 = 16
+    static let apiVersions: Int16 = 18
     static let createTopics: Int16 = 19
+    static let deleteTopics: Int16 = 20
+    static let initProducerID: Int16 = 22
 
-    /// What this listener speaks, as ApiVersions reports it.
+    /// What this listener speaks, as ApiVersions reports it (no flexible versions except
+    /// ApiVersions v3).
     public static let supported: [Versions] = [
         Versions(key: produce, min: 3, max: 7),
         Versions(key: fetch, min: 4, max: 11),
         Versions(key: listOffsets, min: 1, max: 2),
         Versions(key: metadata, min: 0, max: 4),
+        Versions(key: offsetCommit, min: 2, max: 7),
+        Versions(key: offsetFetch, min: 1, max: 5),
+        Versions(key: findCoordinator, min: 0, max: 2),
+        Versions(key: joinGroup, min: 0, max: 5),
+        Versions(key: heartbeat, min: 0, max: 3),
+        Versions(key: leaveGroup, min: 0, max: 1),
+        Versions(key: syncGroup, min: 0, max: 3),
+        Versions(key: describeGroups, min: 0, max: 4),
+        Versions(key: listGroups, min: 0, max: 2),
         Versions(key: apiVersions, min: 0, max: 3),
         Versions(key: createTopics, min: 0, max: 4),
+        Versions(key: deleteTopics, min: 0, max: 1),
+        Versions(key: initProducerID, min: 0, max: 1),
     ]
 
-    enum ErrorCode: Int16 {
-        case none = 0
-        case offsetOutOfRange = 1
-        case corruptMessage = 2
-        case unknownTopicOrPartition = 3
-        case messageTooLarge = 10
-        case invalidTopic = 17
-        case topicAlreadyExists = 36
-        case invalidPartitions = 37
-        case invalidReplicationFactor = 38
-        case unsupportedVersion = 35
-        case invalidRequest = 42
-        case kafkaStorageError = 56
-        case unsupportedCompressionType = 76
-        case unknownServerError = -1
+    typealias ErrorCode = KafkaErrorCode
+
+    /// How the door behaves beyond the protocol itself.
+    public struct Options: Sendable {
+        /// The longest a Fetch may wait for data, whatever it asks.
+        public var maxFetchWaitMilliseconds: Int32 = 30_000
+        /// Partitions of a topic created because a Metadata request named it; `nil` (the
+        /// default): topics are only created on purpose (CreateTopics, `fulfillment topics`).
+        public var autoCreatePartitions: Int?
+        /// Topics this process's saga reads in-process: never deleted over the wire, and
+        /// compressed batches are refused on them (the in-process reader decodes only
+        /// uncompressed batches).
+        public var inProcessTopics: Set<String> = []
+
+        public init() {}
+    }
+
+    /// Who sent a request.
+    struct Context {
+        var clientID: String
+        var peer: String
     }
 
     let broker: EmbeddedBroker
     let host: String
     let port: Int32
     let nodeID: Int32 = 1
-    /// The longest a Fetch may wait for data, whatever it asks.
-    let maxFetchWaitMilliseconds: Int32
+    let options: Options
     let logger: Logger
+    let groups: GroupCoordinator
+    let producers = ProducerSequences()
 
-    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, maxFetchWaitMilliseconds: Int32 = 30_000, logger: Logger) {
+    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), logger: Logger) {
         self.broker = broker
         host = advertisedHost
         port = Int32(advertisedPort)
-        self.maxFetchWaitMilliseconds = maxFetchWaitMilliseconds
+        self.options = options
         self.logger = logger
+        groups = GroupCoordinator(broker: broker, logger: logger)
+    }
+
+    /// Expires silent group members until cancelled (the listener runs it).
+    public func runGroupExpiry() async {
+        await groups.runExpiry()
     }
 
     /// The response to one request frame (without its length prefix), `nil` when the request
     /// wants none (Produce with acks=0). Throws `WireError` when the connection should close.
-    public func respond(to frame: [UInt8]) async throws -> [UInt8]? {
+    public func respond(to frame: [UInt8], peer: String = "") async throws -> [UInt8]? {
         var r = WireReader(frame)
         let key = try r.int16()
         let version = try r.int16()
         let correlationID = try r.int32()
-        _ = try r.nullableString()  // client id
+        let context = Context(clientID: try r.nullableString() ?? "", peer: peer)
         guard let range = Self.supported.first(where: { $0.key == key }) else {
             throw WireError(description: "unknown or unsupported API key \(key) (version \(version))")
         }
@@ -97,6 +132,17 @@ public struct KafkaRequestHandler: Sendable {
         case Self.fetch: try await writeFetch(&w, &r, version: version)
         case Self.listOffsets: try await writeListOffsets(&w, &r, version: version)
         case Self.createTopics: try await writeCreateTopics(&w, &r, version: version)
+        case Self.deleteTopics: try await writeDeleteTopics(&w, &r, version: version)
+        case Self.initProducerID: try writeInitProducerID(&w, &r, version: version)
+        case Self.findCoordinator: try writeFindCoordinator(&w, &r, version: version)
+        case Self.joinGroup: try await writeJoinGroup(&w, &r, version: version, context: context)
+        case Self.syncGroup: try await writeSyncGroup(&w, &r, version: version)
+        case Self.heartbeat: try await writeHeartbeat(&w, &r, version: version)
+        case Self.leaveGroup: try await writeLeaveGroup(&w, &r, version: version)
+        case Self.offsetCommit: try await writeOffsetCommit(&w, &r, version: version)
+        case Self.offsetFetch: try await writeOffsetFetch(&w, &r, version: version)
+        case Self.describeGroups: try await writeDescribeGroups(&w, &r, version: version)
+        case Self.listGroups: await writeListGroups(&w, version: version)
         default: throw WireError(description: "API key \(key) is not served")
         }
         return w.bytes
@@ -139,7 +185,17 @@ public struct KafkaRequestHandler: Sendable {
             names = try (0..<count).map { _ in try r.string() }
             if version == 0 && names!.isEmpty { names = nil }
         }
-        if version >= 4 { _ = try r.int8() }  // allow_auto_topic_creation: topics are created on purpose only
+        let clientAllowsCreation = version >= 4 ? try r.int8() != 0 : true
+        if let partitions = options.autoCreatePartitions, clientAllowsCreation, let names {
+            for name in names where (try? await broker.describeTopic(name)) == nil && (try? TopicSpec.validateName(name)) != nil {
+                do {
+                    try await broker.createTopic(TopicSpec(name: name, partitions: partitions))
+                    logger.notice("topic auto-created on metadata request", metadata: ["topic": "\(name)", "partitions": "\(partitions)"])
+                } catch {
+                    logger.warning("topic auto-creation failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+                }
+            }
+        }
         let topics = try await broker.listTopics()
         let known = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
         if version >= 3 { w.int32(0) }
@@ -172,179 +228,6 @@ public struct KafkaRequestHandler: Sendable {
                 w.array([nodeID]) { $0.int32($1) }
             }
         }
-    }
-
-    // MARK: Produce
-
-    /// Returns the request's acks.
-    func writeProduce(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws -> Int16 {
-        _ = try r.nullableString()  // transactional id
-        let acks = try r.int16()
-        _ = try r.int32()  // timeout
-        let topicCount = try r.arrayCount()
-        var results: [(String, [(Int32, ErrorCode, Int64)])] = []
-        for _ in 0..<max(topicCount, 0) {
-            let topic = try r.string()
-            let partitionCount = try? await broker.describeTopic(topic).partitions.count
-            var partitions: [(Int32, ErrorCode, Int64)] = []
-            for _ in 0..<max(try r.arrayCount(), 0) {
-                let partition = try r.int32()
-                let records = try r.nullableBytes() ?? []
-                guard let count = partitionCount, partition >= 0, Int(partition) < count else {
-                    partitions.append((partition, .unknownTopicOrPartition, -1))
-                    continue
-                }
-                do {
-                    let decoded = try Self.decodeBatches(records, topic: topic, partition: Int(partition))
-                    guard !decoded.isEmpty else {
-                        partitions.append((partition, .none, -1))
-                        continue
-                    }
-                    let acked = try await broker.produce(decoded)
-                    partitions.append((partition, .none, acked.first?.offset ?? -1))
-                } catch let error as ProduceRefusal {
-                    logger.notice("produce refused", metadata: ["topic": "\(topic)", "partition": "\(partition)", "reason": "\(error.reason)"])
-                    partitions.append((partition, error.code, -1))
-                } catch {
-                    logger.error("produce failed", metadata: ["topic": "\(topic)", "error": "\(error)"])
-                    partitions.append((partition, .kafkaStorageError, -1))
-                }
-            }
-            results.append((topic, partitions))
-        }
-        w.array(results) { w, topic in
-            w.string(topic.0)
-            w.array(topic.1) { w, p in
-                w.int32(p.0)
-                w.int16(p.1.rawValue)
-                w.int64(p.2)
-                w.int64(-1)  // log append time: create time is used
-                if version >= 5 { w.int64(0) }  // log start offset
-            }
-        }
-        w.int32(0)  // throttle
-        return acks
-    }
-
-    struct ProduceRefusal: Error {
-        var code: ErrorCode
-        var reason: String
-    }
-
-    /// The records of the v2 batches in a Produce request, each batch's CRC-32C checked.
-    static func decodeBatches(_ bytes: [UInt8], topic: String, partition: Int) throws -> [ProducerRecord] {
-        var records: [ConsumerRecord] = []
-        try bytes.withUnsafeBytes { raw in
-            var position = 0
-            while position < raw.count {
-                let rest = UnsafeRawBufferPointer(rebasing: raw[position...])
-                guard rest.count >= RecordBatchHeader.size else { throw ProduceRefusal(code: .corruptMessage, reason: "truncated record batch") }
-                let header = try RecordBatchHeader.parse(rest)
-                guard header.magic == 2 else { throw ProduceRefusal(code: .corruptMessage, reason: "record batch magic \(header.magic); only v2 batches are accepted") }
-                guard header.totalSize <= rest.count, header.batchLength > 0 else { throw ProduceRefusal(code: .corruptMessage, reason: "record batch length \(header.batchLength) overruns the request") }
-                let batch = UnsafeRawBufferPointer(rebasing: rest[..<header.totalSize])
-                guard RecordBatchHeader.hasValidChecksum(batch, header: header) else { throw ProduceRefusal(code: .corruptMessage, reason: "CRC-32C mismatch") }
-                guard header.compressionCodec == 0 else { throw ProduceRefusal(code: .unsupportedCompressionType, reason: "compressed batches (codec \(header.compressionCodec)) are not accepted yet") }
-                var nextDue: Int64?
-                do {
-                    _ = try RecordBatchCodec.decodeRecords(batch: batch, header: header, topic: topic, partition: partition, fromOffset: header.baseOffset, into: &records, nextDue: &nextDue)
-                } catch {
-                    throw ProduceRefusal(code: .corruptMessage, reason: "\(error)")
-                }
-                position += header.totalSize
-            }
-        }
-        return records.map { ProducerRecord(topic: topic, partition: partition, key: $0.key, value: $0.value, headers: $0.headers, timestamp: $0.timestamp) }
-    }
-
-    // MARK: Fetch
-
-    func writeFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
-        _ = try r.int32()  // replica
-        let maxWait = try r.int32()
-        _ = try r.int32()  // min bytes
-        let maxBytes = try r.int32()
-        _ = try r.int8()  // isolation
-        if version >= 7 { _ = try r.int32(); _ = try r.int32() }  // session id, epoch
-        struct Wanted { var topic: String; var partition: Int32; var offset: Int64; var maxBytes: Int32 }
-        var wanted: [Wanted] = []
-        for _ in 0..<max(try r.arrayCount(), 0) {
-            let topic = try r.string()
-            for _ in 0..<max(try r.arrayCount(), 0) {
-                let partition = try r.int32()
-                if version >= 9 { _ = try r.int32() }  // current leader epoch
-                let offset = try r.int64()
-                if version >= 5 { _ = try r.int64() }  // log start offset
-                let partitionMaxBytes = try r.int32()
-                wanted.append(Wanted(topic: topic, partition: partition, offset: offset, maxBytes: partitionMaxBytes))
-            }
-        }
-        // Long poll: wait (without holding anything) until some partition has data or max_wait passed.
-        let deadline = ContinuousClock.now + .milliseconds(Int(max(0, min(maxWait, maxFetchWaitMilliseconds))))
-        var answers: [(Wanted, ErrorCode, PartitionDescription?, [UInt8]?)] = []
-        while true {
-            answers = []
-            var budget = Int(max(maxBytes, 1))
-            var any = false
-            let topics = await describe(wanted.map(\.topic))
-            for want in wanted {
-                guard let topic = topics[want.topic], want.partition >= 0, Int(want.partition) < topic.partitions.count else {
-                    answers.append((want, .unknownTopicOrPartition, nil, nil))
-                    continue
-                }
-                let p = topic.partitions[Int(want.partition)]
-                guard want.offset >= p.beginOffset, want.offset <= p.endOffset else {
-                    answers.append((want, .offsetOutOfRange, p, nil))
-                    continue
-                }
-                var batches: [UInt8] = []
-                if want.offset < p.endOffset && budget > 0 {
-                    let limit = max(1, min(Int(want.maxBytes), budget) / 64)
-                    let records = try await broker.read(topic: want.topic, partition: Int(want.partition), from: want.offset, maxRecords: min(limit, 5000))
-                    batches = Self.encodeBatches(records)
-                    budget -= batches.count
-                    any = any || !records.isEmpty
-                }
-                answers.append((want, .none, p, batches))
-            }
-            if any || ContinuousClock.now >= deadline || wanted.isEmpty { break }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        w.int32(0)  // throttle
-        if version >= 7 { w.int16(0); w.int32(0) }  // error, session id
-        var byTopic: [(String, [(Wanted, ErrorCode, PartitionDescription?, [UInt8]?)])] = []
-        for answer in answers {
-            if let i = byTopic.firstIndex(where: { $0.0 == answer.0.topic }) { byTopic[i].1.append(answer) } else { byTopic.append((answer.0.topic, [answer])) }
-        }
-        w.array(byTopic) { w, topic in
-            w.string(topic.0)
-            w.array(topic.1) { w, a in
-                w.int32(a.0.partition)
-                w.int16(a.1.rawValue)
-                w.int64(a.2?.endOffset ?? -1)
-                w.int64(a.2?.endOffset ?? -1)  // last stable offset: no transactions
-                if version >= 5 { w.int64(a.2?.beginOffset ?? -1) }
-                w.int32(-1)  // aborted transactions: null
-                if version >= 11 { w.int32(-1) }  // preferred read replica
-                w.nullableBytes(a.3 ?? [])
-            }
-        }
-    }
-
-    /// Records as v2 batches, one per run of consecutive offsets.
-    static func encodeBatches(_ records: [ConsumerRecord]) -> [UInt8] {
-        var out: [UInt8] = []
-        var start = 0
-        while start < records.count {
-            var end = start + 1
-            while end < records.count && records[end].offset == records[end - 1].offset + 1 { end += 1 }
-            let run = records[start..<end].map {
-                ProducerRecord(topic: $0.topic, partition: $0.partition, key: $0.key, value: $0.value, headers: $0.headers, timestamp: $0.timestamp)
-            }
-            out += RecordBatchCodec.encode(run, baseOffset: records[start].offset, defaultTimestamp: records[start].timestamp)
-            start = end
-        }
-        return out
     }
 
     // MARK: CreateTopics
@@ -395,61 +278,35 @@ public struct KafkaRequestHandler: Sendable {
             if version >= 1 { w.string(result.2) }
         }
     }
+}
 
-    // MARK: ListOffsets
+extension KafkaRequestHandler {
+    // MARK: DeleteTopics
 
-    func writeListOffsets(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
-        _ = try r.int32()  // replica
-        if version >= 2 { _ = try r.int8() }
-        var asked: [(String, [(Int32, Int64)])] = []
-        for _ in 0..<max(try r.arrayCount(), 0) {
-            let topic = try r.string()
-            var partitions: [(Int32, Int64)] = []
-            for _ in 0..<max(try r.arrayCount(), 0) { partitions.append((try r.int32(), try r.int64())) }
-            asked.append((topic, partitions))
-        }
-        let topics = await describe(asked.map(\.0))
-        var answers: [(String, [(Int32, ErrorCode, Int64, Int64)])] = []
-        for (name, partitions) in asked {
-            var rows: [(Int32, ErrorCode, Int64, Int64)] = []
-            for (partition, timestamp) in partitions {
-                guard let topic = topics[name], partition >= 0, Int(partition) < topic.partitions.count else {
-                    rows.append((partition, .unknownTopicOrPartition, -1, -1))
-                    continue
-                }
-                let p = topic.partitions[Int(partition)]
-                switch timestamp {
-                case -1: rows.append((partition, .none, -1, p.endOffset))
-                case -2: rows.append((partition, .none, -1, p.beginOffset))
-                default:
-                    let found = try await firstOffset(atOrAfter: timestamp, topic: name, partition: Int(partition), from: p.beginOffset, to: p.endOffset)
-                    rows.append((partition, .none, found?.1 ?? -1, found?.0 ?? -1))
-                }
+    func writeDeleteTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+        let names = try (0..<max(try r.arrayCount(), 0)).map { _ in try r.string() }
+        _ = try r.int32()  // timeout
+        var results: [(String, ErrorCode)] = []
+        for name in names {
+            if options.inProcessTopics.contains(name) {
+                logger.notice("topic deletion refused: the saga in this process reads it", metadata: ["topic": "\(name)"])
+                results.append((name, .topicDeletionDisabled))
+                continue
             }
-            answers.append((name, rows))
-        }
-        if version >= 2 { w.int32(0) }
-        w.array(answers) { w, topic in
-            w.string(topic.0)
-            w.array(topic.1) { w, row in
-                w.int32(row.0)
-                w.int16(row.1.rawValue)
-                w.int64(row.2)
-                w.int64(row.3)
+            do {
+                try broker.deleteTopic(name)
+                results.append((name, .none))
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                results.append((name, .unknownTopicOrPartition))
+            } catch {
+                logger.error("topic deletion failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+                results.append((name, .kafkaStorageError))
             }
         }
-    }
-
-    /// The first offset whose timestamp is at or after `timestamp` (a scan: fine for the
-    /// inspection tools that ask).
-    func firstOffset(atOrAfter timestamp: Int64, topic: String, partition: Int, from: Int64, to end: Int64) async throws -> (Int64, Int64)? {
-        var offset = from
-        while offset < end {
-            let records = try await broker.read(topic: topic, partition: partition, from: offset, maxRecords: 2000)
-            guard let last = records.last else { return nil }
-            if let hit = records.first(where: { $0.timestamp >= timestamp }) { return (hit.offset, hit.timestamp) }
-            offset = last.offset + 1
+        if version >= 1 { w.int32(0) }
+        w.array(results) { w, result in
+            w.string(result.0)
+            w.int16(result.1.rawValue)
         }
-        return nil
     }
 }

@@ -80,7 +80,9 @@ public struct SagaRun: Sendable {
 
         var services = node.services()
         if let host = options.listenHost {
-            services.append(KafkaListenerService(KafkaListener(broker: broker, host: host, port: options.listenPort, logger: logger)))
+            var wire = KafkaRequestHandler.Options()
+            wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
+            services.append(KafkaListenerService(KafkaListener(broker: broker, host: host, port: options.listenPort, options: wire, logger: logger)))
             progress("Kafka protocol on \(host):\(options.listenPort)")
         }
         let group = ServiceGroup(

@@ -9,17 +9,24 @@ struct BrokerCommand: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Serve the embedded broker's data directory over the Kafka protocol (kcat and other Kafka clients).",
         discussion: """
-            Listens on --listen (loopback unless told otherwise) and answers ApiVersions 0-3,
-            Metadata 0-4, Produce 3-7, Fetch 4-11, ListOffsets 1-2 and CreateTopics 0-4 from the data directory, so
-            `kcat -b 127.0.0.1:9092 -L`, `kcat -P -t orders` and `kcat -C -t orders -e` work.
-            Consumer groups and idempotent producers over the wire are not served
-            yet. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            Listens on --listen (loopback unless told otherwise) and serves the data directory to
+            Kafka clients: produce (acks 0/1/all, idempotent producers), fetch, consumer groups
+            with committed offsets, topic creation and deletion, list offsets. Record batches are
+            stored as the client sent them (compressed ones too). Examples:
+              kcat -b 127.0.0.1:9092 -L
+              kcat -b 127.0.0.1:9092 -P -t orders -k order-1
+              kcat -b 127.0.0.1:9092 -G my-group orders
+            Not served: transactions, static group membership (group.instance.id is ignored),
+            SASL/TLS. Topics named in a Metadata request are created only with
+            --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions
     @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:9092"
     @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
     @Option(help: "Largest request accepted, in bytes; bigger ones close the connection.") var maxRequestBytes = 100 << 20
+    @Option(help: "Create a topic with this many partitions when a client's Metadata request names one that does not exist (off by default).")
+    var autoCreateTopics: Int?
 
     func run() async throws {
         try await reportingFailures {
@@ -30,7 +37,12 @@ struct BrokerCommand: AsyncParsableCommand {
             logger.logLevel = .notice
             let broker = try EmbeddedBroker(configuration: configuration, logger: logger)
             defer { broker.shutdown() }
-            let listener = KafkaListener(broker: broker, host: host, port: port, maxRequestBytes: maxRequestBytes, logger: logger)
+            var options = KafkaRequestHandler.Options()
+            if let autoCreateTopics {
+                guard autoCreateTopics > 0 else { throw CommandFailure(message: "--auto-create-topics needs a positive partition count") }
+                options.autoCreatePartitions = autoCreateTopics
+            }
+            let listener = KafkaListener(broker: broker, host: host, port: port, maxRequestBytes: maxRequestBytes, options: options, logger: logger)
             let server = Task { try await listener.run { writeStderr("Kafka protocol on \(host):\(port), data in \(data.dataDir); stop with Ctrl-C") } }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await terminationSignal() }

@@ -32,7 +32,7 @@ extension SagaOptions {
         let healthFile = process.healthFile
         try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { line in
             writeStderr("[\(label)] \(line)")
-            if let healthFile { FileManager.default.createFile(atPath: healthFile, contents: Data((line + "\n").utf8)) }
+            if let healthFile { _ = FileManager.default.createFile(atPath: healthFile, contents: Data((line + "\n").utf8)) }
         }
     }
 }

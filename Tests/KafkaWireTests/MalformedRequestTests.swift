@@ -47,7 +47,9 @@ import Testing
         try await broker.createTopic(TopicSpec(name: "orders", partitions: 2))
         var logger = Logger(label: "wire-test")
         logger.logLevel = .critical
-        return (KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, maxFetchWaitMilliseconds: 0, logger: logger), broker)
+        var options = KafkaRequestHandler.Options()
+        options.maxFetchWaitMilliseconds = 0
+        return (KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger), broker)
     }
 
     @Test func wellFormedRequestsRoundTrip() async throws {

@@ -44,8 +44,8 @@ public final class EmbeddedBroker: MessageBroker {
     let logger: Logger
     let offsets: OffsetStore
     private let lock: DataDirectoryLock?
-    private let syncScheduler: SyncScheduler?
-    private let registry: Mutex<Registry>
+    let syncScheduler: SyncScheduler?
+    let registry: Mutex<Registry>
     private let retentionTask: Mutex<Task<Void, Never>?> = Mutex(nil)
     private let memberCounter = Atomic<Int>(0)
 
@@ -124,7 +124,7 @@ public final class EmbeddedBroker: MessageBroker {
             logger: logger)
     }
 
-    private static func topicsFile(_ directory: String) -> String { directory + "/topics.json" }
+    static func topicsFile(_ directory: String) -> String { directory + "/topics.json" }
 
     private static func loadTopicSpecs(directory: String) throws -> [TopicSpec] {
         let path = topicsFile(directory)
@@ -136,7 +136,7 @@ public final class EmbeddedBroker: MessageBroker {
         }
     }
 
-    private func checkOpen(_ registry: Registry) throws {
+    func checkOpen(_ registry: Registry) throws {
         if registry.closed { throw BrokerError(.closed, "the broker is shut down") }
     }
 
@@ -144,7 +144,7 @@ public final class EmbeddedBroker: MessageBroker {
         registry.withLock { $0.topics.values.flatMap(\.partitions) }
     }
 
-    private func partitionLog(_ topic: String, _ partition: Int) throws -> PartitionLog {
+    func partitionLog(_ topic: String, _ partition: Int) throws -> PartitionLog {
         try registry.withLock { (registry) in
             guard let entry = registry.topics[topic] else { throw BrokerError(.unknownTopic, "topic '\(topic)' does not exist") }
             guard partition >= 0, partition < entry.partitions.count else {
@@ -392,7 +392,6 @@ public final class EmbeddedBroker: MessageBroker {
     }
 
     func groupCommit(group: String, memberID: String, offsets: [TopicPartition: Int64]) async throws {
-        guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
         try registry.withLock { (registry) in
             try checkOpen(registry)
             guard let entry = registry.groups[group], entry.state.members[memberID] != nil else {
@@ -402,16 +401,7 @@ public final class EmbeddedBroker: MessageBroker {
                 throw BrokerError(.notPartitionOwner, "member \(memberID) of group \(group) does not own \(tp) any more; its records will be redelivered to the new owner")
             }
         }
-        try offsets.forEach { (tp, offset) in
-            guard offset >= 0 else { throw BrokerError(.offsetOutOfRange, "cannot commit negative offset \(offset) for \(tp)") }
-        }
-        try self.offsets.append(group: group, offsets: offsets)
-        switch configuration.fsync {
-        case .always: try self.offsets.sync()
-        case .batch: try await syncScheduler!.waitDurable(syncScheduler!.register(self.offsets, mark: 0))
-        case .interval: _ = syncScheduler!.register(self.offsets, mark: 0)
-        case .never: break
-        }
+        try await commitOffsets(group: group, offsets)
     }
 
     func partitionLogForConsumer(_ tp: TopicPartition) throws -> (PartitionLog, Int64) {

@@ -214,6 +214,16 @@ final class PartitionLog: Syncable {
         return ReadResult(bytes: output, highWatermark: highWatermark, logStartOffset: logStart)
     }
 
+    /// Deletes every segment and the folder (the topic was deleted); waiters wake.
+    func removeFiles() {
+        let wake: [Waiter] = state.withLock { state in
+            for segment in state.segments { segment.removeFiles(directory: directory) }
+            return takeWaiters(&state)
+        }
+        FileSystem.removeEmptyDirectory(directory)
+        for waiter in wake { waiter.signal() }
+    }
+
     /// Registers a waiter woken when the high watermark next moves.
     func addWaiter(_ waiter: Waiter) {
         state.withLock { $0.waiters[ObjectIdentifier(waiter)] = waiter }

@@ -116,6 +116,8 @@ enum FileSystem {
 
     static func remove(_ path: String) { unlink(path) }
 
+    static func removeEmptyDirectory(_ path: String) { rmdir(path) }
+
     /// Makes a directory's entries (new or renamed files) durable.
     static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -139,6 +139,39 @@ public enum RecordBatchCodec {
         for i in 0..<size { bytes[position + i] = UInt8(truncatingIfNeeded: value >> (8 * (size - 1 - i))) }
     }
 
+    /// Checks, without copying anything, that an uncompressed batch holds exactly
+    /// `recordCount` well-formed records filling it to the end, with offset deltas inside
+    /// `lastOffsetDelta`: what an in-process reader will need to decode it later.
+    public static func validateRecords(batch: UnsafeRawBufferPointer, header: RecordBatchHeader) throws {
+        var r = ByteReader(UnsafeRawBufferPointer(rebasing: batch[..<header.totalSize]), position: RecordBatchHeader.size)
+        func skip(_ count: Int64) throws {
+            guard count >= 0, count <= r.remaining else { throw BrokerError(.corruptRecord, "a record field of \(count) bytes overruns its batch") }
+            r.position += Int(count)
+        }
+        for _ in 0..<header.recordCount {
+            let length = try r.readVarint()
+            guard length >= 0, length <= r.remaining else { throw BrokerError(.corruptRecord, "record length \(length) overruns its batch") }
+            let end = r.position + Int(length)
+            _ = try r.readInt8()
+            _ = try r.readVarint()
+            let delta = try r.readVarint()
+            guard delta >= 0, delta <= Int64(header.lastOffsetDelta) else { throw BrokerError(.corruptRecord, "record offset delta \(delta) outside the batch") }
+            let keyLength = try r.readVarint()
+            if keyLength >= 0 { try skip(keyLength) }
+            let valueLength = try r.readVarint()
+            if valueLength >= 0 { try skip(valueLength) }
+            let headerCount = try r.readVarint()
+            guard headerCount >= 0, headerCount <= length else { throw BrokerError(.corruptRecord, "header count \(headerCount) is invalid") }
+            for _ in 0..<headerCount {
+                try skip(try r.readVarint())
+                let headerValueLength = try r.readVarint()
+                if headerValueLength >= 0 { try skip(headerValueLength) }
+            }
+            guard r.position == end else { throw BrokerError(.corruptRecord, "a record does not match its length") }
+        }
+        guard r.remaining == 0 else { throw BrokerError(.corruptRecord, "\(r.remaining) bytes after the batch's \(header.recordCount) records") }
+    }
+
     /// Decodes the records of one uncompressed batch whose offset is at least `fromOffset`.
     /// Stops early (returning `false`) at the first record whose `timestamp + delay` is later
     /// than `notAfter`, reporting that record's due time in `nextDue`.

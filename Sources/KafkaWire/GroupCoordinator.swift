@@ -1,0 +1,160 @@
+import Broker
+import Foundation
+import Logging
+
+/// The group coordinator of the wire door: `ClassicGroup` state machines, the parked
+/// JoinGroup/SyncGroup requests they complete, session expiry, and offsets, which live in
+/// the embedded broker's offset store beside the in-process groups' (so `fulfillment stats`
+/// and lag see both).
+actor GroupCoordinator {
+    private let broker: EmbeddedBroker
+    private let logger: Logger
+    private var groups: [String: ClassicGroup] = [:]
+    private var parkedJoins: [String: [String: CheckedContinuation<ClassicGroup.JoinResponse, Never>]] = [:]
+    private var parkedSyncs: [String: [String: CheckedContinuation<ClassicGroup.SyncResponse, Never>]] = [:]
+
+    init(broker: EmbeddedBroker, logger: Logger) {
+        self.broker = broker
+        self.logger = logger
+    }
+
+    private func deliver(_ completions: [ClassicGroup.Completion], group: String) {
+        for completion in completions {
+            switch completion {
+            case .join(let member, let response):
+                parkedJoins[group]?.removeValue(forKey: member)?.resume(returning: response)
+            case .sync(let member, let response):
+                parkedSyncs[group]?.removeValue(forKey: member)?.resume(returning: response)
+            }
+        }
+    }
+
+    func join(group: String, _ request: ClassicGroup.JoinRequest) async -> ClassicGroup.JoinResponse {
+        func refused(_ error: KafkaErrorCode) -> ClassicGroup.JoinResponse {
+            .init(error: error, generation: -1, protocolName: "", leader: "", memberID: request.memberID, members: [])
+        }
+        guard !group.isEmpty else { return refused(.invalidGroupID) }
+        guard request.sessionTimeout >= .milliseconds(1000), request.sessionTimeout <= .seconds(3600) else { return refused(.invalidSessionTimeout) }
+        if broker.hasInProcessMembers(group: group) { return refused(.inconsistentGroupProtocol) }
+        var state = groups[group] ?? ClassicGroup()
+        let newID = "\(request.clientID.isEmpty ? "member" : request.clientID)-\(UUID().uuidString.lowercased())"
+        let (mine, completions) = state.join(request, newMemberID: newID, now: .now)
+        groups[group] = state
+        deliver(completions, group: group)
+        if let mine { return mine }
+        let memberID = request.memberID.isEmpty ? newID : request.memberID
+        logger.info("member joining group", metadata: ["group": "\(group)", "member": "\(memberID)", "members": "\(state.members.count)"])
+        // A rejoin replaces a parked join the client gave up on.
+        parkedJoins[group]?.removeValue(forKey: memberID)?.resume(returning: refused(.rebalanceInProgress))
+        return await withCheckedContinuation { parkedJoins[group, default: [:]][memberID] = $0 }
+    }
+
+    func sync(group: String, memberID: String, generation: Int32, assignments: [String: [UInt8]]) async -> ClassicGroup.SyncResponse {
+        guard var state = groups[group] else { return .init(error: .unknownMemberID, assignment: []) }
+        let (mine, completions) = state.sync(memberID: memberID, generation: generation, assignments: assignments, now: .now)
+        groups[group] = state
+        deliver(completions, group: group)
+        if let mine {
+            if state.phase == .stable && state.leader == memberID {
+                logger.info("group stable", metadata: ["group": "\(group)", "generation": "\(state.generation)", "members": "\(state.members.count)"])
+            }
+            return mine
+        }
+        parkedSyncs[group]?.removeValue(forKey: memberID)?.resume(returning: .init(error: .rebalanceInProgress, assignment: []))
+        return await withCheckedContinuation { parkedSyncs[group, default: [:]][memberID] = $0 }
+    }
+
+    func heartbeat(group: String, memberID: String, generation: Int32) -> KafkaErrorCode {
+        guard var state = groups[group] else { return .unknownMemberID }
+        let error = state.heartbeat(memberID: memberID, generation: generation, now: .now)
+        groups[group] = state
+        return error
+    }
+
+    func leave(group: String, memberID: String) -> KafkaErrorCode {
+        guard var state = groups[group] else { return .unknownMemberID }
+        let (error, completions) = state.leave(memberID: memberID, now: .now)
+        groups[group] = state
+        deliver(completions, group: group)
+        if error == .none { logger.info("member left group", metadata: ["group": "\(group)", "member": "\(memberID)"]) }
+        return error
+    }
+
+    /// Expires silent members of every group; run periodically by the listener.
+    func expireMembers() {
+        let now = ContinuousClock.now
+        for name in Array(groups.keys) {
+            var state = groups[name]!
+            let (expired, completions) = state.expire(now: now)
+            groups[name] = state
+            deliver(completions, group: name)
+            for member in expired {
+                logger.notice("member expired from group (no heartbeat within its session timeout)", metadata: ["group": "\(name)", "member": "\(member)"])
+            }
+        }
+    }
+
+    /// Runs `expireMembers` every `interval` until cancelled.
+    func runExpiry(every interval: Duration = .milliseconds(250)) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            expireMembers()
+        }
+    }
+
+    // MARK: Offsets
+
+    /// Per-partition answers to an OffsetCommit; the whole request is checked against the
+    /// member's generation first.
+    func commit(group: String, memberID: String, generation: Int32, offsets: [TopicPartition: Int64]) async -> KafkaErrorCode {
+        guard !group.isEmpty else { return .invalidGroupID }
+        let state = groups[group] ?? ClassicGroup()
+        let allowed = state.mayCommit(memberID: memberID, generation: generation)
+        guard allowed == .none else { return allowed }
+        if !memberID.isEmpty, var refreshed = groups[group] {
+            _ = refreshed.heartbeat(memberID: memberID, generation: generation, now: .now)
+            groups[group] = refreshed
+        }
+        do {
+            try await broker.commitOffsets(group: group, offsets)
+            return .none
+        } catch {
+            logger.error("offset commit failed", metadata: ["group": "\(group)", "error": "\(error)"])
+            return .kafkaStorageError
+        }
+    }
+
+    func committed(group: String) -> [TopicPartition: Int64] {
+        broker.committedOffsets(group: group)
+    }
+
+    // MARK: Describe and list
+
+    struct GroupDescription {
+        var name: String
+        var phase: String
+        var protocolType: String
+        var protocolName: String
+        var members: [ClassicGroup.Member]
+        var protocolMetadata: [String: [UInt8]]
+    }
+
+    func describe(_ name: String) -> GroupDescription {
+        guard let state = groups[name], !state.isEmpty else {
+            let known = !broker.committedOffsets(group: name).isEmpty
+            return GroupDescription(name: name, phase: known ? "Empty" : "Dead", protocolType: known ? "consumer" : "", protocolName: "", members: [], protocolMetadata: [:])
+        }
+        return GroupDescription(
+            name: name, phase: state.phase.rawValue, protocolType: state.protocolType ?? "", protocolName: state.protocolName ?? "",
+            members: state.members,
+            protocolMetadata: Dictionary(uniqueKeysWithValues: state.members.map { ($0.id, $0.metadata(for: state.protocolName)) }))
+    }
+
+    /// Every group with members here or offsets in the store (in-process groups included).
+    func list() async -> [(String, String)] {
+        var result: [String: String] = [:]
+        for name in (try? await broker.listGroups()) ?? [] { result[name] = "consumer" }
+        for (name, state) in groups where !state.isEmpty { result[name] = state.protocolType ?? "consumer" }
+        return result.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
