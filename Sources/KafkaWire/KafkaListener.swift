@@ -65,19 +65,45 @@ public struct KafkaListener: Sendable {
         }
     }
 
+    /// Reads requests in order and hands their replies to a writer that sends them in the same
+    /// order, each once it is durable: a producer's next request is appended while the
+    /// previous one's sync round runs (librdkafka keeps up to 5 in flight), yet nothing is
+    /// acknowledged early or out of order.
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
         let peer = connection.channel.remoteAddress?.description ?? "?"
+        let allocator = connection.channel.allocator
         do {
             try await connection.executeThenClose { inbound, outbound in
-                for try await var frame in inbound {
-                    let request = frame.readBytes(length: frame.readableBytes) ?? []
-                    guard let response = try await handler.respond(to: request, peer: peer) else { continue }
-                    var buffer = connection.channel.allocator.buffer(capacity: response.count + 4)
-                    buffer.writeInteger(Int32(response.count))
-                    buffer.writeBytes(response)
-                    try await outbound.write(buffer)
+                let (replies, queue) = AsyncStream<KafkaRequestHandler.Reply>.makeStream()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    let channel = connection.channel
+                    group.addTask {
+                        do {
+                            for await reply in replies {
+                                try await reply.ready()
+                                guard let response = reply.bytes else { continue }
+                                var buffer = allocator.buffer(capacity: response.count + 4)
+                                buffer.writeInteger(Int32(response.count))
+                                buffer.writeBytes(response)
+                                try await outbound.write(buffer)
+                            }
+                        } catch {
+                            // Unsendable or not durable: the client must not wait for an answer.
+                            channel.close(promise: nil)
+                            throw error
+                        }
+                    }
+                    defer { queue.finish() }
+                    for try await var frame in inbound {
+                        let request = frame.readBytes(length: frame.readableBytes) ?? []
+                        queue.yield(try await handler.reply(to: request, peer: peer))
+                    }
+                    queue.finish()
+                    try await group.waitForAll()
                 }
             }
+        } catch let error as ChannelError where error == .ioOnClosedChannel || error == .eof {
+            logger.debug("Kafka connection closed by the client", metadata: ["peer": "\(peer)"])
         } catch {
             logger.notice("closing Kafka connection", metadata: ["peer": "\(peer)", "reason": "\(error)"])
         }

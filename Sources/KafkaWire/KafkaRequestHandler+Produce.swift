@@ -27,7 +27,7 @@ extension KafkaRequestHandler {
     }
 
     /// Returns the request's acks.
-    func writeProduce(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws -> Int16 {
+    func writeProduce(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, durability: inout [EmbeddedBroker.PendingDurability]) async throws -> Int16 {
         _ = try r.nullableString()  // transactional id: its batches are refused below
         let acks = try r.int16()
         _ = try r.int32()  // timeout
@@ -45,7 +45,8 @@ extension KafkaRequestHandler {
                     continue
                 }
                 do {
-                    let offset = try await append(records, topic: topic, partition: Int(partition))
+                    let (offset, pending) = try await append(records, topic: topic, partition: Int(partition))
+                    durability.append(pending)
                     partitions.append((partition, .none, offset))
                 } catch let error as ProduceRefusal {
                     logger.notice("produce refused", metadata: ["topic": "\(topic)", "partition": "\(partition)", "reason": "\(error.reason)"])
@@ -75,22 +76,27 @@ extension KafkaRequestHandler {
 
     /// Verifies the batches of one partition and appends them as they are (idempotent
     /// producers' retries answered from memory). Returns the base offset of the first batch.
-    func append(_ bytes: [UInt8], topic: String, partition: Int) async throws -> Int64 {
+    /// The durability to wait on is the last batch's: a sync round covers everything
+    /// appended to the partition before it.
+    func append(_ bytes: [UInt8], topic: String, partition: Int) async throws -> (Int64, EmbeddedBroker.PendingDurability) {
         let batches = try Self.verifiedBatches(bytes, compressedAllowed: !options.inProcessTopics.contains(topic))
         var first: Int64?
+        var durability = EmbeddedBroker.PendingDurability.none
         for (header, batch) in batches {
             let offset: Int64
             if header.producerId >= 0 {
-                offset = try await appendIdempotent(batch, header: header, topic: topic, partition: partition)
+                (offset, durability) = try await appendIdempotent(batch, header: header, topic: topic, partition: partition, after: durability)
             } else {
-                offset = try await broker.appendBatches([batch], topic: topic, partition: partition)
+                (offset, durability) = try broker.appendBatches([batch], topic: topic, partition: partition)
             }
             if first == nil { first = offset }
         }
-        return first ?? -1
+        return (first ?? -1, durability)
     }
 
-    func appendIdempotent(_ batch: [UInt8], header: RecordBatchHeader, topic: String, partition: Int) async throws -> Int64 {
+    func appendIdempotent(
+        _ batch: [UInt8], header: RecordBatchHeader, topic: String, partition: Int, after earlier: EmbeddedBroker.PendingDurability
+    ) async throws -> (Int64, EmbeddedBroker.PendingDurability) {
         let key = ProducerSequences.Key(producerID: header.producerId, partition: TopicPartition(topic, partition))
         if header.baseSequence != 0 && !producers.isKnown(key) {
             // Unknown mid-stream: the broker restarted. Relearn this producer's last batches
@@ -103,13 +109,14 @@ extension KafkaRequestHandler {
             logger.info("duplicate batch of an idempotent producer acknowledged without a second append", metadata: [
                 "topic": "\(topic)", "partition": "\(partition)", "producer_id": "\(header.producerId)", "sequence": "\(header.baseSequence)",
             ])
-            return offset
+            // The original append may still be syncing: acknowledge with whatever this request waits on.
+            return (offset, earlier)
         case .refuse(let code, let reason):
             throw ProduceRefusal(code: code, reason: reason)
         case .append:
-            let offset = try await broker.appendBatches([batch], topic: topic, partition: partition)
+            let (offset, durability) = try broker.appendBatches([batch], topic: topic, partition: partition)
             producers.record(key, epoch: header.producerEpoch, batch: .init(firstSequence: header.baseSequence, lastSequence: last, baseOffset: offset))
-            return offset
+            return (offset, durability)
         }
     }
 

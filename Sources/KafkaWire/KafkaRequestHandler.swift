@@ -101,9 +101,30 @@ public struct KafkaRequestHandler: Sendable {
         await groups.runExpiry()
     }
 
+    /// The answer to one request: its bytes (none for Produce with acks=0), sent once
+    /// `ready()` returns, i.e. once what it acknowledges is durable.
+    public struct Reply: Sendable {
+        public var bytes: [UInt8]?
+        var durability: [EmbeddedBroker.PendingDurability] = []
+
+        public func ready() async throws {
+            for pending in durability { try await pending.wait() }
+        }
+    }
+
     /// The response to one request frame (without its length prefix), `nil` when the request
     /// wants none (Produce with acks=0). Throws `WireError` when the connection should close.
+    /// Waits for durability itself; the listener uses `reply(to:peer:)` to pipeline.
     public func respond(to frame: [UInt8], peer: String = "") async throws -> [UInt8]? {
+        let reply = try await reply(to: frame, peer: peer)
+        try await reply.ready()
+        return reply.bytes
+    }
+
+    /// Handles one request frame up to (not including) waiting for durability, so the next
+    /// request of the connection can be appended while this one's sync round runs; replies
+    /// must still be sent in request order.
+    public func reply(to frame: [UInt8], peer: String = "") async throws -> Reply {
         var r = WireReader(frame)
         let key = try r.int16()
         let version = try r.int16()
@@ -119,7 +140,7 @@ public struct KafkaRequestHandler: Sendable {
             let answered = version > range.max ? 0 : version
             if version >= 3 && version <= range.max { try r.taggedFields() }
             writeApiVersions(&w, version: answered, error: version > range.max ? .unsupportedVersion : .none)
-            return w.bytes
+            return Reply(bytes: w.bytes)
         }
         guard version >= range.min && version <= range.max else {
             throw WireError(description: "API key \(key) version \(version) is outside \(range.min)-\(range.max)")
@@ -127,8 +148,9 @@ public struct KafkaRequestHandler: Sendable {
         switch key {
         case Self.metadata: try await writeMetadata(&w, &r, version: version)
         case Self.produce:
-            let acks = try await writeProduce(&w, &r, version: version)
-            if acks == 0 { return nil }
+            var durability: [EmbeddedBroker.PendingDurability] = []
+            let acks = try await writeProduce(&w, &r, version: version, durability: &durability)
+            return Reply(bytes: acks == 0 ? nil : w.bytes, durability: durability)
         case Self.fetch: try await writeFetch(&w, &r, version: version)
         case Self.listOffsets: try await writeListOffsets(&w, &r, version: version)
         case Self.createTopics: try await writeCreateTopics(&w, &r, version: version)
@@ -145,7 +167,7 @@ public struct KafkaRequestHandler: Sendable {
         case Self.listGroups: await writeListGroups(&w, version: version)
         default: throw WireError(description: "API key \(key) is not served")
         }
-        return w.bytes
+        return Reply(bytes: w.bytes)
     }
 
     /// The named topics that exist, described (only those: a request names a few topics,

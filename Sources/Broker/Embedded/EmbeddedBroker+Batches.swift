@@ -12,39 +12,50 @@ extension EmbeddedBroker {
         public var logStartOffset: Int64
     }
 
-    /// Appends v2 batches as they are, patching only each base offset (outside the CRC).
-    /// Returns the base offset of the first; acknowledged under the broker's fsync policy.
-    /// The caller has checked each batch's framing and CRC.
-    public func appendBatches(_ batches: [[UInt8]], topic: String, partition: Int) async throws -> Int64 {
+    /// An append not yet acknowledged: under `fsync batch` its records are acknowledged (and
+    /// visible) once the sync round it joined has finished. Waiting is separate from appending
+    /// so a connection can append its next request while the previous one syncs.
+    public struct PendingDurability: Sendable {
+        let scheduler: SyncScheduler?
+        let ticket: UInt64
+
+        public static let none = PendingDurability(scheduler: nil, ticket: 0)
+
+        /// Returns once the append is durable under the broker's fsync policy.
+        public func wait() async throws {
+            guard let scheduler else { return }
+            try await scheduler.waitDurable(ticket)
+        }
+    }
+
+    /// Appends v2 batches as they are, patching only each base offset (outside the CRC), in
+    /// the order given. Returns the base offset of the first, and what to wait on before
+    /// acknowledging. The caller has checked each batch's framing and CRC.
+    public func appendBatches(_ batches: [[UInt8]], topic: String, partition: Int) throws -> (baseOffset: Int64, durability: PendingDurability) {
         guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
         let log = try partitionLog(topic, partition)
         var first: Int64 = -1
-        var end: Int64 = 0
         for var batch in batches {
             guard batch.count <= configuration.maxBatchBytes else {
                 throw BrokerError(.recordTooLarge, "a batch of \(batch.count) bytes for \(topic)-\(partition) exceeds the \(configuration.maxBatchBytes)-byte limit")
             }
             let base = try log.append(batch: &batch)
             if first < 0 { first = base }
-            end = log.logEndOffset
         }
-        guard first >= 0 else { return log.logEndOffset }
-        try await awaitDurable(log, upTo: end)
-        return first
-    }
-
-    /// Applies the fsync policy to what was just appended to `log` (up to `end`).
-    func awaitDurable(_ log: PartitionLog, upTo end: Int64) async throws {
+        guard first >= 0 else { return (log.logEndOffset, .none) }
+        let end = log.logEndOffset
         switch configuration.fsync {
         case .always:
             try log.sync()
             log.didSync(upTo: end)
+            return (first, .none)
         case .batch:
-            try await syncScheduler!.waitDurable(syncScheduler!.register(log, mark: end))
+            return (first, PendingDurability(scheduler: syncScheduler, ticket: syncScheduler!.register(log, mark: end)))
         case .interval:
             _ = syncScheduler!.register(log, mark: end)
+            return (first, .none)
         case .never:
-            break
+            return (first, .none)
         }
     }
 
