@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Kafka clients nobody here wrote, from PyPI, against `fulfillment broker` as a real process:
+/// confluent-kafka (a newer librdkafka than Debian's) and kafka-python (pure Python, its own
+/// protocol code). The scripts are in Clients/; `make test` installs the packages.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct PythonClientTests {
+    static let clients = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Clients")
+
+    /// Runs a client script; returns its exit status and everything it printed.
+    static func python(_ script: String, _ arguments: [String]) async throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", clients.appendingPathComponent(script).path] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `fulfillment broker` on `port`, answering once a client can connect.
+    static func startBroker(_ dir: String, port: Int) async throws -> Process {
+        let process = Process()
+        process.executableURL = try fulfillmentExecutable()
+        process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if canConnect(port: port) { return process }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        process.terminate()
+        throw KcatCompatibilityTests.KcatError(message: "the broker did not listen on port \(port)")
+    }
+
+    static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    static func stop(_ process: Process, signal: Int32 = SIGTERM) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    func runSuite(_ script: String) async throws {
+        let dir = NSTemporaryDirectory() + "py-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = Int.random(in: 20_000...50_000)
+        let broker = try await Self.startBroker(dir, port: port)
+        defer { Self.stop(broker) }
+        let (status, output) = try await Self.python(script, ["127.0.0.1:\(port)"])
+        #expect(status == 0, "\(script) failed:\n\(output)")
+        #expect(output.hasSuffix("OK\n"), "\(output)")
+    }
+
+    @Test func confluentKafkaProducesConsumesAsAGroupRebalancesAndAdministers() async throws {
+        try await runSuite("confluent_kafka_suite.py")
+    }
+
+    @Test func kafkaPythonProducesConsumesAsAGroupRebalancesAndAdministers() async throws {
+        try await runSuite("kafka_python_suite.py")
+    }
+
+    /// The broker is killed with SIGKILL while an idempotent producer is mid-run, and restarted
+    /// on the same port: the client carries on; every acknowledged record is there exactly
+    /// once; a group's committed offsets survive another restart.
+    @Test func aBrokerKilledMidRunKeepsEveryAcknowledgedRecordAndCommittedOffset() async throws {
+        let dir = NSTemporaryDirectory() + "py-restart-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = try fulfillmentExecutable().path
+        #expect(try KcatCompatibilityTests.run(binary, ["topics", "create", "restart", "--partitions", "4", "--data-dir", dir + "/data"]).0 == 0)
+        let port = Int.random(in: 20_000...50_000)
+        let bootstrap = "127.0.0.1:\(port)"
+        var broker = try await Self.startBroker(dir + "/data", port: port)
+        defer { Self.stop(broker) }
+
+        let acked = dir + "/acked.txt"
+        async let produced = Self.python("restart_client.py", ["produce", bootstrap, "restart", "40000", acked])
+        try await Task.sleep(for: .seconds(3))
+        Self.stop(broker, signal: SIGKILL)
+        #expect(broker.terminationReason == .uncaughtSignal)
+        try await Task.sleep(for: .seconds(1))
+        broker = try await Self.startBroker(dir + "/data", port: port)
+        let (producedStatus, producedOutput) = try await produced
+        #expect(producedStatus == 0, "\(producedOutput)")
+
+        let (consumedStatus, consumedOutput) = try await Self.python("restart_client.py", ["consume", bootstrap, "restart", "g-restart", acked])
+        #expect(consumedStatus == 0, "\(consumedOutput)")
+
+        Self.stop(broker)
+        broker = try await Self.startBroker(dir + "/data", port: port)
+        let (committedStatus, committedOutput) = try await Self.python("restart_client.py", ["committed", bootstrap, "restart", "g-restart"])
+        #expect(committedStatus == 0, "\(committedOutput)")
+    }
+}
