@@ -4,7 +4,7 @@ import TestSupport
 
 /// `fulfillment broker` as a real process, spoken to by kcat (Debian's, librdkafka 2.0.2):
 /// metadata, produce with keys and headers, consume from the beginning and from an offset,
-/// garbage on a socket, and a broker restart in between.
+/// garbage on a socket, a broker restart in between, and consuming as a group.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct KcatCompatibilityTests {
     struct KcatError: Error, CustomStringConvertible {
         var message: String
@@ -105,6 +105,36 @@ import TestSupport
         let end = try #require(partitions.first { $0["partition"] as? Int == 0 }?["endOffset"] as? Int)
         #expect(end > 0)
         #expect(last.trimmingCharacters(in: .whitespacesAndNewlines) == "\(end - 1)")
+    }
+
+    /// kcat's balanced consumer (-G): a group reads everything and commits; after a broker
+    /// restart the same group resumes at its committed offsets and sees only what is new.
+    @Test func kcatConsumesAsAGroupAndResumesAfterARestart() async throws {
+        let dir = NSTemporaryDirectory() + "kcat-group-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let binary = try fulfillmentExecutable().path
+        #expect(try Self.run(binary, ["topics", "create", "events", "--partitions", "2", "--data-dir", dir]).0 == 0)
+        let port = Int.random(in: 20_000...50_000)
+        let bootstrap = "127.0.0.1:\(port)"
+        var broker = try await startBroker(dir, port: port)
+        defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
+
+        func produce(_ range: Range<Int>) throws {
+            let lines = range.map { "e-\($0):\($0)" }.joined(separator: "\n") + "\n"
+            #expect(try Self.run(Self.kcat, ["-b", bootstrap, "-P", "-t", "events", "-K:"], input: lines).0 == 0)
+        }
+        func consumeAsGroup() throws -> [String] {
+            let (status, out) = try Self.run(Self.kcat, ["-b", bootstrap, "-G", "kcat-group", "-X", "auto.offset.reset=earliest", "-e", "-q", "-f", "%k\n", "events"])
+            #expect(status == 0)
+            return out.split(separator: "\n").map(String.init).sorted()
+        }
+        try produce(0..<10)
+        #expect(try consumeAsGroup() == (0..<10).map { "e-\($0)" }.sorted())
+        try produce(10..<15)
+        broker.terminate()
+        broker.waitUntilExit()
+        broker = try await startBroker(dir, port: port)
+        #expect(try consumeAsGroup() == (10..<15).map { "e-\($0)" }.sorted(), "the group resumed at its committed offsets")
     }
 
     @Test func aRunningSagaIsReachableByKcat() async throws {

@@ -1,0 +1,76 @@
+import Dispatcher
+import Foundation
+import StoreDatabase
+import TestSupport
+import Testing
+
+/// The saga over the Kafka protocol: `fulfillment broker` (the embedded broker behind the wire
+/// door) with the dispatcher and one librdkafka-based worker per step as separate OS
+/// processes, the default fault profile on. The broker is SIGKILLed mid-run and restarted on
+/// the same port; the clients reconnect, the groups re-form, and every order still ends.
+@Suite(.serialized, .timeLimit(.minutes(5))) struct WireSagaTests {
+    @Test func workersOnTheWireFinishEveryOrderAcrossABrokerCrash() async throws {
+        let directory = NSTemporaryDirectory() + "saga-wire-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
+        let processes = KafkaScaleOutTests.Processes()
+        defer { processes.stopAll() }
+
+        let port = Int.random(in: 20_000...50_000)
+        let brokers = "127.0.0.1:\(port)"
+        let brokerArguments = ["broker", "--data-dir", directory + "/broker", "--listen", brokers]
+        var broker = try processes.launch(brokerArguments, log: directory + "/broker-1.out")
+        try await Self.waitUntilListening(port: port)
+        let stores = try StoreBackend.sqlite.freshLocation(directory: directory + "/stores")
+        let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + stores, "--faults", "default"]
+
+        let dispatcher = try processes.launch(["dispatcher"] + common, log: directory + "/dispatcher.out")
+        try await Task.sleep(for: .seconds(2))
+        #expect(dispatcher.isRunning, "the dispatcher started: \((try? String(contentsOfFile: directory + "/dispatcher.out", encoding: .utf8)) ?? "")")
+        for step in ["payment", "inventory", "shipping", "notification"] {
+            _ = try processes.launch(["worker", step] + common, log: directory + "/\(step).out")
+        }
+        let orders = 2000
+        let produce = try CrashRecoveryTests.launch(["produce", "--generate", "\(orders)", "--brokers", brokers, "--config", fast], stdout: directory + "/produce.out")
+        produce.waitUntilExit()
+        #expect(produce.terminationStatus == 0)
+
+        let flowing = ContinuousClock.now + .seconds(60)
+        while KafkaScaleOutTests.terminalCount(stores) < 200, ContinuousClock.now < flowing { try await Task.sleep(for: .milliseconds(100)) }
+        let finishedAtKill = KafkaScaleOutTests.terminalCount(stores)
+        kill(broker.processIdentifier, SIGKILL)
+        broker.waitUntilExit()
+        #expect(finishedAtKill < Int64(orders) * 3 / 4, "the broker died mid-run (\(finishedAtKill) of \(orders) finished)")
+        try await Task.sleep(for: .seconds(1))
+        broker = try processes.launch(brokerArguments, log: directory + "/broker-2.out")
+        try await Self.waitUntilListening(port: port)
+
+        let deadline = ContinuousClock.now + .seconds(180)
+        while KafkaScaleOutTests.terminalCount(stores) < Int64(orders), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
+        #expect(KafkaScaleOutTests.terminalCount(stores) == Int64(orders), "every order ends after the broker restart")
+        processes.stopAll()
+
+        let report = try ConservationCheck(location: stores).run()
+        #expect(report.ok, "\(report.violations)")
+        #expect(report.inFlight == 0)
+        let ledger = try StoreConnection.open(location: stores, name: "gateway", readOnly: true)
+        #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1) AS twice") == 0, "no order charged twice")
+    }
+
+    static func waitUntilListening(port: Int) async throws {
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            close(fd)
+            if connected == 0 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw HarnessError(message: "nothing listens on port \(port)")
+    }
+}
