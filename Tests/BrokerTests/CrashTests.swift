@@ -13,7 +13,7 @@ import TestSupport
 
     /// Starts the appender with stdout to a file; returns once it has acknowledged something.
     private func startAppender(_ dir: String, output: String, fsync: String = "batch") throws -> Process {
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         let process = Process()
         process.executableURL = try fulfillmentExecutable()
         process.arguments = ["debug", "append-forever", "--data-dir", dir, "--fsync", fsync, "--partitions", "3", "--producers", "3"]

@@ -10,6 +10,25 @@ import Testing
         #expect(CRC32C.checksum([UInt8]()) == 0)
     }
 
+    /// The CPU instruction and the tables agree on every length and alignment.
+    @Test func theHardwareChecksumMatchesTheTables() {
+        #expect(CRC32C.hardware, "this machine's CPU has SSE 4.2; the instruction path is what runs")
+        var bytes = [UInt8](repeating: 0, count: 4099)
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in bytes.indices {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            bytes[i] = UInt8(truncatingIfNeeded: seed >> 33)
+        }
+        bytes.withUnsafeBytes { raw in
+            for start in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 63, 1000, 4090 - start] {
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[start..<(start + length)])
+                    #expect(CRC32C.checksum(slice) == CRC32C.tableChecksum(slice), "start \(start), length \(length)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: [
         (Int64(0), "00"), (-1, "01"), (1, "02"), (63, "7e"), (-64, "7f"), (64, "8001"), (300, "d804"),
         (-300, "d704"), (2_147_483_647, "feffffff0f"), (1_700_000_000_000, "80a0abfef962"),

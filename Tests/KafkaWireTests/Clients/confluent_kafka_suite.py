@@ -19,7 +19,7 @@ def check(condition, message):
 admin = AdminClient({"bootstrap.servers": bootstrap})
 
 # Topic creation, and the error for a topic that exists.
-for future in admin.create_topics([NewTopic("cc-orders", 4, 1), NewTopic("cc-rebalance", 4, 1)]).values():
+for future in admin.create_topics([NewTopic("cc-orders", 4, 1), NewTopic("cc-rebalance", 4, 1), NewTopic("cc-acks", 2, 1)]).values():
     future.result(20)
 try:
     admin.create_topics([NewTopic("cc-orders", 4, 1)])["cc-orders"].result(20)
@@ -51,6 +51,22 @@ check(not failures, f"delivery failures: {failures[:3]}")
 check(len(delivered) == 5000, f"{len(delivered)} of 5000 delivered")
 check(len(set(delivered.values())) == 5000, "every record has its own offset")
 print("produced 5000 with enable.idempotence and acks=all")
+
+# acks=0 (no response at all) and acks=1 land too.
+for acks in ("0", "1"):
+    plain = Producer({"bootstrap.servers": bootstrap, "acks": acks, "enable.idempotence": False, "linger.ms": 2})
+    for n in range(100):
+        plain.produce("cc-acks", key=f"acks{acks}-{n}", value=b"x")
+    check(plain.flush(30) == 0, f"acks={acks}: every record sent")
+reader = Consumer({"bootstrap.servers": bootstrap, "group.id": "cc-acks-reader", "auto.offset.reset": "earliest"})
+reader.subscribe(["cc-acks"])
+keys = set()
+deadline = time.time() + 30
+while len(keys) < 200 and time.time() < deadline:
+    keys.update(m.key().decode() for m in reader.consume(500, 1.0) if m.error() is None)
+reader.close()
+check(len(keys) == 200, f"acks=0 and acks=1 records read back: {len(keys)} of 200")
+print("acks=0 and acks=1 produce land")
 
 # A group consumer with manual commits sees every record once, with its headers.
 consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cc-g1", "auto.offset.reset": "earliest", "enable.auto.commit": False})
