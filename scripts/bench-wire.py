@@ -12,7 +12,8 @@ and the ratios ours/theirs, or one JSON object with --json.
   scripts/bench-wire.py [--records N] [--rounds R] [--brokers fulfillment,tansu,mock] [--json]
 
 With 2 cores the Python client itself is the limit and its rate moves by +-10 % from run to
-run, so the brokers take turns for --rounds rounds and the medians are compared. The mock
+run, so the brokers take turns for --rounds rounds (each round starting with the next one)
+and the medians are compared. The mock
 cluster (Debian's librdkafka 2.0.2) hands a group consumer only a few records per fetch; its
 consume is measured over at most 30 s and reported as a rate.
 """
@@ -135,7 +136,8 @@ def main():
     kinds = args.brokers.split(",")
     rounds = {kind: [] for kind in kinds}
     for round_number in range(args.rounds):
-        for kind in kinds:
+        # Each round starts with a different broker: going first is not the same as going last.
+        for kind in kinds[round_number % len(kinds):] + kinds[:round_number % len(kinds)]:
             workdir = tempfile.mkdtemp(prefix=f"bench-wire-{kind}-")
             log = open(os.path.join(workdir, "broker.log"), "w")
             process, bootstrap = start(kind, workdir, log)

@@ -15,6 +15,11 @@ public final class EmbeddedBroker: MessageBroker {
         public var readOnly = false
         /// Largest batch a single produce may append to one partition.
         public var maxBatchBytes = 16 << 20
+        /// Under `fsync batch`: how long the group-commit thread pauses after a round before
+        /// starting the next, gathering more appends into it. Zero (the default) syncs as soon
+        /// as anything is pending; `fulfillment broker` uses 2 ms, which under a steady stream of
+        /// produce requests halves the fsyncs for at most 2 ms more acknowledgement latency.
+        public var groupCommitSpacing: Duration = .zero
         /// How often retention runs in the background (`nil`: only when segments roll).
         public var retentionCheckInterval: Duration? = .seconds(60)
 
@@ -65,7 +70,7 @@ public final class EmbeddedBroker: MessageBroker {
         }
         offsets = try OffsetStore(path: directory + "/consumer-offsets.log", readOnly: configuration.readOnly)
         switch configuration.fsync {
-        case .batch: syncScheduler = SyncScheduler(intervalMilliseconds: nil, directory: directory)
+        case .batch: syncScheduler = SyncScheduler(intervalMilliseconds: nil, directory: directory, roundSpacing: configuration.groupCommitSpacing)
         case .interval(let ms): syncScheduler = SyncScheduler(intervalMilliseconds: ms, directory: directory)
         case .always, .never: syncScheduler = nil
         }

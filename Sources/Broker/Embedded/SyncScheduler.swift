@@ -29,6 +29,9 @@ final class SyncScheduler: @unchecked Sendable {
     private var stopping = false
     private var stopped = false
     private let intervalMilliseconds: Int?
+    /// Pause after a round before the next, so it gathers more appends: fewer fsyncs (and
+    /// journal commits) under a steady stream, each acknowledgement up to this much later.
+    private let roundSpacingMicroseconds: UInt32
     /// An open descriptor inside the data directory, for `syncfs`.
     private let fileSystem: FileDescriptor?
 
@@ -36,8 +39,10 @@ final class SyncScheduler: @unchecked Sendable {
     /// system is cheaper than an `fdatasync` per file (measured here: 12 files, 4.0 ms vs 1.6 ms).
     static let syncfsThreshold = 4
 
-    init(intervalMilliseconds: Int?, directory: String) {
+    init(intervalMilliseconds: Int?, directory: String, roundSpacing: Duration = .zero) {
         self.intervalMilliseconds = intervalMilliseconds
+        let (seconds, attoseconds) = roundSpacing.components
+        roundSpacingMicroseconds = UInt32(clamping: max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
         #if os(Linux)
         fileSystem = try? FileDescriptor(path: directory, flags: O_RDONLY | O_DIRECTORY)
         #else
@@ -151,6 +156,7 @@ final class SyncScheduler: @unchecked Sendable {
                 if let failed { continuation.resume(throwing: failed) } else { continuation.resume() }
             }
             if finish { return }
+            if roundSpacingMicroseconds > 0 { usleep(roundSpacingMicroseconds) }
             pthread_mutex_lock(&mutex)
         }
     }
@@ -181,3 +187,4 @@ private final class SyncThread: @unchecked Sendable {
 @_silgen_name("syncfs")
 private func syncfs(_ fd: Int32) -> Int32
 #endif
+

@@ -157,6 +157,8 @@ print(f"rebalanced: a {assignments['a']}, b {assignments['b']}; a saw {len(recei
 listed = admin.list_consumer_groups().result(20)
 names = {g.group_id for g in listed.valid}
 check({"cc-g1", "cc-rebalance"} <= names, f"groups listed: {names}")
+described = admin.describe_consumer_groups(["cc-g1"])["cc-g1"].result(20)
+check(described.group_id == "cc-g1" and str(described.state).endswith("EMPTY") and not described.members, f"cc-g1 described: {described}")
 admin.delete_topics(["cc-rebalance"])["cc-rebalance"].result(20)
 check("cc-rebalance" not in admin.list_topics(timeout=10).topics, "cc-rebalance deleted")
 print("OK")
