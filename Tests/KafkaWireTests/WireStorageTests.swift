@@ -141,4 +141,30 @@ import Testing
         defer { reopened.shutdown() }
         #expect(try await reopened.listTopics().map(\.name) == ["orders"])
     }
+
+    @Test func metadataCreatesNamedTopicsOnlyWhenAutoCreationIsOn() async throws {
+        let dir = NSTemporaryDirectory() + "wire-auto-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func metadata(_ topic: String, allow: Bool) -> [UInt8] {
+            Requests.request(key: 3, version: 4) { w in
+                w.array([topic]) { $0.string($1) }
+                w.bool(allow)
+            }
+        }
+        do {
+            let (off, broker) = try await openBroker(dir)
+            defer { broker.shutdown() }
+            _ = try await off.respond(to: metadata("wanted", allow: true))
+            #expect(try await broker.listTopics().map(\.name) == ["orders"], "off by default")
+        }
+        var options = KafkaRequestHandler.Options()
+        options.autoCreatePartitions = 3
+        let (on, broker) = try await openBroker(dir, options: options)
+        defer { broker.shutdown() }
+        _ = try await on.respond(to: metadata("refused", allow: false))
+        _ = try await on.respond(to: metadata("bad name!", allow: true))
+        _ = try await on.respond(to: metadata("wanted", allow: true))
+        #expect(try await broker.listTopics().map(\.name) == ["orders", "wanted"], "only a valid name, and only when the client allows it")
+        #expect(try await broker.describeTopic("wanted").partitions.count == 3)
+    }
 }
