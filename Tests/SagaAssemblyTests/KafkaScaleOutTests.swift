@@ -43,6 +43,26 @@ import Testing
         return (try? store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')")) ?? 0
     }
 
+    /// Orders parked for a human (a refund that kept failing): terminal for the run, but not
+    /// final for `check`, which counts them as in flight.
+    static func manualReviewCount(_ location: String) -> Int {
+        guard let store = try? DispatcherStore(location: location, readOnly: true) else { return -1 }
+        return Int((try? store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state = 'manual_review'")) ?? -1)
+    }
+
+    /// The orders that are neither completed nor compensated, with their state and event
+    /// history, for a failure message.
+    static func unfinished(_ location: String) -> String {
+        guard let store = try? DispatcherStore(location: location, readOnly: true) else { return "?" }
+        let rows = (try? store.connection.query("SELECT order_id, state FROM orders WHERE state NOT IN ('completed','compensated')") { ($0.text(0), $0.text(1)) }) ?? []
+        return rows.map { id, state in
+            let history = (try? store.connection.query("SELECT topic, event, step, error_class FROM history WHERE order_id = ? ORDER BY at", [.text(id)]) { row in
+                (0..<4).map { row.text($0) }.joined(separator: " ")
+            }) ?? []
+            return "\(id) \(state): \(history.joined(separator: " | "))"
+        }.joined(separator: "; ")
+    }
+
     @Test func separateProcessesFinishEveryOrderWhenAPaymentInstanceIsKilled() async throws {
         let directory = NSTemporaryDirectory() + "saga-kafka-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -85,7 +105,7 @@ import Testing
 
         let report = try ConservationCheck(location: stores).run()
         #expect(report.ok, "\(report.violations)")
-        #expect(report.inFlight == 0)
+        #expect(report.inFlight == Self.manualReviewCount(stores), "orders not final: \(Self.unfinished(stores))")
         let ledger = try StoreConnection.open(location: stores, name: "gateway", readOnly: true)
         #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1) AS twice") == 0, "no order charged twice")
     }
