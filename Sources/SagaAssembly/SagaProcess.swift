@@ -47,8 +47,14 @@ public struct SagaProcess: Sendable {
         let node = try SagaNode(
             broker: broker, configuration: configuration, directory: storeLocation, faults: try configuration.faultProfile(named: faults),
             roles: roles, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A stop must end even when the brokers are gone (finishing work then needs them):
+        // past 30 s the services are cancelled, past 10 s more the process ends. What was not
+        // committed is redelivered to the next instance, where it is a no-op (idempotency).
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(30)
+        groupConfiguration.maximumCancellationDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         let names = roles.map(\.rawValue).sorted().joined(separator: ", ")
         status("serving \(names) (stores in \(StoreConnection.isPostgres(storeLocation) ? "PostgreSQL" : storeLocation), concurrency \(configuration.concurrency)); stop with SIGINT/SIGTERM")
         let report: @Sendable () -> String = {

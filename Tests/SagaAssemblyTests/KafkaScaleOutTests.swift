@@ -20,9 +20,19 @@ import Testing
             return process
         }
 
+        /// SIGTERM to every process, then up to 60 s for them to stop: one that does not is a
+        /// failure (a stop must end even when its brokers are gone) and is SIGKILLed.
         func stopAll() {
             for process in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
-            for process in running { process.waitUntilExit() }
+            let deadline = ContinuousClock.now + .seconds(60)
+            for process in running {
+                while process.isRunning && ContinuousClock.now < deadline { usleep(50_000) }
+                if process.isRunning {
+                    Issue.record("`fulfillment \(process.arguments?.first ?? "?")` did not stop within 60 s of SIGTERM")
+                    kill(process.processIdentifier, SIGKILL)
+                }
+                process.waitUntilExit()
+            }
             running.removeAll()
         }
     }

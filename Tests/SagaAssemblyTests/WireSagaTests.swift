@@ -14,13 +14,18 @@ import Testing
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
+        // Clients stop before the broker, so they can finish and commit on the way out.
+        let brokerProcesses = KafkaScaleOutTests.Processes()
         let processes = KafkaScaleOutTests.Processes()
-        defer { processes.stopAll() }
+        defer {
+            processes.stopAll()
+            brokerProcesses.stopAll()
+        }
 
         let port = Int.random(in: 20_000...50_000)
         let brokers = "127.0.0.1:\(port)"
         let brokerArguments = ["broker", "--data-dir", directory + "/broker", "--listen", brokers]
-        var broker = try processes.launch(brokerArguments, log: directory + "/broker-1.out")
+        let broker = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-1.out")
         try await Self.waitUntilListening(port: port)
         let stores = try StoreBackend.sqlite.freshLocation(directory: directory + "/stores")
         let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + stores, "--faults", "default"]
@@ -43,13 +48,14 @@ import Testing
         broker.waitUntilExit()
         #expect(finishedAtKill < Int64(orders) * 3 / 4, "the broker died mid-run (\(finishedAtKill) of \(orders) finished)")
         try await Task.sleep(for: .seconds(1))
-        broker = try processes.launch(brokerArguments, log: directory + "/broker-2.out")
+        _ = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-2.out")
         try await Self.waitUntilListening(port: port)
 
         let deadline = ContinuousClock.now + .seconds(180)
         while KafkaScaleOutTests.terminalCount(stores) < Int64(orders), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
         #expect(KafkaScaleOutTests.terminalCount(stores) == Int64(orders), "every order ends after the broker restart")
         processes.stopAll()
+        brokerProcesses.stopAll()
 
         let report = try ConservationCheck(location: stores).run()
         #expect(report.ok, "\(report.violations)")
