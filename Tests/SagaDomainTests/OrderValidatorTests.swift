@@ -62,6 +62,9 @@ import Testing
         ("\"customer_tier\":\"standard\"", "\"customer_tier\":\"standard\",\"amount\":99.5", "amount_mismatch", "amount"),
         ("\"country\":\"US\"", "\"country\":\"usa\"", "invalid_field", "shipping_address.country"),
         ("\"order_id\":\"o-1001\"", "\"order_id\":\"\"", "invalid_field", "order_id"),
+        ("\"order_id\":\"o-1001\"", "\"order_id\":\" \\t \"", "invalid_field", "order_id"),
+        ("\"customer_id\":\"c-7\"", "\"customer_id\":\"\\u00a0 \\u3000\"", "invalid_field", "customer_id"),
+        ("\"city\":\"Springfield\"", "\"city\":\"   \"", "invalid_field", "shipping_address.city"),
     ])
     func everyMalformationIsRejectedWithItsReasonAndField(old: String, new: String, reason: String, field: String) {
         guard case .failure(let rejection) = validate(replacing(old, new)) else {

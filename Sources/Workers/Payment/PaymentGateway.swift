@@ -57,7 +57,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         // What this call would do if the key is new; a key already in the ledger replays its
         // first result instead, whatever this call would have done.
         var intent = LedgerBatcher.Intent.charge(amount: amountCents, reference: reference)
-        if token.contains("tok_decline") { intent = .decline(reference: reference) }
+        if token.containsText("tok_decline") { intent = .decline(reference: reference) }
         switch world.fault(.payment, key: idempotencyKey, call: call) {
         case .hang: intent = .hang
         case .transient: intent = .transient("gateway returned 503 (injected)")
@@ -67,7 +67,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         if let failures = ScriptedFault.count(in: token, prefix: "tok_transient_"), call <= failures {
             intent = .transient("gateway unavailable (test token, call \(call))")
         }
-        if token.contains("tok_hang") { intent = .hang }
+        if token.containsText("tok_hang") { intent = .hang }
         switch try await batcher.submit(key: idempotencyKey, orderID: orderID, intent: intent) {
         case .hang:
             try await SimulatedWorld.hang()
@@ -76,7 +76,7 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         case .recorded(let outcome, let amount, let reference, let replayed):
             if outcome == "declined" { throw StepFailure("CardDeclined", "the card was declined" + (replayed ? " (replayed result)" : "")) }
             // Partial failure: the money moved but the reply is lost on the first call.
-            if token.contains("tok_timeout_after_charge"), call == 1 { try await SimulatedWorld.hang() }
+            if token.containsText("tok_timeout_after_charge"), call == 1 { try await SimulatedWorld.hang() }
             return GatewayReceipt(reference: reference, amountCents: amount)
         }
     }

@@ -58,9 +58,13 @@ public final class SimulatedWorld: Sendable {
 public enum ScriptedFault {
     /// The number in `prefix_N` (or `Int.max` for `prefix_always`), if `text` has that form.
     public static func count(in text: String, prefix: String) -> Int? {
-        guard let range = text.range(of: prefix) else { return nil }
-        let rest = text[range.upperBound...].prefix { $0.isLetter || $0.isNumber }
-        if rest == "always" { return Int.max }
-        return Int(rest)
+        guard let range = text.utf8Range(of: prefix) else { return nil }
+        let rest = text.utf8.dropFirst(range.upperBound).prefix { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"))
+        }
+        let word = String(decoding: rest, as: UTF8.self)
+        if word == "always" { return Int.max }
+        return Int(word)
     }
 }

@@ -35,7 +35,7 @@ public struct ShippingHandler: StepHandler {
         for stage in 0..<3 {
             try await world.latency(.shipping, key: key + "/\(stage)", call: call)
             if stage == 1 {
-                if order.shippingAddress.line1.contains("STALL") || fault == .hang { try await SimulatedWorld.hang() }
+                if order.shippingAddress.line1.containsText("STALL") || fault == .hang { try await SimulatedWorld.hang() }
                 if let failures = ScriptedFault.count(in: order.shippingAddress.line1, prefix: "FLAKY_"), call <= failures {
                     throw StepFailure(StepFailure.transientClass, "carrier API timeout (test address, call \(call))")
                 }
