@@ -131,7 +131,7 @@ public struct OrderValidator: Sendable {
     static func isPlausibleEmail(_ email: String) -> Bool {
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2, !parts[0].isEmpty, email.utf8.count <= 254 else { return false }
-        let domain = parts[1]
+        let domain = String(parts[1])
         guard domain.containsText("."), !domain.hasPrefix("."), !domain.hasSuffix("."), !domain.containsText("..") else { return false }
         return !email.contains(where: { $0.isWhitespace || $0 == "," || $0 == "<" || $0 == ">" })
     }
