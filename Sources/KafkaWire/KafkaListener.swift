@@ -31,15 +31,18 @@ public struct KafkaListener: Sendable {
     let handler: KafkaRequestHandler
     let logger: Logger
 
+    /// `advertised` is the address clients are told to connect to (Metadata, FindCoordinator);
+    /// by default the one listened on. Set it when listening on 0.0.0.0 or behind a NAT.
     public init(
-        broker: EmbeddedBroker, host: String, port: Int, maxRequestBytes: Int = 100 << 20,
+        broker: EmbeddedBroker, host: String, port: Int, advertised: (host: String, port: Int)? = nil, maxRequestBytes: Int = 100 << 20,
         options: KafkaRequestHandler.Options = .init(), logger: Logger
     ) {
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
         self.logger = logger
-        handler = KafkaRequestHandler(broker: broker, advertisedHost: host, advertisedPort: port, options: options, logger: logger)
+        handler = KafkaRequestHandler(
+            broker: broker, advertisedHost: advertised?.host ?? host, advertisedPort: advertised?.port ?? port, options: options, logger: logger)
     }
 
     /// Serves until the task is cancelled; `ready` is called once the socket listens.

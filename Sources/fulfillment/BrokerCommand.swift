@@ -9,20 +9,25 @@ struct BrokerCommand: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Serve the embedded broker's data directory over the Kafka protocol (kcat and other Kafka clients).",
         discussion: """
-            Listens on --listen (loopback unless told otherwise) and serves the data directory to
-            Kafka clients: produce (acks 0/1/all, idempotent producers), fetch, consumer groups
-            with committed offsets, topic creation and deletion, list offsets. Record batches are
-            stored as the client sent them (compressed ones too). Examples:
+            Listens on --listen (loopback unless told otherwise) and serves the data
+            directory to Kafka clients: produce (acks 0/1/all, idempotent producers),
+            fetch, consumer groups with committed offsets, topic creation and deletion,
+            list offsets. Record batches are stored as the client sent them
+            (compressed ones too). Examples:
               kcat -b 127.0.0.1:9092 -L
               kcat -b 127.0.0.1:9092 -P -t orders -k order-1
               kcat -b 127.0.0.1:9092 -G my-group orders
-            Not served: transactions, static group membership (group.instance.id is ignored),
-            SASL/TLS. Topics named in a Metadata request are created only with
-            --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            Listening on 0.0.0.0 (containers)? Pass --advertise with the address
+            clients reach. Not served: transactions, static group membership
+            (group.instance.id is ignored), SASL/TLS. Topics named in a Metadata
+            request are created only with --auto-create-topics.
+            Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions
     @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:9092"
+    @Option(help: "HOST:PORT clients are told to connect to (default: the --listen address); set it when listening on 0.0.0.0 or behind NAT.")
+    var advertise: String?
     @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
     @Option(help: "Largest request accepted, in bytes; bigger ones close the connection.") var maxRequestBytes = 100 << 20
     @Option(help: ArgumentHelp(
@@ -48,7 +53,13 @@ struct BrokerCommand: AsyncParsableCommand {
                 guard autoCreateTopics > 0 else { throw CommandFailure(message: "--auto-create-topics needs a positive partition count") }
                 options.autoCreatePartitions = autoCreateTopics
             }
-            let listener = KafkaListener(broker: broker, host: host, port: port, maxRequestBytes: maxRequestBytes, options: options, logger: logger)
+            let advertised = try advertise.map { try parseListenAddress($0) }
+            if host == "0.0.0.0" || host == "::", advertised == nil {
+                writeStderr("note: clients are told to connect to \(host):\(port), which they cannot; pass --advertise HOST:PORT")
+            }
+            let listener = KafkaListener(
+                broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
+                maxRequestBytes: maxRequestBytes, options: options, logger: logger)
             let server = Task { try await listener.run { writeStderr("Kafka protocol on \(host):\(port), data in \(data.dataDir); stop with Ctrl-C") } }
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await terminationSignal() }

@@ -137,6 +137,28 @@ import TestSupport
         #expect(try consumeAsGroup() == (10..<15).map { "e-\($0)" }.sorted(), "the group resumed at its committed offsets")
     }
 
+    /// `--advertise`: clients are told the address given, not the one listened on.
+    @Test func theAdvertisedAddressIsWhatClientsAreTold() async throws {
+        let dir = NSTemporaryDirectory() + "kcat-adv-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = Int.random(in: 20_000...50_000)
+        let broker = Process()
+        broker.executableURL = try fulfillmentExecutable()
+        broker.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--advertise", "localhost:\(port)"]
+        broker.standardOutput = FileHandle.nullDevice
+        broker.standardError = FileHandle.nullDevice
+        try broker.run()
+        defer { broker.terminate(); broker.waitUntilExit() }
+        var metadata = ""
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            let (status, out) = try Self.run(Self.kcat, ["-b", "127.0.0.1:\(port)", "-L", "-m", "2"])
+            if status == 0 { metadata = out; break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        #expect(metadata.contains("broker 1 at localhost:\(port)"), "\(metadata)")
+    }
+
     @Test func aRunningSagaIsReachableByKcat() async throws {
         let dir = NSTemporaryDirectory() + "kcat-run-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
