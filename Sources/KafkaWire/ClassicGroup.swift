@@ -43,6 +43,11 @@ struct ClassicGroup {
         var memberID: String
         /// Every member with its subscription metadata, for the leader only.
         var members: [JoinedMember]
+
+        /// A join turned down (or a parked one ended) with `error`.
+        static func refused(_ error: KafkaErrorCode, memberID: String) -> JoinResponse {
+            JoinResponse(error: error, generation: -1, protocolName: "", leader: "", memberID: memberID, members: [])
+        }
     }
 
     struct JoinedMember: Equatable {
@@ -93,7 +98,7 @@ struct ClassicGroup {
     /// the rebalance completed by this join), and every parked request this completes.
     mutating func join(_ request: JoinRequest, newMemberID: String, now: ContinuousClock.Instant) -> (JoinResponse?, [Completion]) {
         func refused(_ error: KafkaErrorCode) -> (JoinResponse?, [Completion]) {
-            (JoinResponse(error: error, generation: -1, protocolName: "", leader: "", memberID: request.memberID, members: []), [])
+            (.refused(error, memberID: request.memberID), [])
         }
         guard !request.protocols.isEmpty, !request.protocolType.isEmpty else { return refused(.inconsistentGroupProtocol) }
         if !members.isEmpty {
@@ -253,7 +258,7 @@ struct ClassicGroup {
             guard let i = index(id) else { continue }
             let member = members.remove(at: i)
             if member.awaitingJoin {
-                completions.append(.join(memberID: id, JoinResponse(error: .unknownMemberID, generation: -1, protocolName: "", leader: "", memberID: id, members: [])))
+                completions.append(.join(memberID: id, .refused(.unknownMemberID, memberID: id)))
             }
             if member.awaitingSync {
                 completions.append(.sync(memberID: id, SyncResponse(error: .unknownMemberID, assignment: [])))

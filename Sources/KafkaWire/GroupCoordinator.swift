@@ -30,9 +30,7 @@ actor GroupCoordinator {
     }
 
     func join(group: String, _ request: ClassicGroup.JoinRequest) async -> ClassicGroup.JoinResponse {
-        func refused(_ error: KafkaErrorCode) -> ClassicGroup.JoinResponse {
-            .init(error: error, generation: -1, protocolName: "", leader: "", memberID: request.memberID, members: [])
-        }
+        func refused(_ error: KafkaErrorCode) -> ClassicGroup.JoinResponse { .refused(error, memberID: request.memberID) }
         guard !group.isEmpty else { return refused(.invalidGroupID) }
         guard request.sessionTimeout >= .milliseconds(1000), request.sessionTimeout <= .seconds(3600) else { return refused(.invalidSessionTimeout) }
         if broker.hasInProcessMembers(group: group) { return refused(.inconsistentGroupProtocol) }
@@ -136,18 +134,16 @@ actor GroupCoordinator {
         var protocolType: String
         var protocolName: String
         var members: [ClassicGroup.Member]
-        var protocolMetadata: [String: [UInt8]]
     }
 
     func describe(_ name: String) -> GroupDescription {
         guard let state = groups[name], !state.isEmpty else {
             let known = !broker.committedOffsets(group: name).isEmpty
-            return GroupDescription(name: name, phase: known ? "Empty" : "Dead", protocolType: known ? "consumer" : "", protocolName: "", members: [], protocolMetadata: [:])
+            return GroupDescription(name: name, phase: known ? "Empty" : "Dead", protocolType: known ? "consumer" : "", protocolName: "", members: [])
         }
         return GroupDescription(
             name: name, phase: state.phase.rawValue, protocolType: state.protocolType ?? "", protocolName: state.protocolName ?? "",
-            members: state.members,
-            protocolMetadata: Dictionary(uniqueKeysWithValues: state.members.map { ($0.id, $0.metadata(for: state.protocolName)) }))
+            members: state.members)
     }
 
     /// Every group with members here or offsets in the store (in-process groups included).

@@ -189,7 +189,7 @@ extension KafkaRequestHandler {
                 if version >= 4 { w.string(nil) }
                 w.string(member.clientID)
                 w.string(member.clientHost)
-                w.nullableBytes(group.protocolMetadata[member.id] ?? [])
+                w.nullableBytes(member.metadata(for: group.protocolName))
                 w.nullableBytes(member.assignment)
             }
             if version >= 3 { w.int32(Int32.min) }  // authorized operations: not computed

@@ -48,20 +48,6 @@ import TestSupport
         throw KcatError(message: "the broker did not answer kcat on port \(port)")
     }
 
-    /// Writes bytes to the port on a raw TCP socket and closes it.
-    static func sendRaw(_ bytes: [UInt8], port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard connected == 0 else { return }
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        usleep(100_000)
-    }
-
     @Test func kcatProducesAndConsumesAcrossABrokerRestart() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.kcat), "kcat is installed by `make test` (apt-get install kcat)")
         let dir = NSTemporaryDirectory() + "kcat-\(UUID().uuidString.prefix(8))"
@@ -81,8 +67,8 @@ import TestSupport
         #expect(produced == 0)
 
         // Garbage on another connection: that connection is closed, the broker carries on.
-        Self.sendRaw((0..<300).map { _ in UInt8.random(in: 0...255) }, port: port)
-        Self.sendRaw([0x7F, 0xFF, 0xFF, 0xFF, 0, 0], port: port)
+        Loopback.sendRaw((0..<300).map { _ in UInt8.random(in: 0...255) }, port: port)
+        Loopback.sendRaw([0x7F, 0xFF, 0xFF, 0xFF, 0, 0], port: port)
 
         func consumeAll() throws -> [String] {
             let (status, out) = try Self.run(Self.kcat, ["-b", bootstrap, "-C", "-t", "orders", "-e", "-q", "-f", "%k=%s|%h\\n"])

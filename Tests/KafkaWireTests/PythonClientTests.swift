@@ -28,25 +28,15 @@ import TestSupport
         process.executableURL = try fulfillmentExecutable()
         process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        process.standardError = FileHandle.nullDevice
         try process.run()
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
-            if canConnect(port: port) { return process }
-            try await Task.sleep(for: .milliseconds(100))
+        do {
+            try await Loopback.waitUntilListening(port: port)
+        } catch {
+            process.terminate()
+            throw error
         }
-        process.terminate()
-        throw KcatCompatibilityTests.KcatError(message: "the broker did not listen on port \(port)")
-    }
-
-    static func canConnect(port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+        return process
     }
 
     static func stop(_ process: Process, signal: Int32 = SIGTERM) {

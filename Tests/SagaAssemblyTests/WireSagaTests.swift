@@ -26,7 +26,7 @@ import Testing
         let brokers = "127.0.0.1:\(port)"
         let brokerArguments = ["broker", "--data-dir", directory + "/broker", "--listen", brokers]
         let broker = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-1.out")
-        try await Self.waitUntilListening(port: port)
+        try await Loopback.waitUntilListening(port: port)
         let stores = try StoreBackend.sqlite.freshLocation(directory: directory + "/stores")
         let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + stores, "--faults", "default"]
 
@@ -49,7 +49,7 @@ import Testing
         #expect(finishedAtKill < Int64(orders) * 3 / 4, "the broker died mid-run (\(finishedAtKill) of \(orders) finished)")
         try await Task.sleep(for: .seconds(1))
         _ = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-2.out")
-        try await Self.waitUntilListening(port: port)
+        try await Loopback.waitUntilListening(port: port)
 
         let deadline = ContinuousClock.now + .seconds(180)
         while KafkaScaleOutTests.terminalCount(stores) < Int64(orders), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
@@ -62,21 +62,5 @@ import Testing
         #expect(report.inFlight == KafkaScaleOutTests.manualReviewCount(stores), "orders not final: \(KafkaScaleOutTests.unfinished(stores))")
         let ledger = try StoreConnection.open(location: stores, name: "gateway", readOnly: true)
         #expect(try ledger.scalar("SELECT COUNT(*) FROM (SELECT order_id FROM ledger WHERE kind = 'charge' GROUP BY order_id HAVING COUNT(*) > 1) AS twice") == 0, "no order charged twice")
-    }
-
-    static func waitUntilListening(port: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-            close(fd)
-            if connected == 0 { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw HarnessError(message: "nothing listens on port \(port)")
     }
 }

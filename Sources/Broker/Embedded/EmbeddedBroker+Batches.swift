@@ -43,19 +43,25 @@ extension EmbeddedBroker {
             if first < 0 { first = base }
         }
         guard first >= 0 else { return (log.logEndOffset, .none) }
-        let end = log.logEndOffset
+        return (first, try pendingDurability(log, upTo: log.logEndOffset))
+    }
+
+    /// The fsync policy applied to what was just written to `target` (up to `mark`): synced
+    /// now under `always`, a group-commit ticket to wait on under `batch`, a sync scheduled
+    /// without waiting under `interval`, nothing under `never`.
+    func pendingDurability(_ target: any Syncable, upTo mark: Int64) throws -> PendingDurability {
         switch configuration.fsync {
         case .always:
-            try log.sync()
-            log.didSync(upTo: end)
-            return (first, .none)
+            try target.sync()
+            target.didSync(upTo: mark)
+            return .none
         case .batch:
-            return (first, PendingDurability(scheduler: syncScheduler, ticket: syncScheduler!.register(log, mark: end)))
+            return PendingDurability(scheduler: syncScheduler, ticket: syncScheduler!.register(target, mark: mark))
         case .interval:
-            _ = syncScheduler!.register(log, mark: end)
-            return (first, .none)
+            _ = syncScheduler!.register(target, mark: mark)
+            return .none
         case .never:
-            return (first, .none)
+            return .none
         }
     }
 
@@ -89,12 +95,7 @@ extension EmbeddedBroker {
         }
         try registry.withLock { try checkOpen($0) }
         try self.offsets.append(group: group, offsets: offsets)
-        switch configuration.fsync {
-        case .always: try self.offsets.sync()
-        case .batch: try await syncScheduler!.waitDurable(syncScheduler!.register(self.offsets, mark: 0))
-        case .interval: _ = syncScheduler!.register(self.offsets, mark: 0)
-        case .never: break
-        }
+        try await pendingDurability(self.offsets, upTo: 0).wait()
     }
 
     /// Every offset a group has committed.

@@ -234,7 +234,7 @@ public final class EmbeddedBroker: MessageBroker {
             groups[TopicPartition(record.topic, partition), default: []].append(i)
         }
         var metadata = [RecordMetadata?](repeating: nil, count: records.count)
-        var ticket: UInt64 = 0
+        var durability = PendingDurability.none
         for (tp, indexes) in groups {
             let log: PartitionLog
             if let known = logs[tp] { log = known } else {
@@ -249,20 +249,10 @@ public final class EmbeddedBroker: MessageBroker {
             for (delta, index) in indexes.enumerated() {
                 metadata[index] = RecordMetadata(topic: tp.topic, partition: tp.partition, offset: base + Int64(delta), timestamp: records[index].timestamp ?? now)
             }
-            let end = base + Int64(indexes.count)
-            switch configuration.fsync {
-            case .always:
-                try log.sync()
-                log.didSync(upTo: end)
-            case .batch, .interval:
-                ticket = syncScheduler!.register(log, mark: end)
-            case .never:
-                break
-            }
+            // Tickets grow: waiting for the last one covers every partition appended before it.
+            durability = try pendingDurability(log, upTo: base + Int64(indexes.count))
         }
-        if case .batch = configuration.fsync {
-            try await syncScheduler!.waitDurable(ticket)
-        }
+        try await durability.wait()
         return metadata.map { $0! }
     }
 
