@@ -6,7 +6,6 @@ enum KafkaErrorCode: Int16, Sendable {
     case unknownTopicOrPartition = 3
     case messageTooLarge = 10
     case coordinatorNotAvailable = 15
-    case notCoordinator = 16
     case invalidTopic = 17
     case illegalGeneration = 22
     case inconsistentGroupProtocol = 23
@@ -19,13 +18,10 @@ enum KafkaErrorCode: Int16, Sendable {
     case invalidPartitions = 37
     case invalidReplicationFactor = 38
     case invalidRequest = 42
-    case policyViolation = 44
     case outOfOrderSequenceNumber = 45
     case invalidProducerEpoch = 47
     case transactionalIDAuthorizationFailed = 53
     case kafkaStorageError = 56
-    case unknownProducerID = 59
     case topicDeletionDisabled = 73
     case unsupportedCompressionType = 76
-    case unknownServerError = -1
 }

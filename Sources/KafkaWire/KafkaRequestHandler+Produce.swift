@@ -35,15 +35,10 @@ extension KafkaRequestHandler {
         var results: [(String, [(Int32, ErrorCode, Int64)])] = []
         for _ in 0..<max(topicCount, 0) {
             let topic = try r.string()
-            let partitionCount = try? await broker.describeTopic(topic).partitions.count
             var partitions: [(Int32, ErrorCode, Int64)] = []
             for _ in 0..<max(try r.arrayCount(), 0) {
                 let partition = try r.int32()
                 let records = try r.nullableBytes() ?? []
-                guard let count = partitionCount, partition >= 0, Int(partition) < count else {
-                    partitions.append((partition, .unknownTopicOrPartition, -1))
-                    continue
-                }
                 do {
                     let (offset, pending) = try await append(records, topic: topic, partition: Int(partition))
                     durability.append(pending)
@@ -53,6 +48,9 @@ extension KafkaRequestHandler {
                     partitions.append((partition, error.code, -1))
                 } catch let error as BrokerError where error.code == .recordTooLarge {
                     partitions.append((partition, .messageTooLarge, -1))
+                } catch let error as BrokerError where error.code == .unknownTopic || error.code == .invalidPartition {
+                    // The append names the partition; no separate lookup per request.
+                    partitions.append((partition, .unknownTopicOrPartition, -1))
                 } catch {
                     logger.error("produce failed", metadata: ["topic": "\(topic)", "error": "\(error)"])
                     partitions.append((partition, .kafkaStorageError, -1))
@@ -122,7 +120,9 @@ extension KafkaRequestHandler {
 
     /// Headers of the batches in a partition's last ~10,000 records.
     func tailHeaders(topic: String, partition: Int) async throws -> [RecordBatchHeader] {
-        let range = try await broker.describeTopic(topic).partitions[partition]
+        let partitions = try await broker.describeTopic(topic).partitions
+        guard partitions.indices.contains(partition) else { throw BrokerError(.invalidPartition, "topic '\(topic)' has no partition \(partition)") }
+        let range = partitions[partition]
         var offset = max(range.beginOffset, range.endOffset - 10_000)
         var headers: [RecordBatchHeader] = []
         while offset < range.endOffset {

@@ -113,6 +113,11 @@ import Testing
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["c"], producer: 9, sequence: 2)))) == (0, 2))
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["d"], producer: 9, sequence: 3)))) == (0, 3))
         #expect(try await broker.describeTopic("orders").partitions[0].endOffset == 4)
+        // A producer mid-stream naming a partition or topic that is not there: refused, not relearned.
+        let unknown = KafkaErrorCode.unknownTopicOrPartition.rawValue
+        #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), partition: 7))).0 == unknown)
+        #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), partition: -1))).0 == unknown)
+        #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), topic: "nope"))).0 == unknown)
     }
 
     @Test func deleteTopicsRemovesFilesAndRefusesTheSagasOwnTopics() async throws {
