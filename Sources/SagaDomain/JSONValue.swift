@@ -253,7 +253,8 @@ private struct JSONParser {
             guard position < bytes.count, (0x30...0x39).contains(bytes[position]) else { throw fail("invalid number") }
             while position < bytes.count, (0x30...0x39).contains(bytes[position]) { position += 1 }
         }
-        // Fast path: a plain integer of up to 15 digits is exact as a Double.
+        // Fast path: a plain integer of up to 15 digits is exact as a Double (and cannot
+        // overflow the accumulator: longer ones, such as a 31-digit quantity, take the slow path).
         var digits = 0
         var integer: Int64 = 0
         var negative = false
@@ -261,11 +262,11 @@ private struct JSONParser {
         for i in start..<position {
             let c = bytes[i]
             if c == UInt8(ascii: "-") { negative = true; continue }
-            guard (0x30...0x39).contains(c) else { plain = false; break }
+            guard (0x30...0x39).contains(c), digits < 15 else { plain = false; break }
             integer = integer * 10 + Int64(c - 0x30)
             digits += 1
         }
-        if plain && digits <= 15 { return Double(negative ? -integer : integer) }
+        if plain { return Double(negative ? -integer : integer) }
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
         guard let value = Double(text), value.isFinite else { throw fail("number out of range") }
         return value

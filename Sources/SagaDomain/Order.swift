@@ -27,12 +27,23 @@ public struct Order: Hashable, Sendable {
         self.amount = amount
     }
 
-    /// The order total in minor units (cents), summed exactly from the items.
+    /// The order total in minor units (cents), summed exactly from the items. Saturates
+    /// instead of trapping: a validated order stays far below the limits, but steps also read
+    /// requests that anyone with access to a topic could have written.
     public var amountCents: Int64 {
-        items.reduce(Int64(0)) { $0 + Int64($1.quantity) * $1.unitPriceCents }
+        items.reduce(Int64(0)) { total, item in
+            let (line, lineOverflow) = Int64(item.quantity).multipliedReportingOverflow(by: item.unitPriceCents)
+            let (sum, sumOverflow) = total.addingReportingOverflow(line)
+            return lineOverflow || sumOverflow ? Int64.max : sum
+        }
     }
 
-    public var totalUnits: Int { items.reduce(0) { $0 + $1.quantity } }
+    public var totalUnits: Int {
+        items.reduce(0) { total, item in
+            let (sum, overflow) = total.addingReportingOverflow(item.quantity)
+            return overflow ? Int.max : sum
+        }
+    }
 }
 
 public enum CustomerTier: String, Codable, Hashable, Sendable {
@@ -51,7 +62,12 @@ public struct OrderItem: Hashable, Sendable {
         self.unitPrice = unitPrice
     }
 
-    public var unitPriceCents: Int64 { Int64((unitPrice * 100).rounded()) }
+    /// Saturating, like `Order.amountCents` (a price of 1e300 must not trap).
+    public var unitPriceCents: Int64 {
+        let cents = (unitPrice * 100).rounded()
+        guard cents.isFinite else { return cents < 0 ? Int64.min : Int64.max }
+        return cents >= 9.2e18 ? Int64.max : cents <= -9.2e18 ? Int64.min : Int64(cents)
+    }
 }
 
 public struct PaymentDetails: Hashable, Sendable {

@@ -101,7 +101,8 @@ public struct OrderValidator: Sendable {
             if item.sku.isEmpty { return reject(.invalidField, "items[\(i)].sku", "items[\(i)].sku must not be empty") }
             if item.quantity <= 0 { return reject(.nonPositiveQuantity, "items[\(i)].quantity", "items[\(i)].quantity must be positive, not \(item.quantity)") }
             if item.quantity > 1_000_000 { return reject(.invalidField, "items[\(i)].quantity", "items[\(i)].quantity is implausibly large") }
-            if !(item.unitPrice > 0) || !item.unitPrice.isFinite {
+            // Positive in cents, not only as a number: 1e-300 would be a free item.
+            if !(item.unitPrice > 0) || !item.unitPrice.isFinite || item.unitPrice < 0.005 {
                 return reject(.nonPositivePrice, "items[\(i)].unit_price", "items[\(i)].unit_price must be positive, not \(item.unitPrice)")
             }
             if item.unitPrice > 10_000_000 { return reject(.invalidField, "items[\(i)].unit_price", "items[\(i)].unit_price is implausibly large") }
@@ -120,8 +121,10 @@ public struct OrderValidator: Sendable {
             return reject(.invalidField, "shipping_address.country", "shipping_address.country must be a two-letter ISO code such as \"US\"")
         }
         if let amount = order.amount {
-            let stated = Int64((amount * 100).rounded())
-            if stated != order.amountCents {
+            // Compared in Double first: an amount beyond Int64's cents (1e300) must be a
+            // mismatch, not a trap in the conversion.
+            let statedCents = (amount * 100).rounded()
+            if !(abs(statedCents) < 9e18) || Int64(statedCents) != order.amountCents {
                 return reject(.amountMismatch, "amount", "amount \(amount) does not match the items' total \(Money.format(cents: order.amountCents))")
             }
         }

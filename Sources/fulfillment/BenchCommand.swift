@@ -1,12 +1,13 @@
 import ArgumentParser
 import Broker
 import Foundation
+import SagaAssembly
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print their figures (and --json).",
-        subcommands: [BrokerBench.self, KafkaProducerBench.self]
+        subcommands: [BrokerBench.self, KafkaProducerBench.self, JSONBench.self]
     )
 }
 
@@ -113,6 +114,40 @@ struct KafkaProducerBench: AsyncParsableCommand {
                     ack latency        p50 \(String(format: "%.2f", report.ack_latency_ms.p50)) ms, p99 \(String(format: "%.2f", report.ack_latency_ms.p99)) ms per call of \(report.batch_records) records, \(report.producers) producers
                     """)
             }
+        }
+    }
+}
+
+struct JSONBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "json",
+        abstract: "Order decoding: the saga's own JSON parser against Foundation's JSONSerialization and JSONDecoder.",
+        discussion: "Decodes --orders synthetic order payloads (the load generator's, as they sit on `orders`) --rounds times with each decoder and prints the median round of each: orders/s, nanoseconds per order and MB/s. \"ours\" is what intake runs per record (parse, map to an order, check every rule); Foundation's decoders are shown parsing only and with the same mapping, so the comparison favours Foundation.")
+
+    @Option(help: "Order payloads per round.") var orders = 20_000
+    @Option(help: "Timed rounds per decoder (the median is reported).") var rounds = 5
+    @Flag(help: "Print one JSON object with the figures.") var json = false
+
+    func validate() throws {
+        guard orders > 0, rounds > 0 else { throw ValidationError("--orders and --rounds must be positive") }
+    }
+
+    func run() async throws {
+        try await reportingFailures {
+            var options = JSONParserBenchmark.Options()
+            options.orders = orders
+            options.rounds = rounds
+            let quiet = json
+            let report = try JSONParserBenchmark(options: options).run { if !quiet { writeStderr($0) } }
+            if json {
+                try printJSON(report)
+                return
+            }
+            print("\(report.orders) orders of ~\(report.mean_payload_bytes) B, median of \(report.rounds) rounds")
+            for decoder in report.decoders {
+                print("  \(decoder.name.padding(toLength: 46, withPad: " ", startingAt: 0)) \(Int(decoder.orders_per_s)) orders/s  \(Int(decoder.ns_per_order)) ns/order  \(String(format: "%.1f", decoder.mb_per_s)) MB/s")
+            }
+            print("ours is \(String(format: "%.1f", report.ours_speedup))x faster than Foundation's fastest full decode")
         }
     }
 }
