@@ -32,6 +32,8 @@ let package = Package(
         /// client that implements it against a Kafka cluster.
         /// CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC); Broker falls back to tables.
         .target(name: "CCRC32C"),
+        /// Marks the poison-record journals when the process dies of a crash signal.
+        .target(name: "CCrashMarks"),
         .target(
             name: "Broker",
             dependencies: [
@@ -81,7 +83,7 @@ let package = Package(
         .target(
             name: "Workers",
             dependencies: [
-                "Broker", "SagaDomain", "StoreDatabase",
+                "Broker", "SagaDomain", "StoreDatabase", "CCrashMarks",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

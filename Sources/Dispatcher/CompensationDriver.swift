@@ -15,8 +15,10 @@ public struct CompensationDriver: Service {
     let configuration: SagaConfiguration
     let logger: Logger
     let alerts: WorkerMetrics
+    let journal: PoisonJournal?
 
-    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, alerts: WorkerMetrics, logger: Logger) {
+    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, alerts: WorkerMetrics, journal: PoisonJournal? = nil, logger: Logger) {
+        self.journal = journal
         self.broker = broker
         self.store = store
         self.configuration = configuration
@@ -26,7 +28,8 @@ public struct CompensationDriver: Service {
 
     public func run() async throws {
         let t = configuration.topics
-        let loop = ConsumerLoop(broker: broker, group: "compensation-driver", topics: t.stepDeadLetters + [t.deadLetter(nil)], batchSize: 500, logger: logger) { records in
+        let loop = ConsumerLoop(broker: broker, group: "compensation-driver", topics: t.stepDeadLetters + [t.deadLetter(nil)], batchSize: 500, logger: logger, journal: journal,
+            poisonOutcome: { record, reason in [manualReview(record, reason: "a dead letter the compensation driver cannot handle: \(reason)")] }) { records in
             let outgoing = try await BlockingIO.run { try decide(records) }
             if !outgoing.isEmpty { _ = try await broker.produce(outgoing) }
         }

@@ -53,11 +53,18 @@ public struct DeadLetters: Sendable {
         self.topics = topics
     }
 
-    public var deadLetterTopics: [String] { topics.stepDeadLetters + [topics.deadLetter(nil), topics.manualReview] }
+    /// Every step DLT, the compensation DLT, `orders.manual-review`, and the `<topic>.poison`
+    /// topics that exist (made when a consumer first quarantines a record).
+    public func deadLetterTopics() async throws -> [String] {
+        let fixed = topics.stepDeadLetters + [topics.deadLetter(nil), topics.manualReview]
+        let poison = try await broker.listTopics().map(\.name).filter { $0.hasSuffix(PoisonRecord.suffix) }.sorted()
+        return fixed + poison
+    }
 
     public func letters(topic: String, orderID: String? = nil, limit: Int = .max) async throws -> [Letter] {
-        guard deadLetterTopics.contains(topic) else {
-            throw StepFailure("UnknownTopic", "\(topic) is not a dead-letter topic; choose one of: \(deadLetterTopics.joined(separator: ", "))")
+        let known = try await deadLetterTopics()
+        guard known.contains(topic) || topic.hasSuffix(PoisonRecord.suffix) else {
+            throw StepFailure("UnknownTopic", "\(topic) is not a dead-letter topic; choose one of: \(known.joined(separator: ", "))")
         }
         let description = try await broker.describeTopic(topic)
         let redriven = Set(try store.connection.query("SELECT partition, offset FROM redriven WHERE topic = ?", [.text(topic)]) { "\($0.int(0))/\($0.int(1))" })
@@ -84,7 +91,7 @@ public struct DeadLetters: Sendable {
 
     public func summaries() async throws -> [TopicSummary] {
         var result: [TopicSummary] = []
-        for topic in deadLetterTopics {
+        for topic in try await deadLetterTopics() {
             guard (try? await broker.describeTopic(topic)) != nil else { continue }
             let letters = try await letters(topic: topic)
             var classes: [String: Int] = [:]

@@ -81,11 +81,24 @@ public struct OrderIntake: StepHandler {
         }
     }
 
+    /// The rejection of an order record that crashed the process twice (quarantined).
+    public func poisonRejection(_ message: InboundMessage, reason: String) -> ProducerRecord {
+        let orderID = message.orderID.isEmpty ? message.record.keyString : message.orderID
+        let rejection = OrderRejection(orderID: orderID, reason: .poison, message: "the order \(reason); it is on \(PoisonRecord.topic(for: message.record.topic))")
+        // Counted with the other rejections (stats, `run --drain`); rare, so a blocking write
+        // here is no cost. If the store refuses it, the record on orders.rejected still tells.
+        return (try? store.intake.transaction { db in try reject(rejection, message.record, db) }) ?? rejectionRecord(rejection, message.record)
+    }
+
     private func reject(_ rejection: OrderRejection, _ record: ConsumerRecord, _ db: StoreConnection.Transaction) throws -> ProducerRecord {
         try db.run(
             "INSERT OR IGNORE INTO rejections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [.text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), rejection.orderID.map { .text($0) } ?? .null,
              .text(rejection.reason.rawValue), rejection.field.map { .text($0) } ?? .null, .text(rejection.message), .integer(record.timestamp)])
+        return rejectionRecord(rejection, record)
+    }
+
+    private func rejectionRecord(_ rejection: OrderRejection, _ record: ConsumerRecord) -> ProducerRecord {
         var headers = [
             RecordHeader(SagaHeader.step, "intake"),
             RecordHeader(SagaHeader.originalTopic, record.topic),

@@ -18,11 +18,13 @@ public struct SagaTracker: Service {
     let store: DispatcherStore
     let configuration: SagaConfiguration
     let logger: Logger
+    let journal: PoisonJournal?
 
-    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, logger: Logger) {
+    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, journal: PoisonJournal? = nil, logger: Logger) {
         self.broker = broker
         self.store = store
         self.configuration = configuration
+        self.journal = journal
         self.logger = logger
     }
 
@@ -43,7 +45,7 @@ public struct SagaTracker: Service {
         let consumed = ConsumedOffsets(try await BlockingIO.run {
             try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
         })
-        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 5000, logger: logger) { records in
+        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 5000, logger: logger, journal: journal) { records in
             try await BlockingIO.run { try record(records, consumed: consumed) }
         }
         try await loop.run()

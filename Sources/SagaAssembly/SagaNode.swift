@@ -47,12 +47,15 @@ public final class SagaNode: Sendable {
     public let dispatcherStore: DispatcherStore?
     /// Counters per worker and for the dispatcher's alerts.
     public let metrics: [String: WorkerMetrics]
+    /// Where the consumers note the records in hand (poison quarantine); nil: no quarantine.
+    public let journals: PoisonJournals?
     let logger: Logger
 
     public init(
         broker: any MessageBroker, configuration: SagaConfiguration, directory: String, faults: FaultProfile,
-        roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, logger: Logger
+        roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, journals: PoisonJournals? = nil, logger: Logger
     ) throws {
+        self.journals = journals
         self.broker = broker
         self.roles = roles
         self.configuration = configuration
@@ -73,23 +76,26 @@ public final class SagaNode: Sendable {
     }
 
     /// The services of the node's roles (or of some of them: tests start roles one by one).
-    public func services(_ only: Set<Role>? = nil) -> [any Service] {
+    public func services(_ only: Set<Role>? = nil) throws -> [any Service] {
         let roles = only.map { $0.intersection(self.roles) } ?? self.roles
         let t = configuration.topics
         let messages = SagaMessages(topics: t)
         var services: [any Service] = []
-        func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) -> WorkerRuntime<H> {
+        let journals = self.journals
+        func journal(_ consumer: String) throws -> PoisonJournal? { try journals?.journal(consumer) }
+        func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) throws -> WorkerRuntime<H> {
             var c = WorkerRuntimeConfiguration(
                 group: handler.name, standardTopics: standard, priorityTopics: priority, policy: policy,
                 router: RetryRouter(policy: policy, retryTopic: { t.retry(step, tier: $0) }, deadLetterTopic: t.deadLetter(step)))
             c.concurrency = configuration.concurrency
             c.batchSize = configuration.batchSize
             c.starvationGuard = configuration.starvationGuard
+            c.journal = try journal(handler.name)
             return WorkerRuntime(broker: broker, handler: handler, configuration: c, metrics: metrics[handler.name], logger: logger)
         }
-        func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) -> WorkerRuntime<H> {
+        func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) throws -> WorkerRuntime<H> {
             let policy = configuration[step]
-            return runtime(
+            return try runtime(
                 handler, step: step, standard: [t.requested(step)] + (0..<policy.retryTiers).map { t.retry(step, tier: $0 + 1) },
                 priority: [t.requested(step, priority: .vip)], policy: policy)
         }
@@ -100,28 +106,32 @@ public final class SagaNode: Sendable {
                 router: RetryRouter(policy: StepPolicy(), retryTopic: { _ in t.rejected }, deadLetterTopic: t.rejected))
             intakeRuntime.batchSize = configuration.batchSize
             intakeRuntime.concurrency = configuration.concurrency
+            intakeRuntime.journal = try journal("dispatcher")
+            intakeRuntime.poisonOutcome = { message, reason in [intake.poisonRejection(message, reason: reason)] }
             services.append(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, metrics: metrics["dispatcher"], logger: logger))
-            services.append(SagaTracker(broker: broker, store: dispatcherStore, configuration: configuration, logger: logger))
-            services.append(CompensationDriver(broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics["dispatcher"]!, logger: logger))
+            services.append(SagaTracker(broker: broker, store: dispatcherStore, configuration: configuration, journal: try journal("tracker"), logger: logger))
+            services.append(CompensationDriver(
+                broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics["dispatcher"]!, journal: try journal("compensation-driver"),
+                logger: logger))
             services.append(Watchdog(broker: broker, store: dispatcherStore, configuration: configuration, metrics: metrics["dispatcher"]!, logger: logger))
         }
         if roles.contains(.payment), let payments, let gateway {
-            services.append(stepRuntime(PaymentHandler(store: payments, gateway: gateway, messages: messages), .payment))
+            services.append(try stepRuntime(PaymentHandler(store: payments, gateway: gateway, messages: messages), .payment))
         }
         if roles.contains(.inventory), let inventory {
-            services.append(stepRuntime(InventoryHandler(store: inventory, world: world, messages: messages), .inventory))
+            services.append(try stepRuntime(InventoryHandler(store: inventory, world: world, messages: messages), .inventory))
         }
         if roles.contains(.shipping), let shipping {
-            services.append(stepRuntime(ShippingHandler(store: shipping, world: world, messages: messages), .shipping))
+            services.append(try stepRuntime(ShippingHandler(store: shipping, world: world, messages: messages), .shipping))
         }
         if roles.contains(.notification), let notifications {
-            services.append(stepRuntime(NotificationHandler(store: notifications, world: world, messages: messages), .notification))
+            services.append(try stepRuntime(NotificationHandler(store: notifications, world: world, messages: messages), .notification))
         }
         if roles.contains(.compensation), let payments, let gateway, let inventory, let shipping, let notifications {
             let handler = CompensationHandler(
                 payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages)
             let policy = configuration.compensation
-            services.append(runtime(
+            services.append(try runtime(
                 handler, step: nil, standard: [t.compensation] + (0..<policy.retryTiers).map { t.retry(nil, tier: $0 + 1) },
                 priority: [], policy: policy))
         }

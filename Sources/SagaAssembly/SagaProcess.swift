@@ -19,12 +19,15 @@ public struct SagaProcess: Sendable {
     public let faults: String
     /// Create missing saga topics first (the dispatcher does; workers expect them).
     public let createTopics: Bool
+    /// Where this process keeps its poison-record journals (one free slot per instance).
+    public let stateDirectory: String
     let logger: Logger
 
     public init(
         broker: any MessageBroker, configuration: SagaConfiguration, storeLocation: String, roles: Set<SagaNode.Role>,
-        faults: String, createTopics: Bool, logger: Logger
+        faults: String, createTopics: Bool, stateDirectory: String = "./fulfillment-state", logger: Logger
     ) {
+        self.stateDirectory = stateDirectory
         self.broker = broker
         self.configuration = configuration
         self.storeLocation = storeLocation
@@ -44,11 +47,13 @@ public struct SagaProcess: Sendable {
         if !StoreConnection.isPostgres(storeLocation) {
             try FileManager.default.createDirectory(atPath: storeLocation, withIntermediateDirectories: true)
         }
+        let label = roles.map(\.rawValue).sorted().joined(separator: "+")
+        let journals = try PoisonJournals.firstFree(base: stateDirectory, label: label, logger: logger)
         let node = try SagaNode(
             broker: broker, configuration: configuration, directory: storeLocation, faults: try configuration.faultProfile(named: faults),
-            roles: roles, logger: logger)
+            roles: roles, journals: journals, logger: logger)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: try node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A stop must end even when the brokers are gone (finishing work then needs them):
         // past 30 s the services are cancelled, past 10 s more the process ends. What was not
         // committed is redelivered to the next instance, where it is a no-op (idempotency).

@@ -72,13 +72,16 @@ public struct SagaRun: Sendable {
         let configuration = options.configuration
         try await SagaTopology.create(configuration, on: broker)
         let faults = try configuration.faultProfile(named: options.faults)
-        let node = try SagaNode(broker: broker, configuration: configuration, directory: options.dataDirectory, faults: faults, stockFile: options.stockFile, logger: logger)
+        let journals = try PoisonJournals(directory: options.dataDirectory + "/poison-journal", logger: logger)
+        let node = try SagaNode(
+            broker: broker, configuration: configuration, directory: options.dataDirectory, faults: faults, stockFile: options.stockFile,
+            journals: journals, logger: logger)
         let dispatcherStore = node.dispatcherStore!
         let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
         let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
         let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
 
-        var services = node.services()
+        var services = try node.services()
         if let host = options.listenHost {
             var wire = KafkaRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))

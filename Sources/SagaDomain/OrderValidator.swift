@@ -22,6 +22,8 @@ public struct OrderRejection: Codable, Hashable, Sendable, Error {
         public static let duplicateOrderID = Reason(rawValue: "duplicate_order_id")
         public static let unknownTier = Reason(rawValue: "unknown_tier")
         public static let invalidField = Reason(rawValue: "invalid_field")
+        /// The record crashed the dispatcher twice and was set aside on `orders.poison`.
+        public static let poison = Reason(rawValue: "poison")
     }
 
     public var orderID: String?

@@ -77,7 +77,7 @@ struct DlqCommand: AsyncParsableCommand {
                 defer { broker.shutdown() }
                 guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeLocation): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
-                let result = try await letters.redrive(topics: topic.isEmpty ? letters.deadLetterTopics : topic, orderID: order, dryRun: dryRun)
+                let result = try await letters.redrive(topics: topic.isEmpty ? try await letters.deadLetterTopics() : topic, orderID: order, dryRun: dryRun)
                 if json { return try printJSON(result) }
                 for l in result.redriven {
                     print("\(dryRun ? "would redrive" : "redriven") \(l.topic)/\(l.partition)/\(l.offset) order \(l.orderID) -> \(l.headers[SagaHeader.originalTopic] ?? "compensation.requested")")

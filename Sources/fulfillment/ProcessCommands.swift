@@ -10,6 +10,7 @@ struct ProcessOptions: ParsableArguments {
     @Option(help: "Fault profile of the simulated outside world: none, default, chaos, or one from the config.") var faults = "none"
     @Option(help: "Seconds between status lines on stderr.") var statusSeconds: Double = 10
     @Option(help: "A file rewritten with every status line, for health checks (fresh = alive).") var healthFile: String?
+    @Option(help: "Where this process notes the records it has in hand, so a record that crashes it twice is set aside on <topic>.poison. Each instance takes the first free slot under it (DIR/ROLE, DIR/ROLE-2, ...); keep it across restarts.") var stateDir = "./fulfillment-state"
 
     func validate() throws {
         if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
@@ -28,7 +29,7 @@ extension SagaOptions {
         if let concurrency = process.concurrency { configuration.concurrency = concurrency }
         let saga = SagaProcess(
             broker: broker, configuration: configuration, storeLocation: try storeLocation, roles: roles, faults: process.faults,
-            createTopics: createTopics, logger: logger(label))
+            createTopics: createTopics, stateDirectory: process.stateDir, logger: logger(label))
         let healthFile = process.healthFile
         try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { line in
             writeStderr("[\(label)] \(line)")

@@ -8,7 +8,7 @@ import TestSupport
 /// `fulfillment run` as a real child process, killed with SIGKILL mid-way and restarted.
 @Suite(.serialized) struct CrashRecoveryTests {
     static func launch(_ arguments: [String], stdout: String) throws -> Process {
-        FileManager.default.createFile(atPath: stdout, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdout, contents: nil)
         let process = Process()
         process.executableURL = try fulfillmentExecutable()
         process.arguments = arguments

@@ -42,10 +42,10 @@ final class SagaHarness: @unchecked Sendable {
         node = try SagaNode(broker: broker, configuration: self.configuration, directory: storeLocation, faults: faults, logger: logger)
     }
 
-    func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) {
+    func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) throws {
         var logger = Logger(label: "saga-test")
         logger.logLevel = .critical
-        let group = ServiceGroup(configuration: .init(services: node.services(roles).map { .init(service: $0) }, logger: logger))
+        let group = ServiceGroup(configuration: .init(services: try node.services(roles).map { .init(service: $0) }, logger: logger))
         self.group = group
         running = Task { try await group.run() }
     }

@@ -17,7 +17,7 @@ import Workers
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
         let stockBefore = try #require(try saga.stock("SKU-2"))
-        saga.start()
+        try saga.start()
         let ids = (0..<40).map { "happy-\($0)" }
         try await saga.submit(ids.map { H.order($0, sku: "SKU-2", quantity: 2, price: 12.5) })
         let records = try await saga.waitUntilTerminal(ids)
@@ -38,7 +38,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func aPermanentFailureAtEachStepUndoesExactlyTheEffectsDone(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         let orders = [
             H.order("fail-payment", token: "tok_decline"),
             H.order("fail-inventory", sku: "SKU-404"),
@@ -71,7 +71,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func transientFailuresAreHealedByRetriesAfterTheConfiguredDelays(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         try await saga.submit([H.order("flaky", token: "tok_transient_2")])
         let record = try #require(try await saga.waitUntilTerminal(["flaky"])["flaky"])
         #expect(record.state == "completed")
@@ -89,7 +89,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func aHangingStepIsCancelledAtItsTimeoutAndOneThatStopsBeatingSooner(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         try await saga.submit([H.order("hangs", token: "tok_hang"), H.order("stalls", line1: "9 STALL Road")])
         let records = try await saga.waitUntilTerminal(["hangs", "stalls"])
         #expect(records["hangs"]?.state == "compensated")
@@ -113,7 +113,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func aRefundFailingAFewTimesIsRetriedUntilItSucceeds(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         try await saga.submit([H.order("refund-flaky", token: "tok_refund_fail_2", country: "XX")])
         let record = try #require(try await saga.waitUntilTerminal(["refund-flaky"])["refund-flaky"])
         #expect(record.state == "compensated")
@@ -125,7 +125,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func aRefundFailingPastItsCapParksTheOrderForManualReviewAndItStaysRedrivable(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         try await saga.submit([H.order("refund-broken", token: "tok_refund_fail_always", country: "XX")])
         let record = try #require(try await saga.waitUntilTerminal(["refund-broken"])["refund-broken"])
         #expect(record.state == "manual_review")
@@ -153,7 +153,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func theSameMessageDeliveredTwiceHasOneEffect(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         let order = H.order("twice", price: 33)
         let request = SagaMessages(topics: saga.configuration.topics).request(.payment, orderID: "twice", orderJSON: order.canonicalJSON(), priority: .standard)
         // The intake records the order; then the very same request is delivered twice more.
@@ -183,7 +183,7 @@ import Workers
         try saga.node.dispatcherStore!.connection.run(
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('stuck', ?, 4200, 1, 'standard', 'standard', 'payment', ?, ?)",
             [.blob(order.canonicalJSON()), .integer(longAgo), .integer(longAgo)])
-        saga.start()
+        try saga.start()
         let record = try #require(try await saga.waitUntilTerminal(["stuck"], timeout: .seconds(30))["stuck"])
         #expect(record.state == "completed")
         #expect(record.recoveries >= 1)
@@ -204,7 +204,7 @@ import Workers
         let backlog = (0..<3000).map { "std-\($0)" }
         try await saga.submit(backlog.map { H.order($0) })
         try await saga.submit([H.order("vip-1", tier: .vip), H.order("big-spender", quantity: 2, price: 6000)])
-        saga.start()
+        try saga.start()
         let vip = try await saga.waitUntilTerminal(["vip-1", "big-spender"], timeout: .seconds(120))
         let vipDone = vip.values.map { $0.finishedAt ?? .max }.max()!
         let standardDoneBefore = try saga.node.dispatcherStore!.connection.scalar(
@@ -218,7 +218,7 @@ import Workers
     @Test(arguments: StoreBackend.allCases) func everyMalformedOrderIsRejectedWithItsReasonAndNothingStalls(_ stores: StoreBackend) async throws {
         let saga = try await SagaHarness(stores: stores)
         defer { Task { await saga.finish() } }
-        saga.start()
+        try saga.start()
         let good = String(decoding: H.order("good-1").canonicalJSON(), as: UTF8.self)
         let cases: [(String, String?, String)] = [
             ("{not json", nil, "not_json"),

@@ -53,6 +53,9 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     public func charge(idempotencyKey: String, orderID: String, amountCents: Int64, currency: String, token: String) async throws -> GatewayReceipt {
         let call = world.callNumber(idempotencyKey)
         try await world.latency(.payment, key: idempotencyKey, call: call)
+        // A gateway client library that crashes the process on one input, as a native SDK
+        // with a bug does: what poison-record quarantine exists for (tests use it).
+        if token.containsText("tok_crash_process") { fatalError("simulated gateway client crashed on order \(orderID) (test token tok_crash_process)") }
         let reference = "ch_" + String(UInt64(FaultDraw.uniform(idempotencyKey, "ref") * 1e15), radix: 36)
         // What this call would do if the key is new; a key already in the ledger replays its
         // first result instead, whatever this call would have done.

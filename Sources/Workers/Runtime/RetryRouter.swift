@@ -18,7 +18,7 @@ public struct RetryRouter: Sendable {
 
     /// The record to publish for a failed attempt of `message`.
     public func route(_ message: InboundMessage, failure: StepFailure, now: Int64, random: Double) -> ProducerRecord {
-        let decision = failure.errorClass == StepFailure.malformedClass
+        let decision = failure.errorClass == StepFailure.malformedClass || failure.errorClass == PoisonRecord.errorClass
             ? .deadLetter(exhausted: false)
             : policy.decision(afterAttempt: message.attempt, errorClass: failure.errorClass, random: random)
         switch decision {

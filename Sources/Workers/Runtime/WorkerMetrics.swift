@@ -22,4 +22,6 @@ public final class WorkerMetrics: Sendable {
     public static let deadLettered = "dead_lettered"
     public static let timedOut = "timed_out"
     public static let heartbeatMissed = "heartbeat_missed"
+    /// Records set aside on `<topic>.poison`.
+    public static let quarantined = "quarantined"
 }

@@ -23,6 +23,12 @@ public struct WorkerRuntimeConfiguration: Sendable {
     public var starvationGuard = 8
     /// How long a graceful shutdown lets running handlers finish before handing them back.
     public var shutdownGrace: Duration = .seconds(5)
+    /// Where the records in hand are noted, so that a record that crashes the process twice
+    /// is set aside (`nil`: no quarantine, as in tests that host a runtime alone).
+    public var journal: PoisonJournal?
+    /// What a quarantined record becomes besides its copy on `<topic>.poison`; by default a
+    /// dead letter (so the order is compensated, or parked when it is a compensation).
+    public var poisonOutcome: (@Sendable (InboundMessage, String) -> [ProducerRecord])?
 
     public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter) {
         self.group = group
@@ -155,6 +161,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         await committer.value
         await commit(consumers)
         for consumer in consumers { await consumer.close() }
+        configuration.journal?.close()
         logger.debug("worker stopped")
     }
 
@@ -163,6 +170,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private func pollLoop(standard: any GroupConsumer, priority: (any GroupConsumer)?) async throws {
         var priorityStreak = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            if let journal = configuration.journal, journal.isCautious {
+                try await handleAlone(standard: standard, priority: priority, journal: journal)
+                continue
+            }
             let room = state.withLock { capacity - $0.ledger.taken }
             if room <= 0 {
                 await capacitySignal.wait(timeout: .milliseconds(100))
@@ -183,8 +194,31 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             } else {
                 priorityStreak += 1
             }
-            if !records.isEmpty { await accept(records) }
+            if !records.isEmpty {
+                configuration.journal?.took(records)
+                await accept(records)
+            }
         }
+    }
+
+    /// After a crash: one record at a time, and only while no other consumer of the process
+    /// has one in hand, so a second crash names exactly the record that caused it.
+    private func handleAlone(standard: any GroupConsumer, priority: (any GroupConsumer)?, journal: PoisonJournal) async throws {
+        while state.withLock({ $0.ledger.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(5)) }
+        await journal.takeTurn()
+        // The turn is held only while a record is; polls do not wait in it.
+        var records = try await priority?.poll(maxRecords: 1, maxWait: .zero) ?? []
+        if records.isEmpty { records = try await standard.poll(maxRecords: 1, maxWait: .zero) }
+        guard let record = records.first else {
+            journal.endTurn()
+            try? await Task.sleep(for: .milliseconds(5))
+            return
+        }
+        journal.tookAlone(record)
+        await accept(records)
+        while state.withLock({ $0.ledger.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(2)) }
+        journal.handledAlone(record)
+        journal.endTurn()
     }
 
     private func accept(_ records: [ConsumerRecord]) async {
@@ -206,7 +240,14 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 state.nextToken += 1
                 let orderKey = message.orderID.isEmpty ? "\(message.record.topic)/\(message.record.offset)" : message.orderID
                 let startNow = state.ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: orderKey), token: token)
-                if let prior = recorded[i] {
+                if let journal = configuration.journal, journal.isQuarantined(RecordCoordinates(message.topicPartition, message.record.offset)) {
+                    let outcome = Outcome.recorded(poisonRecords(message))
+                    if startNow {
+                        finishedNow.append(Finished(token: token, message: message, outcome: outcome))
+                    } else {
+                        state.queued[token] = (message, outcome)
+                    }
+                } else if let prior = recorded[i] {
                     let outcome: Outcome
                     switch prior {
                     case .success(let records): outcome = .recorded(records)
@@ -226,6 +267,19 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         for finished in finishedNow { complete(finished) }
         for (token, message) in toStart { start(token: token, message: message) }
+    }
+
+    /// A quarantined record: its copy on `<topic>.poison` and what the order needs to end.
+    private func poisonRecords(_ message: InboundMessage) -> [ProducerRecord] {
+        let reason = "crashed the process twice while in hand (\(configuration.group)); set aside so the partition goes on"
+        logger.error("record quarantined", metadata: [
+            "kafka.topic": "\(message.record.topic)", "kafka.partition": "\(message.record.partition)", "kafka.offset": "\(message.record.offset)",
+            "order.id": "\(message.orderID)",
+        ])
+        metrics.add(WorkerMetrics.quarantined)
+        let outcome = configuration.poisonOutcome?(message, reason)
+            ?? [configuration.router.route(message, failure: StepFailure(PoisonRecord.errorClass, reason), now: UnixClock.nowMillis(), random: 0)]
+        return [PoisonRecord.make(message.record, reason: reason)] + outcome
     }
 
     // MARK: Handling
@@ -419,6 +473,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         // Publish until durable; a failed produce is retried, since committing without it would lose work.
         var delay = Duration.milliseconds(50)
+        if outgoing.contains(where: { $0.topic.hasSuffix(PoisonRecord.suffix) }) { await PoisonRecord.ensureTopics(outgoing, on: broker) }
         while !outgoing.isEmpty {
             do {
                 _ = try await broker.produce(outgoing)
@@ -438,6 +493,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private func commit(_ consumers: [any GroupConsumer]) async {
         let committable = state.withLock { $0.ledger.takeCommittable() }
         guard !committable.isEmpty else { return }
+        configuration.journal?.committed(committable)
         for consumer in consumers {
             let mine = await consumer.assignment()
             let offsets = committable.filter { mine.contains($0.key) }
