@@ -49,18 +49,24 @@ struct ProduceCommand: AsyncParsableCommand {
             }
             var count = 0
             var batch: [ProducerRecord] = []
-            // Orders are small; read the input whole and split it into lines.
-            let text = String(decoding: handle.readDataToEndOfFile(), as: UTF8.self)
-            for line in text.split(whereSeparator: \.isNewline) {
-                let trimmed = line.trimmingCharacters(in: .whitespaces)
-                if trimmed.isEmpty { continue }
-                let bytes = Array(trimmed.utf8)
-                let orderID = (try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?["order_id"] as? String
+            var batchBytes = 0
+            // Lines are sent byte for byte (invalid UTF-8 included: the dispatcher rejects it
+            // with a reason); only surrounding spaces, tabs and a CR are trimmed.
+            let data = [UInt8](handle.readDataToEndOfFile())
+            for line in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true) {
+                let isSpace: (UInt8) -> Bool = { $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }
+                guard let first = line.firstIndex(where: { !isSpace($0) }), let last = line.lastIndex(where: { !isSpace($0) }) else { continue }
+                let bytes = Array(line[first...last])
+                var orderID: String?
+                if let document = try? JSONValue.parse(bytes), case .string(let id)? = document["order_id"] { orderID = id }
                 batch.append(ProducerRecord(topic: topics.orders, key: orderID.map { Array($0.utf8) }, value: bytes))
-                if batch.count >= 500 {
+                batchBytes += bytes.count
+                // Batches stay well under the broker's 16 MiB per partition, whatever the lines' size.
+                if batch.count >= 500 || batchBytes >= 4 << 20 {
                     _ = try await broker.produce(batch)
                     count += batch.count
                     batch.removeAll()
+                    batchBytes = 0
                 }
             }
             if !batch.isEmpty {

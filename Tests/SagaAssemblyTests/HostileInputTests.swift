@@ -1,0 +1,152 @@
+import Broker
+import Dispatcher
+import Foundation
+import Logging
+import Testing
+import TestSupport
+
+/// Bad input from outside and records that kill the process, through the real executable:
+/// `produce` writes the lines, `run --drain` processes them, as a user would.
+@Suite(.serialized) struct HostileInputTests {
+    static func order(_ id: String, token: String = "tok_visa", quantity: String = "1", extra: String = "") -> String {
+        """
+        {"order_id":"\(id)","customer_id":"c-7","currency":"USD","items":[{"sku":"SKU-1","quantity":\(quantity),"unit_price":10}],\
+        "payment":{"method":"card","token":"\(token)"},"shipping_address":{"name":"A","line1":"1 Main St","city":"S","postal_code":"1","country":"US"},\
+        "email":"b@example.com"\(extra)}
+        """
+    }
+
+    struct Finished {
+        var status: Int32
+        var reason: Process.TerminationReason
+        var stdout: Data
+        var stderr: String
+    }
+
+    static func fulfillment(_ arguments: [String], input: Data? = nil, directory: String) throws -> Finished {
+        let process = Process()
+        process.executableURL = try fulfillmentExecutable()
+        process.arguments = arguments
+        let out = directory + ".stdout", err = directory + ".stderr"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: err, contents: nil)
+        defer {
+            try? FileManager.default.removeItem(atPath: out)
+            try? FileManager.default.removeItem(atPath: err)
+        }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        if let input {
+            let file = directory + ".stdin"
+            try input.write(to: URL(fileURLWithPath: file))
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
+        }
+        try process.run()
+        process.waitUntilExit()
+        return Finished(
+            status: process.terminationStatus, reason: process.terminationReason, stdout: (try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data(),
+            stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
+    }
+
+    static func json(_ data: Data) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "not a JSON object: \(String(decoding: data, as: UTF8.self))")
+    }
+
+    @Test func hostileOrderLinesAreRejectedWithAReasonAndNothingCrashes() async throws {
+        let directory = NSTemporaryDirectory() + "saga-hostile-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var lines: [[UInt8]] = []
+        func add(_ text: String) { lines.append(Array(text.utf8)) }
+        // Numbers out of every range, in every numeric field.
+        for (i, n) in ["1234567890123456789012345678901", "-99999999999999999999", "1e400", "-1e400", "1e-400", "0", "-1", "1.5", "NaN", "Infinity", "0x10", "01"].enumerated() {
+            add(Self.order("num-q-\(i)", quantity: n))
+            add(Self.order("num-p-\(i)").replacingOccurrences(of: "\"unit_price\":10", with: "\"unit_price\":\(n)"))
+            add(Self.order("num-a-\(i)", extra: ",\"amount\":\(n)"))
+        }
+        add(String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000))  // deep nesting
+        add("{\"order_id\":" + String(repeating: "{\"a\":", count: 5000) + "1" + String(repeating: "}", count: 5000) + "}")
+        lines.append(Array(Self.order("utf8-1").utf8).map { $0 == UInt8(ascii: "A") ? 0xFF : $0 })  // invalid UTF-8 in a field
+        lines.append([0xC3, 0x28, 0xA0, 0xA1, 0xF0, 0x28, 0x8C, 0x28])  // invalid UTF-8, not JSON
+        add(Self.order("surrogate-1").replacingOccurrences(of: "\"name\":\"A\"", with: "\"name\":\"\\ud800\""))  // lone high surrogate
+        add(Self.order("surrogate-2").replacingOccurrences(of: "\"name\":\"A\"", with: "\"name\":\"\\udc00x\""))  // lone low surrogate
+        add(Self.order("big-field").replacingOccurrences(of: "\"name\":\"A\"", with: "\"name\":\"\(String(repeating: "x", count: 2 << 20))\""))
+        let items = Array(repeating: "{\"sku\":\"SKU-1\",\"quantity\":1,\"unit_price\":1}", count: 50_000).joined(separator: ",")
+        add(Self.order("many-items").replacingOccurrences(of: "[{\"sku\":\"SKU-1\",\"quantity\":1,\"unit_price\":10}]", with: "[\(items)]"))
+        let valid = Self.order("truncated")
+        for cut in [1, 10, valid.count / 2, valid.count - 1] { add(String(valid.prefix(cut))) }
+        add(Self.order("dup-keys", extra: ",\"order_id\":\"other\",\"email\":\"not an email\""))
+        for notAnObject in ["[]", "\"order\"", "42", "null", "true", "{}", "{\"order_id\":null}", "{\"order_id\":7}"] { add(notAnObject) }
+        add(Self.order("fine-1"))
+        add(Self.order("fine-2"))
+        var input = Data()
+        for line in lines { input.append(contentsOf: line + [0x0A]) }
+
+        let produced = try Self.fulfillment(["produce", "--data-dir", directory], input: input, directory: directory)
+        #expect(produced.status == 0, "\(produced.stderr)")
+        let drain = try Self.fulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"], directory: directory)
+        #expect(drain.reason == .exit && drain.status == 0, "run --drain: \(drain.stderr.suffix(2000))")
+        let summary = try Self.json(drain.stdout)
+        #expect(summary["in_flight"] as? Int == 0)
+        let check = try #require(summary["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == true, "\(check["violations"] ?? "")")
+
+        // Every line is accounted for: taken in (and then terminal) or rejected with a reason.
+        let store = try DispatcherStore(location: directory, readOnly: true)
+        let accepted = try store.intake.scalar("SELECT COUNT(*) FROM submitted") ?? -1
+        let rejected = try store.intake.scalar("SELECT COUNT(*) FROM rejections") ?? -1
+        let terminal = try store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')") ?? -1
+        #expect(Int(accepted + rejected) == lines.count, "accepted \(accepted) + rejected \(rejected) of \(lines.count) lines")
+        #expect(terminal == accepted)
+        #expect(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE reason = '' OR message = ''") == 0)
+        for id in ["fine-1", "fine-2"] { #expect(try store.order(id)?.state == "completed", "\(id)") }
+        let reasons = Set(try store.intake.query("SELECT reason FROM rejections") { $0.text(0) })
+        #expect(reasons.isSuperset(of: ["not_json", "not_an_object", "payload_too_large", "missing_field", "wrong_type"]), "\(reasons)")
+    }
+
+    @Test func aRecordThatCrashesTheProcessIsQuarantinedAndEveryOtherOrderCompletes() async throws {
+        let directory = NSTemporaryDirectory() + "saga-poison-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var text = (0..<30).map { Self.order("ok-\($0)") }
+        text.insert(Self.order("poison-1", token: "tok_crash_process"), at: 12)
+        let produced = try Self.fulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8), directory: directory)
+        #expect(produced.status == 0, "\(produced.stderr)")
+
+        // The gateway's client crashes the process on that order: the first run dies, the
+        // second replays what was in hand one by one and dies on it again, the third sets it
+        // aside and finishes.
+        var crashes = 0
+        var last: Finished?
+        for _ in 0..<5 {
+            let run = try Self.fulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"], directory: directory)
+            last = run
+            if run.reason == .uncaughtSignal {
+                crashes += 1
+                #expect(run.stderr.contains("tok_crash_process"), "died of something else: \(run.stderr.suffix(1500))")
+                continue
+            }
+            break
+        }
+        let finished = try #require(last)
+        #expect(crashes == 2, "a record in hand at two consecutive crashes is quarantined")
+        #expect(finished.reason == .exit && finished.status == 0, "\(finished.stderr.suffix(2000))")
+        let summary = try Self.json(finished.stdout)
+        #expect(summary["completed"] as? Int == 30)
+        #expect(summary["compensated"] as? Int == 1)
+        #expect(summary["in_flight"] as? Int == 0)
+        #expect((summary["check"] as? [String: Any])?["ok"] as? Bool == true)
+
+        let order = try Self.json(try Self.fulfillment(["order", "poison-1", "--json", "--data-dir", directory], directory: directory).stdout)
+        #expect((order["order"] as? [String: Any])?["state"] as? String == "compensated", "\(order)")
+        let list = try Self.fulfillment(["dlq", "list", "--json", "--data-dir", directory], directory: directory)
+        let topics = try #require(try JSONSerialization.jsonObject(with: list.stdout) as? [[String: Any]], "\(String(decoding: list.stdout, as: UTF8.self))")
+        let poison = try #require(topics.first { $0["topic"] as? String == "payment.requested.poison" }, "\(topics)")
+        #expect(poison["depth"] as? Int == 1)
+        let letters = try Self.fulfillment(["dlq", "show", "payment.requested.poison", "--json", "--data-dir", directory], directory: directory)
+        let shown = String(decoding: letters.stdout, as: UTF8.self)
+        #expect(shown.contains("poison-1") && shown.contains("original-offset") && shown.contains("PoisonRecord"), "\(shown)")
+        // Nobody was charged for it; everyone else once.
+        let ledger = try StoreConnectionForTests.open(directory + "/gateway.sqlite")
+        #expect(try ledger.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'charge' AND order_id = 'poison-1'") == 0)
+        #expect(try ledger.scalar("SELECT COUNT(DISTINCT order_id) FROM ledger WHERE kind = 'charge'") == 30)
+    }
+}
