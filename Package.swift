@@ -124,7 +124,7 @@ let package = Package(
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Broker", "TestSupport"], exclude: ["Clients"]),
-        .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", .product(name: "Yams", package: "Yams")]),
+        .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built
         /// `fulfillment` executable.
         .target(name: "TestSupport", dependencies: ["StoreDatabase"], path: "Tests/TestSupport"),

@@ -78,7 +78,15 @@ struct ConsumerLoop: Sendable {
                 }
                 continue
             }
-            let records = try await consumer.poll(maxRecords: batchSize, maxWait: .milliseconds(50))
+            let records: [ConsumerRecord]
+            do {
+                records = try await consumer.poll(maxRecords: batchSize, maxWait: .milliseconds(50))
+            } catch let error as BrokerError where error.isRetriable && !error.isFatal {
+                // A broker briefly away is waited out.
+                logger.warning("the broker is not answering; polling again shortly", metadata: ["kafka.group": "\(group)", "error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                continue
+            }
             if records.isEmpty { continue }
             journal?.took(records)
             if let previous = handling, await previous.value == false { break }

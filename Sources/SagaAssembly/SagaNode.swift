@@ -1,8 +1,10 @@
 import Broker
 import Dispatcher
+import Foundation
 import Logging
 import SagaDomain
 import ServiceLifecycle
+import StoreDatabase
 import Workers
 
 /// Everything one process runs of the saga: its stores (SQLite files in the store directory)
@@ -62,6 +64,9 @@ public final class SagaNode: Sendable {
         self.directory = directory
         self.logger = logger
         world = SimulatedWorld(profile: faults)
+        if !StoreConnection.isPostgres(directory) {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
         let stores = roles.reduce(into: Set<Store>()) { $0.formUnion($1.stores) }
         payments = stores.contains(.payments) ? try PaymentStore(location: directory) : nil
         gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(location: directory, world: world) : nil

@@ -21,12 +21,15 @@ public struct SagaProcess: Sendable {
     public let createTopics: Bool
     /// Where this process keeps its poison-record journals (one free slot per instance).
     public let stateDirectory: String
+    /// How long a worker waits for the saga's topics (the dispatcher may be creating them).
+    public let startTimeout: Duration
     let logger: Logger
 
     public init(
         broker: any MessageBroker, configuration: SagaConfiguration, storeLocation: String, roles: Set<SagaNode.Role>,
-        faults: String, createTopics: Bool, stateDirectory: String = "./fulfillment-state", logger: Logger
+        faults: String, createTopics: Bool, stateDirectory: String = "./fulfillment-state", startTimeout: Duration = .seconds(30), logger: Logger
     ) {
+        self.startTimeout = startTimeout
         self.stateDirectory = stateDirectory
         self.broker = broker
         self.configuration = configuration
@@ -40,12 +43,9 @@ public struct SagaProcess: Sendable {
     /// Serves; `status` gets a line at start, every `statusInterval` and at the end.
     public func run(statusInterval: Duration = .seconds(10), status: @escaping @Sendable (String) -> Void) async throws {
         if createTopics {
-            try await SagaTopology.create(configuration, on: broker)
+            try await SagaTopology.create(configuration, on: broker, logger: logger)
         } else {
             try await requireTopics()
-        }
-        if !StoreConnection.isPostgres(storeLocation) {
-            try FileManager.default.createDirectory(atPath: storeLocation, withIntermediateDirectories: true)
         }
         let label = roles.map(\.rawValue).sorted().joined(separator: "+")
         let journals = try PoisonJournals.firstFree(base: stateDirectory, label: label, logger: logger)
@@ -84,11 +84,19 @@ public struct SagaProcess: Sendable {
 
     /// Workers do not create topics: a missing one means the topology was never set up (or a
     /// different configuration made it), which the user should hear about at once.
+    /// Waits up to `startTimeout` for them: a dispatcher starting at the same time makes them.
     private func requireTopics() async throws {
-        let existing = Set(try await broker.listTopics().map(\.name))
-        let missing = SagaTopology.specs(configuration).map(\.name).filter { !existing.contains($0) }
-        guard missing.isEmpty else {
-            throw BrokerError(.unknownTopic, "the saga's topics are not all there (missing: \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : "")); start the dispatcher first or run `fulfillment topics create --saga --brokers ...`")
+        let missingTopics = BrokerError.Code(name: "missing_topics", isRetriable: true)
+        do {
+            try await BrokerWait.retrying("checking the saga's topics", target: "the saga's topics", timeout: startTimeout, status: { self.logger.notice("\($0)") }) {
+                let existing = Set(try await broker.listTopics().map(\.name))
+                let missing = SagaTopology.specs(configuration).map(\.name).filter { !existing.contains($0) }
+                guard missing.isEmpty else {
+                    throw BrokerError(missingTopics, "missing: \(missing.prefix(5).joined(separator: ", "))\(missing.count > 5 ? ", ..." : "")")
+                }
+            }
+        } catch let error as BrokerError where error.code == missingTopics {
+            throw BrokerError(.unknownTopic, "the saga's topics are not all there (\(error.message)); start the dispatcher first or run `fulfillment topics create --saga --brokers ...`")
         }
     }
 }

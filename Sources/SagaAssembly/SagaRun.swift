@@ -14,6 +14,8 @@ import Workers
 public struct SagaRun: Sendable {
     public struct Options: Sendable {
         public var dataDirectory: String
+        /// The stores: a directory of SQLite files (default: the data directory) or a PostgreSQL URL.
+        public var storeLocation: String?
         public var configuration: SagaConfiguration
         public var faults: String = "none"
         public var orders: Int?
@@ -70,11 +72,12 @@ public struct SagaRun: Sendable {
         let broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
         defer { broker.shutdown() }
         let configuration = options.configuration
-        try await SagaTopology.create(configuration, on: broker)
+        try await SagaTopology.create(configuration, on: broker, logger: logger)
         let faults = try configuration.faultProfile(named: options.faults)
+        let storeLocation = options.storeLocation ?? options.dataDirectory
         let journals = try PoisonJournals(directory: options.dataDirectory + "/poison-journal", logger: logger)
         let node = try SagaNode(
-            broker: broker, configuration: configuration, directory: options.dataDirectory, faults: faults, stockFile: options.stockFile,
+            broker: broker, configuration: configuration, directory: storeLocation, faults: faults, stockFile: options.stockFile,
             journals: journals, logger: logger)
         let dispatcherStore = node.dispatcherStore!
         let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
@@ -153,7 +156,7 @@ public struct SagaRun: Sendable {
         let lastFinished = try scope.lastFinished(dispatcherStore) ?? UnixClock.nowMillis()
         let duration = max(0.001, Double(lastFinished - startMillis) / 1000)
         let counts = try scope.counts(dispatcherStore)
-        let check = try ConservationCheck(location: options.dataDirectory).run()
+        let check = try ConservationCheck(location: storeLocation).run()
         return Summary(
             orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
             rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,

@@ -1,4 +1,5 @@
 import Broker
+import Logging
 import SagaDomain
 
 /// Every topic the saga uses, with its partitions and, for retry tiers, its delivery delay.
@@ -22,17 +23,35 @@ public enum SagaTopology {
         return specs
     }
 
-    /// Creates what is missing; existing topics are left as they are.
-    public static func create(_ configuration: SagaConfiguration, on broker: any MessageBroker) async throws {
-        let existing = Dictionary(uniqueKeysWithValues: try await broker.listTopics().map { ($0.name, $0) })
-        for spec in specs(configuration) {
-            if let topic = existing[spec.name] {
-                if topic.spec.deliveryDelayMilliseconds != spec.deliveryDelayMilliseconds || topic.partitions.count != spec.partitions {
-                    throw BrokerError(.invalidConfiguration, "topic \(spec.name) exists with \(topic.partitions.count) partitions and a \(topic.spec.deliveryDelayMilliseconds) ms delay, but the configuration wants \(spec.partitions) and \(spec.deliveryDelayMilliseconds) ms; use a fresh --data-dir or the configuration the data was made with")
+    /// Creates the topics that are missing (with `partitions`, default the configuration's)
+    /// and adopts the ones that exist, whatever their partition count: on Kafka that count is
+    /// the operator's decision (topics made by hand, or auto-created by the cluster). Fails
+    /// only on what cannot work: an embedded retry tier that holds records back for another
+    /// delay than the configuration's (on Kafka the workers take delays from the
+    /// configuration, so any topic works).
+    public static func create(_ configuration: SagaConfiguration, on broker: any MessageBroker, partitions: Int? = nil, logger: Logger? = nil) async throws {
+        var existing = Dictionary(uniqueKeysWithValues: try await broker.listTopics().map { ($0.name, $0) })
+        let embedded = broker as? EmbeddedBroker
+        for var spec in specs(configuration) {
+            if let partitions { spec.partitions = partitions }
+            if existing[spec.name] == nil {
+                do {
+                    try await broker.createTopic(spec)
+                    continue
+                } catch let error as BrokerError where error.code == .topicExists {
+                    // Made meanwhile by someone else (another dispatcher, the cluster's auto-creation).
+                    existing[spec.name] = try await broker.describeTopic(spec.name)
                 }
-                continue
             }
-            try await broker.createTopic(spec)
+            guard let topic = existing[spec.name] else { continue }
+            if let embedded, topic.spec.deliveryDelayMilliseconds != spec.deliveryDelayMilliseconds {
+                throw BrokerError(.invalidConfiguration, "topic \(spec.name) on the embedded broker in \(embedded.configuration.dataDirectory) holds records back \(topic.spec.deliveryDelayMilliseconds) ms, but the configuration's retry tier wants \(spec.deliveryDelayMilliseconds) ms; run with the configuration this data directory was made with, or start from a fresh --data-dir")
+            }
+            if topic.partitions.count != spec.partitions {
+                logger?.notice("adopting an existing topic with its own partition count", metadata: [
+                    "kafka.topic": "\(spec.name)", "kafka.partitions": "\(topic.partitions.count)", "configured.partitions": "\(spec.partitions)",
+                ])
+            }
         }
     }
 }

@@ -103,6 +103,7 @@ struct KafkaProducerBench: AsyncParsableCommand {
             options.producers = producers
             options.batchRecords = batch
             options.kafka = try kafka.configuration()
+            options.connectTimeout = kafka.timeoutDuration
             let quiet = json
             let report = try await KafkaProducerBenchmark(options: options).run { if !quiet { writeStderr($0) } }
             if json {

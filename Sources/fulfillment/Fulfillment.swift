@@ -16,9 +16,3 @@ struct Fulfillment: AsyncParsableCommand {
         ]
     )
 }
-
-/// Options every command that opens the embedded broker shares.
-struct DataDirectoryOptions: ParsableArguments {
-    @Option(name: .long, help: "The embedded broker's data directory.")
-    var dataDir: String = "./fulfillment-data"
-}

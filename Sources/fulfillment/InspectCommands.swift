@@ -18,7 +18,7 @@ struct DlqCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures {
-                let (broker, store) = try saga.openReadOnly()
+                let (broker, store) = try await saga.openReadOnly()
                 defer { broker.shutdown() }
                 let summaries = try await DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics).summaries()
                 if json { return try printJSON(summaries) }
@@ -40,7 +40,7 @@ struct DlqCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures {
-                let (broker, store) = try saga.openReadOnly()
+                let (broker, store) = try await saga.openReadOnly()
                 defer { broker.shutdown() }
                 let letters = try await DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics).letters(topic: topic, orderID: order, limit: limit)
                 if json { return try printJSON(letters) }
@@ -73,7 +73,7 @@ struct DlqCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures {
-                let (broker, maybeStore) = dryRun ? try saga.openReadOnly() : try saga.openForWriting()
+                let (broker, maybeStore) = dryRun ? try await saga.openReadOnly() : try await saga.openForWriting()
                 defer { broker.shutdown() }
                 guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeLocation): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
@@ -93,7 +93,7 @@ struct OrderCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "order",
         abstract: "Status and full event history of one order, like an execution history. Read-only.")
-    @OptionGroup var saga: SagaOptions
+    @OptionGroup var saga: StoreReadOptions
     @Argument(help: "The order_id.") var id: String
     @Flag(help: "Print JSON.") var json = false
 
@@ -142,7 +142,7 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let (broker, store) = try saga.openReadOnly()
+            let (broker, store) = try await saga.openReadOnly()
             defer { broker.shutdown() }
             let stats = try await SagaStatistics.collect(store: store, broker: broker, configuration: try saga.loadConfiguration())
             if json { return try printJSON(stats) }
@@ -175,7 +175,7 @@ struct CheckCommand: AsyncParsableCommand {
             completed orders; no order charged twice; no shipment for a compensated order; one notice
             per finished order. Orders still in flight are counted and left out of per-order checks.
             """)
-    @OptionGroup var saga: SagaOptions
+    @OptionGroup var saga: StoreReadOptions
     @Flag(help: "Print one JSON object with `ok` and `violations`.") var json = false
 
     func run() async throws {
@@ -198,7 +198,7 @@ struct GraphCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graph",
         abstract: "Draw the saga from the configuration: Mermaid (default), DOT, or SVG when Graphviz is installed.")
-    @OptionGroup var saga: SagaOptions
+    @OptionGroup var saga: ConfigOptions
     @Option(help: "mermaid, dot or svg.") var format = "mermaid"
     @Option(name: .shortAndLong, help: "Write to this file instead of stdout.") var output: String?
 
@@ -250,7 +250,7 @@ struct ExplainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "explain",
         abstract: "The retry, timeout and compensation logic of the loaded configuration, in plain words.")
-    @OptionGroup var saga: SagaOptions
+    @OptionGroup var saga: ConfigOptions
 
     func run() async throws {
         try await reportingFailures {

@@ -25,11 +25,12 @@ extension SagaOptions {
             throw CommandFailure(message: "--brokers is required: this command runs against a Kafka cluster (on one machine, `fulfillment run` hosts every role on the embedded broker)")
         }
         defer { broker.shutdown() }
+        try await kafka.waitUntilReachable(broker)
         var configuration = try loadConfiguration()
         if let concurrency = process.concurrency { configuration.concurrency = concurrency }
         let saga = SagaProcess(
             broker: broker, configuration: configuration, storeLocation: try storeLocation, roles: roles, faults: process.faults,
-            createTopics: createTopics, stateDirectory: process.stateDir, logger: logger(label))
+            createTopics: createTopics, stateDirectory: process.stateDir, startTimeout: kafka.timeoutDuration, logger: logger(label))
         let healthFile = process.healthFile
         try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { line in
             writeStderr("[\(label)] \(line)")
@@ -101,15 +102,13 @@ struct KafkaMockCommand: AsyncParsableCommand {
             """)
 
     @Option(help: "Mock brokers.") var brokerCount = 3
-    @Option(name: .long, help: "Saga configuration (YAML) whose topics to create. Default: config/fulfillment.yaml if it exists.") var config: String?
+    @OptionGroup var settings: ConfigOptions
     @Option(help: "Extra topics to create, NAME:PARTITIONS (repeatable).") var topic: [String] = []
 
     func run() async throws {
         try await reportingFailures {
             let cluster = try KafkaMockCluster(brokers: brokerCount)
-            var options = try SagaOptions.parse([])
-            options.config = config
-            for spec in SagaTopology.specs(try options.loadConfiguration()) {
+            for spec in SagaTopology.specs(try settings.loadConfiguration()) {
                 try cluster.createTopic(spec.name, partitions: spec.partitions, replicationFactor: 3)
             }
             for extra in topic {

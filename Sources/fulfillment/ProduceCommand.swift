@@ -30,7 +30,7 @@ struct ProduceCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let configuration = try saga.loadConfiguration()
-            let (broker, _) = try saga.openForWriting()
+            let (broker, _) = try await saga.openForWriting()
             defer { broker.shutdown() }
             try await SagaTopology.create(configuration, on: broker)
             let topics = configuration.topics

@@ -21,7 +21,7 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
 
-    @OptionGroup var saga: SagaOptions
+    @OptionGroup var saga: LocalSagaOptions
     @Option(help: "Generate this many synthetic orders, then exit when all are terminal.") var orders: Int?
     @Flag(help: "Process what is already queued on `orders` and exit when every order is terminal.") var drain = false
     @Option(help: "Fault profile of the simulated outside world: none, default, chaos, or one from the config.") var faults = "none"
@@ -45,9 +45,10 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         var exitCode: Int32 = 0
         try await reportingFailures {
-            var configuration = try saga.loadConfiguration()
+            var configuration = try saga.settings.loadConfiguration()
             if let concurrency { configuration.concurrency = concurrency }
             var options = SagaRun.Options(dataDirectory: saga.dataDir, configuration: configuration)
+            options.storeLocation = try saga.storeLocation
             options.faults = faults
             options.orders = orders
             options.drain = drain
@@ -65,7 +66,7 @@ struct RunCommand: AsyncParsableCommand {
             if orders == nil && !drain {
                 writeStderr("serving on \(saga.dataDir); stop with Ctrl-C (SIGINT) or SIGTERM")
             }
-            let summary = try await SagaRun(options: options, logger: saga.logger("fulfillment")).run { line in
+            let summary = try await SagaRun(options: options, logger: saga.log.logger("fulfillment")).run { line in
                 if interactive {
                     FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
                 } else {

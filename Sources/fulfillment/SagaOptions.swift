@@ -7,41 +7,30 @@ import SagaAssembly
 import SagaDomain
 import StoreDatabase
 
-/// Options of every saga command: where the data is and which configuration applies.
-struct SagaOptions: ParsableArguments {
-    @Option(name: .long, help: "The embedded broker's data directory (topics, stores).")
+/// `--data-dir`: declared here once, for every command that uses it.
+struct DataDirectoryOptions: ParsableArguments {
+    @Option(name: .long, help: "The embedded broker's data directory (topics, and the stores unless --store says otherwise).")
     var dataDir: String = "./fulfillment-data"
+}
 
-    @Option(name: .long, help: "Saga configuration (YAML). Default: config/fulfillment.yaml if it exists, else the built-in seed policy.")
-    var config: String?
-
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .warning
-
+/// `--store`: where the step and dispatcher stores live.
+struct StoreOptions: ParsableArguments {
     @Option(name: .long, help: "Where the step and dispatcher stores live: sqlite:DIR (one SQLite file per service) or postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (one schema per service; instances on several machines share it). Default: sqlite:<data-dir>.")
     var store: String?
 
-    @OptionGroup var kafka: KafkaOptions
-
-    /// Where the stores are: a directory of SQLite files, or a PostgreSQL URL.
-    var storeLocation: String {
-        get throws {
-            guard let store else { return dataDir }
-            if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
-            if StoreConnection.isPostgres(store) { return store }
-            throw CommandFailure(message: "--store must look like sqlite:DIR or postgres://USER@HOST:PORT/DATABASE, got '\(store)'")
-        }
+    /// A directory of SQLite files, or a PostgreSQL URL.
+    func location(dataDir: String) throws -> String {
+        guard let store else { return dataDir }
+        if store.hasPrefix("sqlite:") { return String(store.dropFirst("sqlite:".count)) }
+        if StoreConnection.isPostgres(store) { return store }
+        throw CommandFailure(message: "--store must look like sqlite:DIR or postgres://USER@HOST:PORT/DATABASE, got '\(store)'")
     }
+}
 
-    /// The Kafka cluster named by --brokers, with the retry tiers' delays of the configuration.
-    func kafkaBroker(_ label: String) throws -> KafkaBroker? {
-        guard let configuration = try kafka.configuration() else { return nil }
-        let specs = SagaTopology.specs(try loadConfiguration())
-        return try KafkaBroker(
-            configuration: configuration,
-            topicDelays: Dictionary(specs.map { ($0.name, $0.deliveryDelayMilliseconds) }, uniquingKeysWith: max),
-            clientID: "fulfillment-\(label)", logger: logger(label))
-    }
+/// `--config`: the saga configuration.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Saga configuration (YAML). Default: config/fulfillment.yaml if it exists, else the built-in seed policy.")
+    var config: String?
 
     func loadConfiguration() throws -> SagaConfiguration {
         if let config { return try SagaConfiguration.load(path: config) }
@@ -50,12 +39,31 @@ struct SagaOptions: ParsableArguments {
         }
         return SagaConfiguration()
     }
+}
+
+/// `--log-level`, for commands that log.
+struct LogOptions: ParsableArguments {
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .warning
 
     func logger(_ label: String) -> Logger {
         var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
         return logger
     }
+}
+
+/// What commands that read the saga's stores share: where the data is.
+protocol StoreReading {
+    var data: DataDirectoryOptions { get }
+    var storeOptions: StoreOptions { get }
+}
+
+extension StoreReading {
+    var dataDir: String { data.dataDir }
+
+    /// Where the stores are: a directory of SQLite files, or a PostgreSQL URL.
+    var storeLocation: String { get throws { try storeOptions.location(dataDir: dataDir) } }
 
     /// Whether a dispatcher store may be there to open: a PostgreSQL database always may
     /// (its schemas are created on first use); a directory only once its file exists.
@@ -71,11 +79,51 @@ struct SagaOptions: ParsableArguments {
         }
         return try DispatcherStore(location: location, readOnly: true)
     }
+}
+
+/// Options of commands that only read the stores (`order`, `check`).
+struct StoreReadOptions: ParsableArguments, StoreReading {
+    @OptionGroup var data: DataDirectoryOptions
+    @OptionGroup var storeOptions: StoreOptions
+}
+
+/// Options of `run`: the embedded broker in --data-dir, the stores, the configuration.
+struct LocalSagaOptions: ParsableArguments, StoreReading {
+    @OptionGroup var data: DataDirectoryOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var settings: ConfigOptions
+    @OptionGroup var log: LogOptions
+}
+
+/// Options of every command that works on the embedded broker or, with --brokers, a Kafka
+/// cluster: where the data is and which configuration applies.
+struct SagaOptions: ParsableArguments, StoreReading {
+    @OptionGroup var data: DataDirectoryOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var settings: ConfigOptions
+    @OptionGroup var log: LogOptions
+    @OptionGroup var kafka: KafkaOptions
+
+    func loadConfiguration() throws -> SagaConfiguration { try settings.loadConfiguration() }
+    func logger(_ label: String) -> Logger { log.logger(label) }
+
+    /// The Kafka cluster named by --brokers, with the retry tiers' delays of the configuration.
+    func kafkaBroker(_ label: String) throws -> KafkaBroker? {
+        guard let configuration = try kafka.configuration() else { return nil }
+        let specs = SagaTopology.specs(try loadConfiguration())
+        return try KafkaBroker(
+            configuration: configuration,
+            topicDelays: Dictionary(specs.map { ($0.name, $0.deliveryDelayMilliseconds) }, uniquingKeysWith: max),
+            clientID: "fulfillment-\(label)", logger: logger(label))
+    }
 
     /// Opens the broker and the dispatcher store for inspection: works while `run` owns the data directory.
-    func openReadOnly() throws -> (any MessageBroker, DispatcherStore) {
+    func openReadOnly() async throws -> (any MessageBroker, DispatcherStore) {
         let store = try openDispatcherStore()
-        if let kafka = try kafkaBroker("inspect") { return (kafka, store) }
+        if let kafka = try kafkaBroker("inspect") {
+            try await self.kafka.waitUntilReachable(kafka)
+            return (kafka, store)
+        }
         var configuration = EmbeddedBroker.Configuration(dataDirectory: dataDir)
         configuration.readOnly = true
         return (try EmbeddedBroker(configuration: configuration, logger: logger("inspect")), store)
@@ -83,10 +131,13 @@ struct SagaOptions: ParsableArguments {
 
     /// Opens the broker to write (and the dispatcher store); says what to do when `run` holds
     /// the embedded broker's data directory.
-    func openForWriting() throws -> (any MessageBroker, DispatcherStore?) {
+    func openForWriting() async throws -> (any MessageBroker, DispatcherStore?) {
         let location = try storeLocation
         let store = Self.hasDispatcherStore(location) ? try DispatcherStore(location: location) : nil
-        if let kafka = try kafkaBroker("write") { return (kafka, store) }
+        if let kafka = try kafkaBroker("write") {
+            try await self.kafka.waitUntilReachable(kafka)
+            return (kafka, store)
+        }
         do {
             let broker = try EmbeddedBroker(dataDirectory: dataDir, logger: logger("write"))
             return (broker, store)

@@ -16,38 +16,6 @@ import TestSupport
         """
     }
 
-    struct Finished {
-        var status: Int32
-        var reason: Process.TerminationReason
-        var stdout: Data
-        var stderr: String
-    }
-
-    static func fulfillment(_ arguments: [String], input: Data? = nil, directory: String) throws -> Finished {
-        let process = Process()
-        process.executableURL = try fulfillmentExecutable()
-        process.arguments = arguments
-        let out = directory + ".stdout", err = directory + ".stderr"
-        _ = FileManager.default.createFile(atPath: out, contents: nil)
-        _ = FileManager.default.createFile(atPath: err, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(atPath: out)
-            try? FileManager.default.removeItem(atPath: err)
-        }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
-        if let input {
-            let file = directory + ".stdin"
-            try input.write(to: URL(fileURLWithPath: file))
-            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: file))
-        }
-        try process.run()
-        process.waitUntilExit()
-        return Finished(
-            status: process.terminationStatus, reason: process.terminationReason, stdout: (try? Data(contentsOf: URL(fileURLWithPath: out))) ?? Data(),
-            stderr: (try? String(contentsOfFile: err, encoding: .utf8)) ?? "")
-    }
-
     static func json(_ data: Data) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "not a JSON object: \(String(decoding: data, as: UTF8.self))")
     }
@@ -81,9 +49,9 @@ import TestSupport
         var input = Data()
         for line in lines { input.append(contentsOf: line + [0x0A]) }
 
-        let produced = try Self.fulfillment(["produce", "--data-dir", directory], input: input, directory: directory)
+        let produced = try runFulfillment(["produce", "--data-dir", directory], input: input)
         #expect(produced.status == 0, "\(produced.stderr)")
-        let drain = try Self.fulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"], directory: directory)
+        let drain = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
         #expect(drain.reason == .exit && drain.status == 0, "run --drain: \(drain.stderr.suffix(2000))")
         let summary = try Self.json(drain.stdout)
         #expect(summary["in_flight"] as? Int == 0)
@@ -108,16 +76,16 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: directory) }
         var text = (0..<30).map { Self.order("ok-\($0)") }
         text.insert(Self.order("poison-1", token: "tok_crash_process"), at: 12)
-        let produced = try Self.fulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8), directory: directory)
+        let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))
         #expect(produced.status == 0, "\(produced.stderr)")
 
         // The gateway's client crashes the process on that order: the first run dies, the
         // second replays what was in hand one by one and dies on it again, the third sets it
         // aside and finishes.
         var crashes = 0
-        var last: Finished?
+        var last: FulfillmentResult?
         for _ in 0..<5 {
-            let run = try Self.fulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"], directory: directory)
+            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
             last = run
             if run.reason == .uncaughtSignal {
                 crashes += 1
@@ -135,13 +103,13 @@ import TestSupport
         #expect(summary["in_flight"] as? Int == 0)
         #expect((summary["check"] as? [String: Any])?["ok"] as? Bool == true)
 
-        let order = try Self.json(try Self.fulfillment(["order", "poison-1", "--json", "--data-dir", directory], directory: directory).stdout)
+        let order = try Self.json(try runFulfillment(["order", "poison-1", "--json", "--data-dir", directory]).stdout)
         #expect((order["order"] as? [String: Any])?["state"] as? String == "compensated", "\(order)")
-        let list = try Self.fulfillment(["dlq", "list", "--json", "--data-dir", directory], directory: directory)
+        let list = try runFulfillment(["dlq", "list", "--json", "--data-dir", directory])
         let topics = try #require(try JSONSerialization.jsonObject(with: list.stdout) as? [[String: Any]], "\(String(decoding: list.stdout, as: UTF8.self))")
         let poison = try #require(topics.first { $0["topic"] as? String == "payment.requested.poison" }, "\(topics)")
         #expect(poison["depth"] as? Int == 1)
-        let letters = try Self.fulfillment(["dlq", "show", "payment.requested.poison", "--json", "--data-dir", directory], directory: directory)
+        let letters = try runFulfillment(["dlq", "show", "payment.requested.poison", "--json", "--data-dir", directory])
         let shown = String(decoding: letters.stdout, as: UTF8.self)
         #expect(shown.contains("poison-1") && shown.contains("original-offset") && shown.contains("PoisonRecord"), "\(shown)")
         // Nobody was charged for it; everyone else once.

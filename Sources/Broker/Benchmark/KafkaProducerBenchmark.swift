@@ -13,6 +13,8 @@ public struct KafkaProducerBenchmark: Sendable {
         public var batchRecords = 10_000
         /// `nil`: start a 3-broker mock cluster in this process.
         public var kafka: KafkaConfiguration?
+        /// How long to wait for a given cluster to answer before starting.
+        public var connectTimeout: Duration = .seconds(30)
         public var topic = "bench.kafka-producer"
 
         public init() {}
@@ -35,7 +37,7 @@ public struct KafkaProducerBenchmark: Sendable {
 
     public init(options: Options) { self.options = options }
 
-    public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Report {
+    public func run(progress: @escaping @Sendable (String) -> Void = { _ in }) async throws -> Report {
         var mock: KafkaMockCluster?
         let kafka: KafkaConfiguration
         if let given = options.kafka {
@@ -50,6 +52,9 @@ public struct KafkaProducerBenchmark: Sendable {
         let broker = try KafkaBroker(configuration: kafka, clientID: "bench", logger: Logger(label: "bench"))
         defer { broker.shutdown() }
         if options.kafka != nil {
+            _ = try await BrokerWait.retrying("reading cluster metadata", target: "the Kafka cluster at \(kafka.bootstrapServers)", timeout: options.connectTimeout, status: progress) {
+                try await broker.listTopics()
+            }
             try await broker.createTopic(TopicSpec(name: options.topic, partitions: options.partitions))
         }
         let topic = options.topic

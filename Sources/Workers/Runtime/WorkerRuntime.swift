@@ -131,10 +131,19 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         let committer = Task { await self.commitLoop(consumers: consumers) }
         let deadlines = Task { await self.deadlineLoop() }
-        do {
-            try await pollLoop(standard: standard, priority: priority)
-        } catch {
-            logger.error("worker stopped by an error", metadata: ["error": "\(error)"])
+        // A broker briefly away (retriable errors) is waited out; anything else stops the worker.
+        while true {
+            do {
+                try await pollLoop(standard: standard, priority: priority)
+                break
+            } catch let error as BrokerError where error.isRetriable && !error.isFatal {
+                logger.warning("the broker is not answering; polling again shortly", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            } catch {
+                logger.error("worker stopped by an error", metadata: ["error": "\(error)"])
+                break
+            }
         }
         // Graceful shutdown: no new work; let running handlers finish, then hand back the rest
         // (messages not started are simply not committed: they are redelivered after restart).

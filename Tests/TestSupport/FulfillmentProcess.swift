@@ -1,0 +1,51 @@
+import Foundation
+
+/// One run of the `fulfillment` executable as a child process, finished.
+public struct FulfillmentResult: Sendable {
+    public var status: Int32
+    public var reason: Process.TerminationReason
+    public var stdout: Data
+    public var stderr: String
+    public var output: String { String(decoding: stdout, as: UTF8.self) }
+    public var exitedCleanly: Bool { reason == .exit && status == 0 }
+}
+
+/// Runs `fulfillment ARGUMENTS` to its end, with `input` on stdin; output goes through
+/// temporary files (no pipe to fill up).
+public func runFulfillment(_ arguments: [String], input: Data? = nil) throws -> FulfillmentResult {
+    let scratch = NSTemporaryDirectory() + "fulfillment-run-\(UUID().uuidString.prefix(8))"
+    defer { for suffix in [".stdout", ".stderr", ".stdin"] { try? FileManager.default.removeItem(atPath: scratch + suffix) } }
+    let process = try launchFulfillment(arguments, stdout: scratch + ".stdout", stderr: scratch + ".stderr", input: input.map { ($0, scratch + ".stdin") })
+    process.waitUntilExit()
+    return FulfillmentResult(
+        status: process.terminationStatus, reason: process.terminationReason,
+        stdout: (try? Data(contentsOf: URL(fileURLWithPath: scratch + ".stdout"))) ?? Data(),
+        stderr: (try? String(contentsOfFile: scratch + ".stderr", encoding: .utf8)) ?? "")
+}
+
+/// Starts `fulfillment ARGUMENTS` in the background, its output into the files named.
+public func launchFulfillment(_ arguments: [String], stdout: String, stderr: String, input: (Data, String)? = nil) throws -> Process {
+    let process = Process()
+    process.executableURL = try fulfillmentExecutable()
+    process.arguments = arguments
+    _ = FileManager.default.createFile(atPath: stdout, contents: nil)
+    _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+    process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
+    process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+    if let (data, path) = input {
+        try data.write(to: URL(fileURLWithPath: path))
+        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+    } else {
+        process.standardInput = FileHandle.nullDevice
+    }
+    try process.run()
+    return process
+}
+
+/// A loopback port nothing listens on now (for a server a test starts).
+public func freeLoopbackPort() -> Int {
+    while true {
+        let port = Int.random(in: 20_000...45_000)
+        if !Loopback.isListening(port: port) { return port }
+    }
+}
