@@ -16,12 +16,7 @@ struct BrokerBench: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Produce then group-consume records on the embedded broker, on disk.",
         discussion: """
-            Produces --records records of about --record-bytes bytes, keyed so murmur2 spreads them
-            over --partitions partitions, from --producers concurrent producers each sending
-            --batch records per produce call (one acknowledgement per call). Then a consumer group
-            of --consumers members reads them all back, committing after every poll.
-            Reports records/s and MB/s both ways and the produce acknowledgement latency.
-            The data directory is a fresh temporary folder, removed afterwards, unless --data-dir is given.
+            Produces --records records of about --record-bytes bytes, keyed so murmur2 spreads them over --partitions partitions, from --producers concurrent producers each sending --batch records per produce call (one acknowledgement per call). Then a consumer group of --consumers members reads them all back, committing after every poll. Reports records/s and MB/s both ways and the produce acknowledgement latency. The data directory is a fresh temporary folder, removed afterwards, unless --data-dir is given.
             """
     )
 
@@ -78,11 +73,7 @@ struct KafkaProducerBench: AsyncParsableCommand {
         commandName: "kafka-producer",
         abstract: "Producer throughput of the librdkafka client (idempotent, acks=all).",
         discussion: """
-            Produces --records records of about --record-bytes bytes, keyed `order-N`, through the
-            same broker abstraction the workers use: --producers concurrent tasks, each awaiting
-            the delivery reports of --batch records per call. Without --brokers, a 3-broker
-            librdkafka mock cluster runs in this process (what the issue's target is measured on).
-            The cluster's end offsets are checked afterwards: every record acknowledged is there.
+            Produces --records records of about --record-bytes bytes, keyed `order-N`, through the same broker abstraction the workers use: --producers concurrent tasks, each awaiting the delivery reports of --batch records per call. Without --brokers, a 3-broker librdkafka mock cluster runs in this process (what the issue's target is measured on). The cluster's end offsets are checked afterwards: every record acknowledged is there.
             """
     )
 

@@ -9,19 +9,12 @@ struct BrokerCommand: AsyncParsableCommand {
         commandName: "broker",
         abstract: "Serve the embedded broker's data directory over the Kafka protocol (kcat and other Kafka clients).",
         discussion: """
-            Listens on --listen (loopback unless told otherwise) and serves the data
-            directory to Kafka clients: produce (acks 0/1/all, idempotent producers),
-            fetch, consumer groups with committed offsets, topic creation and deletion,
-            list offsets. Record batches are stored as the client sent them
-            (compressed ones too). Examples:
+            Listens on --listen (loopback unless told otherwise) and serves the data directory to Kafka clients: produce (acks 0/1/all, idempotent producers), fetch, consumer groups with committed offsets, topic creation and deletion, list offsets. Record batches are stored as the client sent them (compressed ones too). Examples:
               kcat -b 127.0.0.1:9092 -L
               kcat -b 127.0.0.1:9092 -P -t orders -k order-1
               kcat -b 127.0.0.1:9092 -G my-group orders
-            Listening on 0.0.0.0 (containers)? Pass --advertise with the address
-            clients reach. Not served: transactions, static group membership
-            (group.instance.id is ignored), SASL/TLS. Topics named in a Metadata
-            request are created only with --auto-create-topics.
-            Stop with Ctrl-C (SIGINT) or SIGTERM.
+
+            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL/TLS. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions

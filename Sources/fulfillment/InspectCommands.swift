@@ -171,9 +171,7 @@ struct CheckCommand: AsyncParsableCommand {
         commandName: "check",
         abstract: "Check the conservation invariants; exit 1 on any violation. Read-only.",
         discussion: """
-            charged − refunded = sum of completed orders' amounts; initial − final stock = units of
-            completed orders; no order charged twice; no shipment for a compensated order; one notice
-            per finished order. Orders still in flight are counted and left out of per-order checks.
+            charged − refunded = sum of completed orders' amounts; initial − final stock = units of completed orders; no order charged twice; no shipment for a compensated order; one notice per finished order. Orders still in flight are counted and left out of per-order checks.
             """)
     @OptionGroup var saga: StoreReadOptions
     @Flag(help: "Print one JSON object with `ok` and `violations`.") var json = false

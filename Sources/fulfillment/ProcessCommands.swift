@@ -44,10 +44,7 @@ struct WorkerCommand: AsyncParsableCommand {
         commandName: "worker",
         abstract: "Run one step's worker against a Kafka cluster (scale out: start several).",
         discussion: """
-            Consumes the step's topics (standard, priority and retry tiers) in the step's consumer
-            group, so several instances share the partitions; when one stops or dies, its
-            partitions move to the others and are re-handled idempotently from the last commit.
-            Instances of one step must share its store (--store).
+            Consumes the step's topics (standard, priority and retry tiers) in the step's consumer group, so several instances share the partitions; when one stops or dies, its partitions move to the others and are re-handled idempotently from the last commit. Instances of one step must share its store (--store).
 
             Example: fulfillment worker payment --brokers kafka1:9092,kafka2:9092 --store sqlite:/var/lib/fulfillment
             """)
@@ -72,10 +69,7 @@ struct DispatcherCommand: AsyncParsableCommand {
         commandName: "dispatcher",
         abstract: "Run the dispatcher against a Kafka cluster: intake, tracker, compensation driver, watchdog.",
         discussion: """
-            Creates the saga's topics when missing (CreateTopics), validates and routes orders,
-            records every order's history in its store, drives compensations from the dead-letter
-            topics and recovers stuck orders. Also hosts the compensation worker unless
-            --without-compensation-worker (then run `fulfillment worker compensation`).
+            Creates the saga's topics when missing (CreateTopics), validates and routes orders, records every order's history in its store, drives compensations from the dead-letter topics and recovers stuck orders. Also hosts the compensation worker unless --without-compensation-worker (then run `fulfillment worker compensation`).
             """)
 
     @OptionGroup var saga: SagaOptions
@@ -96,9 +90,7 @@ struct KafkaMockCommand: AsyncParsableCommand {
         commandName: "kafka-mock",
         abstract: "Serve librdkafka's mock Kafka cluster on loopback, with the saga's topics (for trying and testing scale-out without Kafka).",
         discussion: """
-            Prints the bootstrap servers as the first line on stdout, then serves until SIGINT/SIGTERM.
-            The mock speaks the real Kafka protocol (producers, consumer groups, commits) but keeps
-            everything in memory and has no CreateTopics: the saga's topics from --config are made here.
+            Prints the bootstrap servers as the first line on stdout, then serves until SIGINT/SIGTERM. The mock speaks the real Kafka protocol (producers, consumer groups, commits) but keeps everything in memory and has no CreateTopics: the saga's topics from --config are made here.
             """)
 
     @Option(help: "Mock brokers.") var brokerCount = 3

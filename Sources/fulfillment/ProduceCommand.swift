@@ -10,10 +10,7 @@ struct ProduceCommand: AsyncParsableCommand {
         commandName: "produce",
         abstract: "Put orders on the `orders` topic: from a file or stdin (one JSON order per line), or generated.",
         discussion: """
-            Each line is sent as it is, keyed by its order_id when it has one, so invalid orders reach
-            the dispatcher and are rejected with a reason on `orders.rejected` (nothing is validated
-            here). Needs the data directory's owner stopped; then `fulfillment run --drain` processes
-            what was queued.
+            Each line is sent as it is, keyed by its order_id when it has one, so invalid orders reach the dispatcher and are rejected with a reason on `orders.rejected` (nothing is validated here). Needs the data directory's owner stopped; then `fulfillment run --drain` processes what was queued.
             """
     )
 

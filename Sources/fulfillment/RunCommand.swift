@@ -10,14 +10,9 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run the whole saga in one process on the embedded broker.",
         discussion: """
-            Starts the embedded, disk-persistent broker, the dispatcher (intake, tracker, compensation
-            driver, watchdog) and every worker. With --orders N it generates that load and exits once
-            every order is terminal, printing a summary and the conservation check; with --drain it
-            processes what is already queued (e.g. by `fulfillment produce`) and exits; otherwise it
-            serves until SIGINT/SIGTERM.
+            Starts the embedded, disk-persistent broker, the dispatcher (intake, tracker, compensation driver, watchdog) and every worker. With --orders N it generates that load and exits once every order is terminal, printing a summary and the conservation check; with --drain it processes what is already queued (e.g. by `fulfillment produce`) and exits; otherwise it serves until SIGINT/SIGTERM.
 
-            Exit code 0: every order terminal and `check` holds; 1: check failed or orders left in
-            flight; 2: usage or runtime error.
+            Exit code 0: every order terminal and `check` holds; 1: check failed or orders left in flight; 2: usage or runtime error.
             """
     )
 
