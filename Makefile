@@ -20,13 +20,14 @@ deps:
 	fi
 
 # Kafka clients nobody here wrote, for the wire-protocol compatibility tests: confluent-kafka
-# (its own, newer librdkafka) and kafka-python (pure Python). Installed with pip when missing
+# (its own, newer librdkafka) and kafka-python (pure Python); jsonschema, the validator the
+# tests of the commands' --json output use (docs/schemas). Installed with pip when missing
 # (falling back to --break-system-packages on a Debian-managed Python).
-PYTHON_TEST_PACKAGES := confluent-kafka kafka-python
+PYTHON_TEST_PACKAGES := confluent-kafka kafka-python jsonschema
 python-deps:
 	@command -v python3 >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3 python3-pip; }
 	@python3 -m pip --version >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-pip; }
-	@python3 -c "import confluent_kafka, kafka" 2>/dev/null || { echo "installing $(PYTHON_TEST_PACKAGES) from PyPI"; \
+	@python3 -c "import confluent_kafka, kafka, jsonschema" 2>/dev/null || { echo "installing $(PYTHON_TEST_PACKAGES) from PyPI"; \
 		python3 -m pip install -q $(PYTHON_TEST_PACKAGES) 2>/dev/null || python3 -m pip install -q --break-system-packages $(PYTHON_TEST_PACKAGES); }
 
 build: deps

@@ -16,9 +16,18 @@ public struct ConservationCheck: Sendable {
         enum CodingKeys: String, CodingKey {
             case orderID = "order_id", invariant, detail
         }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(orderID, forKey: .orderID)
+            try c.encode(invariant, forKey: .invariant)
+            try c.encode(detail, forKey: .detail)
+        }
     }
 
     public struct Report: Codable, Sendable {
+        /// docs/json.md: bumped when a key changes meaning or goes away.
+        public var schema_version = 1
         public var ok: Bool
         public var violations: [Violation]
         public var ordersChecked: Int
@@ -30,7 +39,7 @@ public struct ConservationCheck: Sendable {
         public var completedUnits: Int64
 
         enum CodingKeys: String, CodingKey {
-            case ok, violations, inFlight = "in_flight", ordersChecked = "orders_checked"
+            case schema_version, ok, violations, inFlight = "in_flight", ordersChecked = "orders_checked"
             case chargedCents = "charged_cents", refundedCents = "refunded_cents", completedAmountCents = "completed_amount_cents"
             case unitsTaken = "units_taken", completedUnits = "completed_units"
         }

@@ -87,6 +87,24 @@ public final class DispatcherStore: Sendable {
             case failedStep = "failed_step", errorClass = "error_class", errorMessage = "error_message"
             case createdAt = "created_at", updatedAt = "updated_at", finishedAt = "finished_at", recoveries
         }
+
+        /// Every key always present (`null` when there is no value): docs/schemas/order.schema.json.
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(orderID, forKey: .orderID)
+            try c.encode(state, forKey: .state)
+            try c.encode(amountCents, forKey: .amountCents)
+            try c.encode(units, forKey: .units)
+            try c.encode(tier, forKey: .tier)
+            try c.encode(priority, forKey: .priority)
+            try c.encode(failedStep, forKey: .failedStep)
+            try c.encode(errorClass, forKey: .errorClass)
+            try c.encode(errorMessage, forKey: .errorMessage)
+            try c.encode(createdAt, forKey: .createdAt)
+            try c.encode(updatedAt, forKey: .updatedAt)
+            try c.encode(finishedAt, forKey: .finishedAt)
+            try c.encode(recoveries, forKey: .recoveries)
+        }
     }
 
     public struct HistoryEntry: Codable, Sendable {
@@ -103,6 +121,19 @@ public final class DispatcherStore: Sendable {
         enum CodingKeys: String, CodingKey {
             case at, topic, partition, offset, event, step, attempt
             case errorClass = "error_class", errorMessage = "error_message"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(at, forKey: .at)
+            try c.encode(topic, forKey: .topic)
+            try c.encode(partition, forKey: .partition)
+            try c.encode(offset, forKey: .offset)
+            try c.encode(event, forKey: .event)
+            try c.encode(step, forKey: .step)
+            try c.encode(attempt, forKey: .attempt)
+            try c.encode(errorClass, forKey: .errorClass)
+            try c.encode(errorMessage, forKey: .errorMessage)
         }
     }
 

@@ -1,6 +1,7 @@
 import Broker
 import StoreDatabase
 import SagaDomain
+import Workers
 
 /// What `stats` reports, computed from the tracker's store and the broker.
 public struct SagaStatistics: Codable, Sendable {
@@ -20,7 +21,11 @@ public struct SagaStatistics: Codable, Sendable {
         }
     }
 
+    /// docs/json.md: bumped when a key changes meaning or goes away.
+    public var schemaVersion = 1
     public var orders: Int
+    /// Accepted orders not yet completed, compensated or parked for manual review.
+    public var inFlight: Int
     public var states: [String: Int]
     public var rejected: Int
     public var rejectionReasons: [String: Int]
@@ -34,9 +39,9 @@ public struct SagaStatistics: Codable, Sendable {
     public var latencyMilliseconds: [String: Latency]
 
     enum CodingKeys: String, CodingKey {
-        case orders, states, rejected, rejectionReasons = "rejection_reasons", completedPerSecond = "completed_per_s"
+        case schemaVersion = "schema_version", orders, inFlight = "in_flight", states, rejected, rejectionReasons = "rejection_reasons", completedPerSecond = "completed_per_s"
         case successRate = "success_rate", steps, compensations, manualReviewAlerts = "manual_review_alerts"
-        case deadLetterDepth = "dlt_depth", lag, latencyMilliseconds = "latency_ms"
+        case deadLetterDepth = "dlt_depth", lag = "lag_records", latencyMilliseconds = "latency_ms"
     }
 
     /// End-to-end latency of completed orders per lane, optionally of some orders only
@@ -82,7 +87,8 @@ public struct SagaStatistics: Codable, Sendable {
         let compensated = states[OrderState.compensated.rawValue] ?? 0
         var depth: [String: Int] = [:]
         let t = configuration.topics
-        for topic in t.stepDeadLetters + [t.deadLetter(nil), t.manualReview] {
+        let poison = ((try? await broker.listTopics()) ?? []).map(\.name).filter { $0.hasSuffix(PoisonRecord.suffix) }
+        for topic in t.stepDeadLetters + [t.deadLetter(nil), t.manualReview] + poison {
             if let description = try? await broker.describeTopic(topic) {
                 depth[topic] = Int(description.partitions.reduce(Int64(0)) { $0 + $1.endOffset - $1.beginOffset })
             }
@@ -100,7 +106,7 @@ public struct SagaStatistics: Codable, Sendable {
             lag[group] = try await broker.lag(group: group).reduce(Int64(0)) { $0 + $1.lag }
         }
         return SagaStatistics(
-            orders: orders, states: states, rejected: reasons.values.reduce(0, +), rejectionReasons: reasons,
+            orders: orders, inFlight: orders - completed - compensated - (states[OrderState.manualReview.rawValue] ?? 0), states: states, rejected: reasons.values.reduce(0, +), rejectionReasons: reasons,
             completedPerSecond: window.1 > window.0 ? Double(window.2) / (Double(window.1 - window.0) / 1000) : 0,
             successRate: completed + compensated > 0 ? Double(completed) / Double(completed + compensated) : 0,
             steps: steps, compensations: compensations, manualReviewAlerts: alerts, deadLetterDepth: depth, lag: lag,

@@ -37,6 +37,8 @@ public struct SagaRun: Sendable {
 
     /// The end-of-run summary (`run --json` prints exactly this object).
     public struct Summary: Codable, Sendable {
+        /// docs/json.md: bumped when a key changes meaning or goes away.
+        public var schema_version = 1
         public var orders: Int
         public var completed: Int
         public var compensated: Int

@@ -39,10 +39,9 @@ private final class BlockingThreadPool: @unchecked Sendable {
         for _ in 0..<threads {
             let box = Unmanaged.passRetained(self)
             var thread = pthread_t()
-            pthread_create(&thread, nil, { raw in
-                let pool = Unmanaged<BlockingThreadPool>.fromOpaque(raw!).takeRetainedValue()
-                pool.work()
-                return nil
+            pthread_create(&thread, nil, { raw -> UnsafeMutableRawPointer? in
+                // The pool's threads live as long as the process: `work()` never returns.
+                Unmanaged<BlockingThreadPool>.fromOpaque(raw!).takeRetainedValue().work()
             }, box.toOpaque())
             pthread_detach(thread)
         }

@@ -16,12 +16,17 @@ struct DlqCommand: AsyncParsableCommand {
         @OptionGroup var saga: SagaOptions
         @Flag(help: "Print JSON.") var json = false
 
+        struct ListOutput: Codable {
+            var schema_version = 1
+            var topics: [DeadLetters.TopicSummary]
+        }
+
         func run() async throws {
             try await reportingFailures {
                 let (broker, store) = try await saga.openReadOnly()
                 defer { broker.shutdown() }
                 let summaries = try await DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics).summaries()
-                if json { return try printJSON(summaries) }
+                if json { return try printJSON(ListOutput(topics: summaries)) }
                 for s in summaries {
                     let classes = s.errorClasses.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
                     print("\(s.topic.padding(toLength: 36, withPad: " ", startingAt: 0)) depth \(s.depth), pending \(s.pending)\(classes.isEmpty ? "" : " (\(classes))")")
@@ -98,9 +103,19 @@ struct OrderCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     struct Output: Codable {
+        var schema_version = 1
         var order: DispatcherStore.OrderRecord?
         var history: [DispatcherStore.HistoryEntry]
         var rejections: [String]
+
+        /// `order` is `null` for an order that was only rejected.
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(schema_version, forKey: .schema_version)
+            try c.encode(order, forKey: .order)
+            try c.encode(history, forKey: .history)
+            try c.encode(rejections, forKey: .rejections)
+        }
     }
 
     func run() async throws {

@@ -106,7 +106,7 @@ import TestSupport
         let order = try Self.json(try runFulfillment(["order", "poison-1", "--json", "--data-dir", directory]).stdout)
         #expect((order["order"] as? [String: Any])?["state"] as? String == "compensated", "\(order)")
         let list = try runFulfillment(["dlq", "list", "--json", "--data-dir", directory])
-        let topics = try #require(try JSONSerialization.jsonObject(with: list.stdout) as? [[String: Any]], "\(String(decoding: list.stdout, as: UTF8.self))")
+        let topics = try #require(try Self.json(list.stdout)["topics"] as? [[String: Any]], "\(list.output)")
         let poison = try #require(topics.first { $0["topic"] as? String == "payment.requested.poison" }, "\(topics)")
         #expect(poison["depth"] as? Int == 1)
         let letters = try runFulfillment(["dlq", "show", "payment.requested.poison", "--json", "--data-dir", directory])
