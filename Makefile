@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps python-deps build release demo test bench-broker bench-saga bench-kafka-producer bench-wire clean
+.PHONY: deps python-deps build release demo test fuzz bench-broker bench-saga bench-kafka-producer bench-wire clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
@@ -70,6 +70,14 @@ test: deps python-deps
 	@url=$$(./scripts/test-postgres.sh start) && trap './scripts/test-postgres.sh stop' EXIT && \
 		echo "PostgreSQL for the store tests: $$url" && \
 		FULFILLMENT_TEST_POSTGRES=$$url timeout 45m $(SWIFT) test --skip-build --no-parallel
+	FUZZ_SECONDS=60 ./scripts/fuzz.sh
+
+# libFuzzer on the order validator and the wire-protocol request handler (Fuzz/), with
+# AddressSanitizer: 10 minutes each here (FUZZ_SECONDS=… for another bound), 60 s each in
+# `make test`. A crash leaves its input in .build-fuzz/crashes/<target>/ and fails.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./scripts/fuzz.sh
 
 clean:
 	rm -rf .build $(DATA_DIR)

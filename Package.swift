@@ -12,6 +12,9 @@ let package = Package(
     products: [
         .executable(name: "fulfillment", targets: ["fulfillment"]),
         .library(name: "Broker", targets: ["Broker"]),
+        /// For the fuzz targets (Fuzz/Package.swift), built apart with libFuzzer.
+        .library(name: "SagaDomain", targets: ["SagaDomain"]),
+        .library(name: "KafkaWire", targets: ["KafkaWire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

@@ -1,0 +1,54 @@
+import Foundation
+import Logging
+import Testing
+@testable import Broker
+@testable import KafkaWire
+
+/// The wire fuzzer's inputs replayed in the ordinary suite: every frame in
+/// Fuzz/Regressions/FuzzWireRequests (crashes found, if any) and the seed corpus, each
+/// answered or refused by the request handler, which keeps answering afterwards. The seeds
+/// are real requests (ApiVersions, Metadata, FindCoordinator, ListOffsets, Fetch), so each
+/// must get an answer whose correlation id is its own.
+@Suite struct FuzzFrameReplayTests {
+    static let fuzzDirectory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fuzz")
+
+    static func frames(_ folder: String) throws -> [(name: String, bytes: [UInt8])] {
+        let directory = fuzzDirectory.appendingPathComponent(folder)
+        guard FileManager.default.fileExists(atPath: directory.path) else { return [] }
+        return try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted().map {
+            ($0, Array(try Data(contentsOf: directory.appendingPathComponent($0))))
+        }
+    }
+
+    @Test func everyRecordedFrameIsAnsweredOrRefusedAndTheSeedsAreAnswered() async throws {
+        let dir = NSTemporaryDirectory() + "wire-replay-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var configuration = EmbeddedBroker.Configuration(dataDirectory: dir)
+        configuration.fsync = .never
+        var logger = Logger(label: "wire-replay")
+        logger.logLevel = .critical
+        let broker = try EmbeddedBroker(configuration: configuration, logger: logger)
+        defer { broker.shutdown() }
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
+        var options = KafkaRequestHandler.Options()
+        options.maxFetchWaitMilliseconds = 0
+        let handler = KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
+
+        for (_, frame) in try Self.frames("Regressions/FuzzWireRequests") {
+            _ = try? await handler.respond(to: frame, peer: "replay")
+        }
+        let seeds = try Self.frames("Corpus/FuzzWireRequests")
+        #expect(seeds.count >= 5)
+        for (name, frame) in seeds {
+            var header = WireReader(frame)
+            _ = try header.int16(); _ = try header.int16()
+            let correlation = try header.int32()
+            let answer = try await handler.respond(to: frame, peer: "replay")
+            let response = try #require(answer, "\(name) gets an answer")
+            var reader = WireReader(response)
+            #expect(try reader.int32() == correlation, "\(name)")
+        }
+    }
+}
