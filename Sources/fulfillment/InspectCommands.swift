@@ -3,6 +3,7 @@ import Broker
 import Dispatcher
 import Foundation
 import SagaDomain
+import Workers
 
 struct DlqCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,9 +65,9 @@ struct DlqCommand: AsyncParsableCommand {
     struct Redrive: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Put dead letters back on the topic they failed on (same idempotency key, attempt 1).",
-            discussion: "Select by --order, or take every pending letter with --all. Needs the data directory's owner stopped; `run --drain` then processes them.")
+            discussion: "Select by --order, or take every pending letter with --all. Needs the data directory's owner stopped; `run --drain` then processes them.\n\nPoison records (<topic>.poison: records that crashed a process twice) are redriven only from a topic named with --topic: put one back only once what crashed on it is fixed, or it crashes the consumer twice more and is set aside again.")
         @OptionGroup var saga: SagaOptions
-        @Option(help: "Only these dead-letter topics (default: all of them).") var topic: [String] = []
+        @Option(help: "Only these dead-letter topics (default: all of them but the .poison ones).") var topic: [String] = []
         @Option(help: "Only this order's letters.") var order: String?
         @Flag(help: "Redrive every pending letter.") var all = false
         @Flag(help: "Show what would be redriven without doing it.") var dryRun = false
@@ -82,7 +83,8 @@ struct DlqCommand: AsyncParsableCommand {
                 defer { broker.shutdown() }
                 guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeLocation): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
-                let result = try await letters.redrive(topics: topic.isEmpty ? try await letters.deadLetterTopics() : topic, orderID: order, dryRun: dryRun)
+                let selected = topic.isEmpty ? try await letters.deadLetterTopics().filter { !$0.hasSuffix(PoisonRecord.suffix) } : topic
+                let result = try await letters.redrive(topics: selected, orderID: order, dryRun: dryRun)
                 if json { return try printJSON(result) }
                 for l in result.redriven {
                     print("\(dryRun ? "would redrive" : "redriven") \(l.topic)/\(l.partition)/\(l.offset) order \(l.orderID) -> \(l.headers[SagaHeader.originalTopic] ?? "compensation.requested")")

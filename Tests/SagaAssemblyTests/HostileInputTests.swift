@@ -112,6 +112,11 @@ import TestSupport
         let letters = try runFulfillment(["dlq", "show", "payment.requested.poison", "--json", "--data-dir", directory])
         let shown = String(decoding: letters.stdout, as: UTF8.self)
         #expect(shown.contains("poison-1") && shown.contains("original-offset") && shown.contains("PoisonRecord"), "\(shown)")
+        // --all leaves poison records alone; named, this one is skipped: its order has ended.
+        let all = String(decoding: try runFulfillment(["dlq", "redrive", "--all", "--dry-run", "--data-dir", directory]).stdout, as: UTF8.self)
+        #expect(!all.contains(".poison"), "\(all)")
+        let named = String(decoding: try runFulfillment(["dlq", "redrive", "--topic", "payment.requested.poison", "--order", "poison-1", "--dry-run", "--data-dir", directory]).stdout, as: UTF8.self)
+        #expect(named.contains("skipped payment.requested.poison/") && named.contains("already compensated"), "\(named)")
         // Nobody was charged for it; everyone else once.
         let ledger = try StoreConnectionForTests.open(directory + "/gateway.sqlite")
         #expect(try ledger.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'charge' AND order_id = 'poison-1'") == 0)
