@@ -11,8 +11,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fulfillment", targets: ["fulfillment"]),
-        .library(name: "Broker", targets: ["Broker"]),
         /// For the fuzz targets (Fuzz/Package.swift), built apart with libFuzzer.
+        .library(name: "Messaging", targets: ["Messaging"]),
+        .library(name: "Broker", targets: ["Broker"]),
         .library(name: "SagaDomain", targets: ["SagaDomain"]),
         .library(name: "KafkaWire", targets: ["KafkaWire"]),
     ],
@@ -30,18 +31,39 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"]), .brew(["librdkafka"])]
         ),
-        /// The messaging abstraction every other module talks to, the embedded,
-        /// disk-persistent log broker that implements it on one machine, and the librdkafka
-        /// client that implements it against a Kafka cluster.
         /// CRC-32C with the CPU's instruction (SSE 4.2 / ARMv8 CRC); Broker falls back to tables.
         .target(name: "CCRC32C"),
         /// Marks the poison-record journals when the process dies of a crash signal.
         .target(name: "CCrashMarks"),
+        /// The one way blocking calls (fsyncing transactions, librdkafka calls that wait) run:
+        /// on threads of their own, off Swift's cooperative pool.
+        .target(name: "IOThreads", swiftSettings: optimized),
+        /// The messaging abstraction every other module talks to (`MessageBroker`,
+        /// `GroupConsumer`, records, topics, errors): no C library, no transport.
+        .target(
+            name: "Messaging",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: optimized
+        ),
+        /// The embedded broker: partitioned, disk-persistent logs in Kafka's record-batch
+        /// format, consumer groups and delayed topics, behind `MessageBroker`, on one machine.
         .target(
             name: "Broker",
             dependencies: [
-                "CRdKafka",
+                "Messaging",
                 "CCRC32C",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// The client of a Kafka cluster over librdkafka, behind `MessageBroker`, and
+        /// librdkafka's mock cluster.
+        .target(
+            name: "KafkaClient",
+            dependencies: [
+                "Messaging",
+                "CRdKafka",
+                "IOThreads",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimized
@@ -51,7 +73,7 @@ let package = Package(
         .target(
             name: "KafkaWire",
             dependencies: [
-                "Broker",
+                "Messaging", "Broker",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -81,62 +103,86 @@ let package = Package(
         /// The stores' database connection: a durable SQLite file (WAL, prepared-statement
         /// cache) or a PostgreSQL schema, with the same statements and transactions.
         .target(name: "StoreDatabase", dependencies: ["CSQLite", "CLibPQ"], swiftSettings: optimized),
-        /// The worker runtime (consume -> idempotent handle -> publish -> commit, retries,
-        /// timeouts, heartbeats, dead letters) and the step services with their stores.
+        /// How every consumer of the saga runs: the worker runtime (consume -> idempotent
+        /// handle -> publish -> commit, retries, timeouts, heartbeats, dead letters), the batch
+        /// consume loop of the dispatcher's services, the saga's message shapes, poison-record
+        /// quarantine, and the counters.
+        .target(
+            name: "SagaRuntime",
+            dependencies: [
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "CCrashMarks",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// The step services (payment with a simulated gateway, inventory, shipping,
+        /// notification, compensation) with their stores.
         .target(
             name: "Workers",
             dependencies: [
-                "Broker", "SagaDomain", "StoreDatabase", "CCrashMarks",
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: optimized
         ),
         /// Order intake and priority routing, the saga tracker (state and history), the
-        /// stuck-order watchdog, DLT-driven compensation, redrive, stats and the conservation check.
+        /// stuck-order watchdog, DLT-driven compensation, redrive and stats.
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Broker", "SagaDomain", "StoreDatabase", "Workers",
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: optimized
         ),
-        /// The saga assembled on one machine: topic layout, the services of each role, the
-        /// load generator and `run` with its summary.
+        /// The saga assembled: topic layout, the services of each role, the load generator,
+        /// `run` with its summary, and the conservation check over every store.
         .target(
             name: "SagaAssembly",
             dependencies: [
-                "Broker", "KafkaWire", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher",
+                "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime", "Workers", "Dispatcher",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: optimized
+        ),
+        /// The benchmark commands' engines: the embedded broker, the librdkafka producer, the
+        /// order parser against Foundation's decoders. Each prints figures (and JSON).
+        .target(
+            name: "Benchmarks",
+            dependencies: ["Messaging", "Broker", "KafkaClient", "SagaDomain", "SagaAssembly", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         /// The `fulfillment` executable: argument parsing only, everything else is library code.
         .executableTarget(
             name: "fulfillment",
             dependencies: [
-                "Broker", "KafkaWire", "SagaDomain", "StoreDatabase", "Workers", "Dispatcher", "SagaAssembly",
+                "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "SagaRuntime", "Workers", "Dispatcher", "SagaAssembly", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: optimized
         ),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "TestSupport"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Messaging", "Broker", "KafkaClient", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
-        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Broker", "TestSupport"], exclude: ["Clients"]),
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built
         /// `fulfillment` executable.
         .target(name: "TestSupport", dependencies: ["StoreDatabase"], path: "Tests/TestSupport"),
         .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "TestSupport"]),
-        .testTarget(name: "WorkersTests", dependencies: ["Workers", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
+        .testTarget(name: "IOThreadsTests", dependencies: ["IOThreads"]),
+        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "SagaRuntime", "Broker", "Messaging", "SagaDomain", "TestSupport"]),
+        .testTarget(name: "SagaRuntimeTests", dependencies: ["SagaRuntime", "Messaging", "SagaDomain", "StoreDatabase", "TestSupport"]),
+        .testTarget(name: "WorkersTests", dependencies: ["SagaRuntime", "Workers", "Messaging", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(
             name: "SagaAssemblyTests",
             dependencies: [
-                "SagaAssembly", "Dispatcher", "Workers", "Broker", "SagaDomain", "StoreDatabase", "TestSupport",
+                "SagaAssembly", "Dispatcher", "SagaRuntime", "Workers", "Messaging", "Broker", "KafkaClient", "SagaDomain", "StoreDatabase", "TestSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,9 +1,10 @@
-import Broker
+import IOThreads
 import Logging
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
 import ServiceLifecycle
-import Workers
+import StoreDatabase
 
 /// Reads every step's dead-letter topic and turns each dead letter into a compensation
 /// request that undoes what the order holds, newest first. A step whose policy says
@@ -71,7 +72,7 @@ public struct CompensationDriver: Service {
 
     func raiseAlert(orderID: String, _ message: String) throws {
         alerts.add("manual_review_alerts")
-        logger.error("order parked for manual review", metadata: ["order.id": "\(orderID)", "reason": "\(message)"])
+        logger.error("order parked for manual review", metadata: ["order.id": "\(orderID)", "error.message": "\(message)"])
         try store.connection.run("INSERT INTO alerts VALUES (?, ?, 'manual_review', ?)", [.integer(UnixClock.nowMillis()), .text(orderID), .text(message)])
     }
 }

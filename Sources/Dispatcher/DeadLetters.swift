@@ -1,8 +1,8 @@
-import Broker
 import Foundation
-import StoreDatabase
+import Messaging
 import SagaDomain
-import Workers
+import SagaRuntime
+import StoreDatabase
 
 /// Inspecting and redriving dead letters: every step DLT, the compensation DLT and
 /// `orders.manual-review`.

@@ -1,7 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
-import Workers
+import SagaRuntime
+import StoreDatabase
 
 /// Order intake: validates each record of `orders`, publishes a machine-readable rejection to
 /// `orders.rejected` for anything invalid, and routes accepted orders to

@@ -1,7 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
-import Workers
+import SagaRuntime
+import StoreDatabase
 
 /// What `stats` reports, computed from the tracker's store and the broker.
 public struct SagaStatistics: Codable, Sendable {

@@ -1,10 +1,11 @@
-import Broker
+import IOThreads
 import Logging
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
 import ServiceLifecycle
+import StoreDatabase
 import Synchronization
-import Workers
 
 /// Records every saga event into each order's history and keeps its state: a choreography
 /// has no orchestrator, so the tracker reads every topic the saga writes. The latest event
@@ -38,6 +39,36 @@ public struct SagaTracker: Service {
         }
         topics += (0..<configuration.compensation.retryTiers).map { t.retry(nil, tier: $0 + 1) }
         return topics
+    }
+
+    /// Stores pointed at a log they were not made with (a fresh `--data-dir` with an old
+    /// `--store`, topics deleted and recreated on a cluster): the tracker's recorded offsets
+    /// lie past the end of the log. Left alone, it would skip every new event as recorded
+    /// already, and no order would ever be seen to finish.
+    public struct ForeignStore: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Throws `ForeignStore` when a recorded offset is past the end of its partition.
+    public static func checkStoreMatchesLog(_ store: DispatcherStore, location: String, broker: any MessageBroker) async throws {
+        let recorded = try await BlockingIO.run {
+            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets ORDER BY topic, partition") { ($0.text(0), Int($0.int(1)), $0.int(2)) }
+        }
+        var ends: [String: [Int: Int64]] = [:]
+        for (topic, partition, next) in recorded where next > 0 {
+            if ends[topic] == nil {
+                let description = try? await broker.describeTopic(topic)
+                ends[topic] = Dictionary(uniqueKeysWithValues: (description?.partitions ?? []).map { ($0.partition, $0.endOffset) })
+            }
+            let end = ends[topic]?[partition] ?? 0
+            if next > end {
+                throw ForeignStore(description: """
+                    the stores at \(location) were made with another log: the tracker recorded \(topic)/\(partition) up to offset \(next), \
+                    but this broker's \(topic)/\(partition) ends at \(end) (a fresh --data-dir with an old --store, or topics recreated on the cluster). \
+                    Use the --data-dir or cluster these stores belong to, or a fresh --store
+                    """)
+            }
+        }
     }
 
     public func run() async throws {

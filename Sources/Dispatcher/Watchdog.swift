@@ -1,9 +1,10 @@
-import Broker
+import IOThreads
 import Logging
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
 import ServiceLifecycle
-import Workers
+import StoreDatabase
 
 /// Finds orders stuck past their step's budget (every attempt running to its timeout plus
 /// every retry delay, plus a grace) and gets them moving: first by re-publishing the step's
@@ -34,7 +35,7 @@ public struct Watchdog: Service {
             do {
                 try await sweep(now: UnixClock.nowMillis(), runningSince: startedAt)
             } catch {
-                logger.error("watchdog sweep failed", metadata: ["error": "\(error)"])
+                logger.error("watchdog sweep failed", metadata: ["error.message": "\(error)"])
             }
         }
     }
@@ -72,12 +73,12 @@ public struct Watchdog: Service {
                     var request = messages.request(step, orderID: order.id, orderJSON: order.body, priority: order.priority)
                     request.headers += marker
                     outgoing.append(request)
-                    logger.warning("stuck order: re-publishing its request", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
+                    logger.warning("stuck order: re-publishing its request", metadata: ["order.id": "\(order.id)", "saga.step": "\(step.rawValue)"])
                 } else {
                     outgoing.append(messages.compensation(
                         orderID: order.id, orderJSON: order.body, priority: order.priority,
                         reason: "stuck in \(step.rawValue) past its budget", extra: marker))
-                    logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "step": "\(step.rawValue)"])
+                    logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "saga.step": "\(step.rawValue)"])
                 }
             } else if order.recoveries < 3 {
                 outgoing.append(messages.compensation(

@@ -36,7 +36,7 @@ struct ClassicGroup {
     }
 
     struct JoinResponse: Equatable {
-        var error: KafkaErrorCode
+        var error: WireErrorCode
         var generation: Int32
         var protocolName: String
         var leader: String
@@ -45,7 +45,7 @@ struct ClassicGroup {
         var members: [JoinedMember]
 
         /// A join turned down (or a parked one ended) with `error`.
-        static func refused(_ error: KafkaErrorCode, memberID: String) -> JoinResponse {
+        static func refused(_ error: WireErrorCode, memberID: String) -> JoinResponse {
             JoinResponse(error: error, generation: -1, protocolName: "", leader: "", memberID: memberID, members: [])
         }
     }
@@ -56,7 +56,7 @@ struct ClassicGroup {
     }
 
     struct SyncResponse: Equatable {
-        var error: KafkaErrorCode
+        var error: WireErrorCode
         var assignment: [UInt8]
     }
 
@@ -97,7 +97,7 @@ struct ClassicGroup {
     /// first-time member. Returns the caller's response when it is decided now (an error, or
     /// the rebalance completed by this join), and every parked request this completes.
     mutating func join(_ request: JoinRequest, newMemberID: String, now: ContinuousClock.Instant) -> (JoinResponse?, [Completion]) {
-        func refused(_ error: KafkaErrorCode) -> (JoinResponse?, [Completion]) {
+        func refused(_ error: WireErrorCode) -> (JoinResponse?, [Completion]) {
             (.refused(error, memberID: request.memberID), [])
         }
         guard !request.protocols.isEmpty, !request.protocolType.isEmpty else { return refused(.inconsistentGroupProtocol) }
@@ -218,21 +218,21 @@ struct ClassicGroup {
     // MARK: Heartbeat, LeaveGroup, expiry
 
     /// Keeps a member alive; REBALANCE_IN_PROGRESS tells it to rejoin.
-    mutating func heartbeat(memberID: String, generation: Int32, now: ContinuousClock.Instant) -> KafkaErrorCode {
+    mutating func heartbeat(memberID: String, generation: Int32, now: ContinuousClock.Instant) -> WireErrorCode {
         guard let i = index(memberID) else { return .unknownMemberID }
         guard generation == self.generation else { return .illegalGeneration }
         members[i].lastHeard = now
         return phase == .preparingRebalance ? .rebalanceInProgress : .none
     }
 
-    mutating func leave(memberID: String, now: ContinuousClock.Instant) -> (KafkaErrorCode, [Completion]) {
+    mutating func leave(memberID: String, now: ContinuousClock.Instant) -> (WireErrorCode, [Completion]) {
         guard index(memberID) != nil else { return (.unknownMemberID, []) }
         return (.none, remove([memberID], now: now))
     }
 
     /// Whether a commit from this member at this generation may be stored now. A group with no
     /// members accepts commits from outside any generation (tools, manually assigned consumers).
-    func mayCommit(memberID: String, generation: Int32) -> KafkaErrorCode {
+    func mayCommit(memberID: String, generation: Int32) -> WireErrorCode {
         if generation < 0 && memberID.isEmpty {
             return members.isEmpty ? .none : .illegalGeneration
         }

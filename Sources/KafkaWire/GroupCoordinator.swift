@@ -1,6 +1,7 @@
 import Broker
 import Foundation
 import Logging
+import Messaging
 
 /// The group coordinator of the wire door: `ClassicGroup` state machines, the parked
 /// JoinGroup/SyncGroup requests they complete, session expiry, and offsets, which live in
@@ -10,8 +11,15 @@ actor GroupCoordinator {
     private let broker: EmbeddedBroker
     private let logger: Logger
     private var groups: [String: ClassicGroup] = [:]
-    private var parkedJoins: [String: [String: CheckedContinuation<ClassicGroup.JoinResponse, Never>]] = [:]
-    private var parkedSyncs: [String: [String: CheckedContinuation<ClassicGroup.SyncResponse, Never>]] = [:]
+    /// A JoinGroup or SyncGroup request waiting for the rest of the group, with a token so a
+    /// cancelled request releases its own wait and not a later one of the same member.
+    private struct Parked<Response> {
+        let token: UInt64
+        let continuation: CheckedContinuation<Response, Never>
+    }
+    private var parkedJoins: [String: [String: Parked<ClassicGroup.JoinResponse>]] = [:]
+    private var parkedSyncs: [String: [String: Parked<ClassicGroup.SyncResponse>]] = [:]
+    private var nextToken: UInt64 = 0
 
     init(broker: EmbeddedBroker, logger: Logger) {
         self.broker = broker
@@ -22,15 +30,15 @@ actor GroupCoordinator {
         for completion in completions {
             switch completion {
             case .join(let member, let response):
-                parkedJoins[group]?.removeValue(forKey: member)?.resume(returning: response)
+                parkedJoins[group]?.removeValue(forKey: member)?.continuation.resume(returning: response)
             case .sync(let member, let response):
-                parkedSyncs[group]?.removeValue(forKey: member)?.resume(returning: response)
+                parkedSyncs[group]?.removeValue(forKey: member)?.continuation.resume(returning: response)
             }
         }
     }
 
     func join(group: String, _ request: ClassicGroup.JoinRequest) async -> ClassicGroup.JoinResponse {
-        func refused(_ error: KafkaErrorCode) -> ClassicGroup.JoinResponse { .refused(error, memberID: request.memberID) }
+        func refused(_ error: WireErrorCode) -> ClassicGroup.JoinResponse { .refused(error, memberID: request.memberID) }
         guard !group.isEmpty else { return refused(.invalidGroupID) }
         guard request.sessionTimeout >= .milliseconds(1000), request.sessionTimeout <= .seconds(3600) else { return refused(.invalidSessionTimeout) }
         if broker.hasInProcessMembers(group: group) { return refused(.inconsistentGroupProtocol) }
@@ -41,10 +49,30 @@ actor GroupCoordinator {
         deliver(completions, group: group)
         if let mine { return mine }
         let memberID = request.memberID.isEmpty ? newID : request.memberID
-        logger.info("member joining group", metadata: ["group": "\(group)", "member": "\(memberID)", "members": "\(state.members.count)"])
+        logger.info("member joining group", metadata: ["kafka.group": "\(group)", "kafka.member": "\(memberID)", "kafka.members": "\(state.members.count)"])
         // A rejoin replaces a parked join the client gave up on.
-        parkedJoins[group]?.removeValue(forKey: memberID)?.resume(returning: refused(.rebalanceInProgress))
-        return await withCheckedContinuation { parkedJoins[group, default: [:]][memberID] = $0 }
+        parkedJoins[group]?.removeValue(forKey: memberID)?.continuation.resume(returning: refused(.rebalanceInProgress))
+        nextToken += 1
+        let token = nextToken
+        // Cancelled (the door is shutting down): answer at once instead of holding the
+        // connection, and the shutdown, until the rebalance ends.
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { parkedJoins[group, default: [:]][memberID] = Parked(token: token, continuation: $0) }
+        } onCancel: {
+            Task { await self.releaseJoin(group: group, memberID: memberID, token: token) }
+        }
+    }
+
+    private func releaseJoin(group: String, memberID: String, token: UInt64) {
+        guard let parked = parkedJoins[group]?[memberID], parked.token == token else { return }
+        parkedJoins[group]?.removeValue(forKey: memberID)
+        parked.continuation.resume(returning: .refused(.coordinatorNotAvailable, memberID: memberID))
+    }
+
+    private func releaseSync(group: String, memberID: String, token: UInt64) {
+        guard let parked = parkedSyncs[group]?[memberID], parked.token == token else { return }
+        parkedSyncs[group]?.removeValue(forKey: memberID)
+        parked.continuation.resume(returning: .init(error: .coordinatorNotAvailable, assignment: []))
     }
 
     func sync(group: String, memberID: String, generation: Int32, assignments: [String: [UInt8]]) async -> ClassicGroup.SyncResponse {
@@ -54,27 +82,33 @@ actor GroupCoordinator {
         deliver(completions, group: group)
         if let mine {
             if state.phase == .stable && state.leader == memberID {
-                logger.info("group stable", metadata: ["group": "\(group)", "generation": "\(state.generation)", "members": "\(state.members.count)"])
+                logger.info("group stable", metadata: ["kafka.group": "\(group)", "kafka.generation": "\(state.generation)", "kafka.members": "\(state.members.count)"])
             }
             return mine
         }
-        parkedSyncs[group]?.removeValue(forKey: memberID)?.resume(returning: .init(error: .rebalanceInProgress, assignment: []))
-        return await withCheckedContinuation { parkedSyncs[group, default: [:]][memberID] = $0 }
+        parkedSyncs[group]?.removeValue(forKey: memberID)?.continuation.resume(returning: .init(error: .rebalanceInProgress, assignment: []))
+        nextToken += 1
+        let token = nextToken
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { parkedSyncs[group, default: [:]][memberID] = Parked(token: token, continuation: $0) }
+        } onCancel: {
+            Task { await self.releaseSync(group: group, memberID: memberID, token: token) }
+        }
     }
 
-    func heartbeat(group: String, memberID: String, generation: Int32) -> KafkaErrorCode {
+    func heartbeat(group: String, memberID: String, generation: Int32) -> WireErrorCode {
         guard var state = groups[group] else { return .unknownMemberID }
         let error = state.heartbeat(memberID: memberID, generation: generation, now: .now)
         groups[group] = state
         return error
     }
 
-    func leave(group: String, memberID: String) -> KafkaErrorCode {
+    func leave(group: String, memberID: String) -> WireErrorCode {
         guard var state = groups[group] else { return .unknownMemberID }
         let (error, completions) = state.leave(memberID: memberID, now: .now)
         groups[group] = state
         deliver(completions, group: group)
-        if error == .none { logger.info("member left group", metadata: ["group": "\(group)", "member": "\(memberID)"]) }
+        if error == .none { logger.info("member left group", metadata: ["kafka.group": "\(group)", "kafka.member": "\(memberID)"]) }
         return error
     }
 
@@ -87,7 +121,7 @@ actor GroupCoordinator {
             groups[name] = state
             deliver(completions, group: name)
             for member in expired {
-                logger.notice("member expired from group (no heartbeat within its session timeout)", metadata: ["group": "\(name)", "member": "\(member)"])
+                logger.notice("member expired from group (no heartbeat within its session timeout)", metadata: ["kafka.group": "\(name)", "kafka.member": "\(member)"])
             }
         }
     }
@@ -104,7 +138,7 @@ actor GroupCoordinator {
 
     /// Per-partition answers to an OffsetCommit; the whole request is checked against the
     /// member's generation first.
-    func commit(group: String, memberID: String, generation: Int32, offsets: [TopicPartition: Int64]) async -> KafkaErrorCode {
+    func commit(group: String, memberID: String, generation: Int32, offsets: [TopicPartition: Int64]) async -> WireErrorCode {
         guard !group.isEmpty else { return .invalidGroupID }
         let state = groups[group] ?? ClassicGroup()
         let allowed = state.mayCommit(memberID: memberID, generation: generation)
@@ -117,7 +151,7 @@ actor GroupCoordinator {
             try await broker.commitOffsets(group: group, offsets)
             return .none
         } catch {
-            logger.error("offset commit failed", metadata: ["group": "\(group)", "error": "\(error)"])
+            logger.error("offset commit failed", metadata: ["kafka.group": "\(group)", "error.message": "\(error)"])
             return .kafkaStorageError
         }
     }

@@ -1,4 +1,5 @@
 import Broker
+import Messaging
 import Synchronization
 
 /// The idempotent producer's bookkeeping, Kafka's way: per producer id and partition, the
@@ -25,7 +26,7 @@ final class ProducerSequences: Sendable {
     enum Verdict: Equatable {
         case append
         case duplicate(baseOffset: Int64)
-        case refuse(KafkaErrorCode, String)
+        case refuse(WireErrorCode, String)
     }
 
     static let remembered = 5

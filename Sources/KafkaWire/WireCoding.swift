@@ -1,8 +1,30 @@
-import Broker
+import Messaging
 
 /// A malformed request: the connection is answered with an error or closed, never the broker.
 struct WireError: Error, CustomStringConvertible {
+    /// What was wrong with the frame: extensible, as `BrokerError.Code` is, for logs and
+    /// counters that group refusals by kind.
+    struct Code: Hashable, Sendable, CustomStringConvertible {
+        let name: String
+        var description: String { name }
+
+        /// The frame ended before a field it announced.
+        static let truncated = Code(name: "truncated")
+        /// A field holds a value no valid request has (a null string, a varint too long).
+        static let malformed = Code(name: "malformed")
+        /// An API key or version this door does not serve.
+        static let unsupported = Code(name: "unsupported")
+        /// The frame is bigger than the door accepts.
+        static let tooLarge = Code(name: "too_large")
+    }
+
+    var code: Code
     var description: String
+
+    init(_ code: Code, _ description: String) {
+        self.code = code
+        self.description = description
+    }
 }
 
 /// Reads Kafka's big-endian primitives from one request frame.
@@ -15,7 +37,7 @@ struct WireReader {
     var remaining: Int { bytes.count - position }
 
     private mutating func take(_ n: Int) throws -> ArraySlice<UInt8> {
-        guard n >= 0, remaining >= n else { throw WireError(description: "request truncated: wanted \(n) bytes at \(position), \(remaining) left") }
+        guard n >= 0, remaining >= n else { throw WireError(.truncated, "request truncated: wanted \(n) bytes at \(position), \(remaining) left") }
         defer { position += n }
         return bytes[position..<(position + n)]
     }
@@ -36,7 +58,7 @@ struct WireReader {
     }
 
     mutating func string() throws -> String {
-        guard let value = try nullableString() else { throw WireError(description: "null where a string is required at \(position)") }
+        guard let value = try nullableString() else { throw WireError(.malformed, "null where a string is required at \(position)") }
         return value
     }
 
@@ -50,7 +72,7 @@ struct WireReader {
     /// make the broker allocate or loop for long.
     mutating func arrayCount() throws -> Int {
         let count = Int(try int32())
-        guard count <= remaining else { throw WireError(description: "array of \(count) elements in \(remaining) bytes") }
+        guard count <= remaining else { throw WireError(.truncated, "array of \(count) elements in \(remaining) bytes") }
         return count
     }
 
@@ -62,7 +84,7 @@ struct WireReader {
             result |= UInt32(byte & 0x7F) << shift
             if byte & 0x80 == 0 { return result }
             shift += 7
-            guard shift < 35 else { throw WireError(description: "varint too long") }
+            guard shift < 35 else { throw WireError(.malformed, "varint too long") }
         }
     }
 

@@ -1,6 +1,5 @@
-import Broker
+import Messaging
 import SagaDomain
-import Workers
 
 /// Synthetic orders for `run --orders N` and `produce --generate N`: 1-3 items of the
 /// catalogue, a share of VIP customers, unique ids per run.

@@ -1,15 +1,16 @@
-import Broker
 import Dispatcher
 import Foundation
 import Logging
+import Messaging
 import SagaDomain
+import SagaRuntime
 import ServiceLifecycle
 import StoreDatabase
 import Workers
 
-/// Everything one process runs of the saga: its stores (SQLite files in the store directory)
-/// and its services. `fulfillment run` hosts every role; `worker <step>` and `dispatcher` host
-/// some, and open only the stores those roles use.
+/// Everything one process runs of the saga: its stores (SQLite files in the store directory,
+/// or schemas of one PostgreSQL database) and its services. `fulfillment run` hosts every
+/// role; `worker <step>` and `dispatcher` host some, and open only the stores those roles use.
 public final class SagaNode: Sendable {
     public enum Role: String, CaseIterable, Sendable {
         case dispatcher
@@ -37,7 +38,8 @@ public final class SagaNode: Sendable {
     }
 
     public let configuration: SagaConfiguration
-    public let directory: String
+    /// Where the stores are: a directory of SQLite files or a PostgreSQL URL.
+    public let storeLocation: String
     public let broker: any MessageBroker
     public let world: SimulatedWorld
     public let roles: Set<Role>
@@ -54,27 +56,27 @@ public final class SagaNode: Sendable {
     let logger: Logger
 
     public init(
-        broker: any MessageBroker, configuration: SagaConfiguration, directory: String, faults: FaultProfile,
+        broker: any MessageBroker, configuration: SagaConfiguration, storeLocation: String, faults: FaultProfile,
         roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, journals: PoisonJournals? = nil, logger: Logger
     ) throws {
         self.journals = journals
         self.broker = broker
         self.roles = roles
         self.configuration = configuration
-        self.directory = directory
+        self.storeLocation = storeLocation
         self.logger = logger
         world = SimulatedWorld(profile: faults)
-        if !StoreConnection.isPostgres(directory) {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if !StoreConnection.isPostgres(storeLocation) {
+            try FileManager.default.createDirectory(atPath: storeLocation, withIntermediateDirectories: true)
         }
         let stores = roles.reduce(into: Set<Store>()) { $0.formUnion($1.stores) }
-        payments = stores.contains(.payments) ? try PaymentStore(location: directory) : nil
-        gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(location: directory, world: world) : nil
-        inventory = stores.contains(.inventory) ? try InventoryStore(location: directory) : nil
+        payments = stores.contains(.payments) ? try PaymentStore(location: storeLocation) : nil
+        gateway = stores.contains(.payments) ? try SimulatedPaymentGateway(location: storeLocation, world: world) : nil
+        inventory = stores.contains(.inventory) ? try InventoryStore(location: storeLocation) : nil
         try inventory?.seedIfEmpty(skuCount: configuration.skuCount, units: configuration.initialStock, stockFile: stockFile)
-        shipping = stores.contains(.shipping) ? try ShippingStore(location: directory) : nil
-        notifications = stores.contains(.notifications) ? try NotificationStore(location: directory) : nil
-        dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(location: directory) : nil
+        shipping = stores.contains(.shipping) ? try ShippingStore(location: storeLocation) : nil
+        notifications = stores.contains(.notifications) ? try NotificationStore(location: storeLocation) : nil
+        dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(location: storeLocation) : nil
         var metrics: [String: WorkerMetrics] = [:]
         for role in Role.allCases { metrics[role.rawValue] = WorkerMetrics(name: role.rawValue) }
         self.metrics = metrics

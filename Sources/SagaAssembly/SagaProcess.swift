@@ -1,10 +1,11 @@
-import Broker
+import Dispatcher
 import Foundation
 import Logging
+import Messaging
 import SagaDomain
-import StoreDatabase
+import SagaRuntime
 import ServiceLifecycle
-import Workers
+import StoreDatabase
 
 /// Some roles of the saga in one process, serving until SIGINT/SIGTERM: what
 /// `fulfillment worker <step>` and `fulfillment dispatcher` run against a Kafka cluster.
@@ -50,8 +51,11 @@ public struct SagaProcess: Sendable {
         let label = roles.map(\.rawValue).sorted().joined(separator: "+")
         let journals = try PoisonJournals.firstFree(base: stateDirectory, label: label, logger: logger)
         let node = try SagaNode(
-            broker: broker, configuration: configuration, directory: storeLocation, faults: try configuration.faultProfile(named: faults),
+            broker: broker, configuration: configuration, storeLocation: storeLocation, faults: try configuration.faultProfile(named: faults),
             roles: roles, journals: journals, logger: logger)
+        if let dispatcherStore = node.dispatcherStore {
+            try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
+        }
         var groupConfiguration = ServiceGroupConfiguration(
             services: try node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A stop must end even when the brokers are gone (finishing work then needs them):

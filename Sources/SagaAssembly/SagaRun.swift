@@ -1,12 +1,14 @@
 import Broker
 import Dispatcher
+import IOThreads
 import KafkaWire
 import Logging
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
 import ServiceLifecycle
+import StoreDatabase
 import Synchronization
-import Workers
 
 /// `fulfillment run`: the embedded broker, every worker and the dispatcher in one process.
 /// With `orders`, generates that load and stops once every order is terminal; with `drain`,
@@ -79,19 +81,21 @@ public struct SagaRun: Sendable {
         let storeLocation = options.storeLocation ?? options.dataDirectory
         let journals = try PoisonJournals(directory: options.dataDirectory + "/poison-journal", logger: logger)
         let node = try SagaNode(
-            broker: broker, configuration: configuration, directory: storeLocation, faults: faults, stockFile: options.stockFile,
+            broker: broker, configuration: configuration, storeLocation: storeLocation, faults: faults, stockFile: options.stockFile,
             journals: journals, logger: logger)
         let dispatcherStore = node.dispatcherStore!
+        try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
         let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
         let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
         let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
 
         var services = try node.services()
         if let host = options.listenHost {
-            var wire = KafkaRequestHandler.Options()
+            var wire = WireRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
-            services.append(KafkaListenerService(KafkaListener(broker: broker, host: host, port: options.listenPort, options: wire, logger: logger)))
-            progress("Kafka protocol on \(host):\(options.listenPort)")
+            services.append(WireListenerService(WireListener(broker: broker, host: host, port: options.listenPort, options: wire, logger: logger)) { bound in
+                progress("Kafka protocol on \(host):\(bound)")
+            })
         }
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

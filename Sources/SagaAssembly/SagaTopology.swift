@@ -1,5 +1,6 @@
 import Broker
 import Logging
+import Messaging
 import SagaDomain
 
 /// Every topic the saga uses, with its partitions and, for retry tiers, its delivery delay.
@@ -49,7 +50,7 @@ public enum SagaTopology {
             }
             if topic.partitions.count != spec.partitions {
                 logger?.notice("adopting an existing topic with its own partition count", metadata: [
-                    "kafka.topic": "\(spec.name)", "kafka.partitions": "\(topic.partitions.count)", "configured.partitions": "\(spec.partitions)",
+                    "kafka.topic": "\(spec.name)", "kafka.partitions": "\(topic.partitions.count)", "kafka.configured_partitions": "\(spec.partitions)",
                 ])
             }
         }

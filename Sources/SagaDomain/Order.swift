@@ -1,4 +1,4 @@
-/// An order as users submit it on the `orders` topic (DESIGN.md, "The order"); read with
+/// An order as users submit it on the `orders` topic (../shared/DESIGN.md, "The order"); read with
 /// `Order(json:)` and written with `canonicalJSON()`.
 public struct Order: Hashable, Sendable {
     public var orderID: String

@@ -44,7 +44,7 @@ public enum ExhaustedAction: String, Codable, Hashable, Sendable {
     case park
 }
 
-/// Retry, timeout and compensation policy of one step (DESIGN.md, "Retry, timeout, compensation policy").
+/// Retry, timeout and compensation policy of one step (../shared/DESIGN.md, "Retry, timeout, compensation policy").
 public struct StepPolicy: Codable, Hashable, Sendable {
     public var retry: [RetryRule]
     public var timeoutSeconds: Double

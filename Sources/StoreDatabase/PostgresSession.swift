@@ -30,7 +30,8 @@ final class PostgresSession {
         try connect()
         if !readOnly {
             // Several processes may create the same store at once: one at a time.
-            try exec("SELECT pg_advisory_lock(7310); CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SELECT pg_advisory_unlock(7310);")
+            // (client_min_messages first: "schema already exists" is no news on stderr.)
+            try exec("SET client_min_messages = warning; SELECT pg_advisory_lock(7310); CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SELECT pg_advisory_unlock(7310);")
         }
         try exec(setup)
     }
@@ -44,7 +45,7 @@ final class PostgresSession {
             let message = errorMessage()
             PQfinish(connection)
             connection = nil
-            throw StoreError(code: -1, message: "cannot connect to PostgreSQL (\(Self.redacted(url))): \(message)")
+            throw StoreError(.unreachable, "cannot connect to PostgreSQL (\(Self.redacted(url))): \(message)")
         }
     }
 
@@ -52,6 +53,18 @@ final class PostgresSession {
     private func reconnectIfBroken() {
         guard connection == nil || PQstatus(connection) != CONNECTION_OK else { return }
         if (try? connect()) != nil { _ = try? exec(setup) }
+    }
+
+    /// The code of a failed statement: its SQLSTATE class (23: integrity constraint; 40 and
+    /// 55P03: serialization failure, deadlock, lock not available), or unreachable when the
+    /// connection itself is gone.
+    private func statementCode(_ result: OpaquePointer? = nil) -> StoreError.Code {
+        guard let connection, PQstatus(connection) == CONNECTION_OK else { return .unreachable }
+        guard let result, let field = PQresultErrorField(result, Int32(UInt8(ascii: "C"))) else { return .statementFailed }
+        let state = String(cString: field)
+        if state.hasPrefix("23") { return .constraint }
+        if state.hasPrefix("40") || state == "55P03" { return .busy }
+        return .statementFailed
     }
 
     private func errorMessage() -> String {
@@ -73,7 +86,7 @@ final class PostgresSession {
         defer { PQclear(result) }
         let status = PQresultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
-            throw StoreError(code: Int32(status.rawValue), message: "PostgreSQL \(schema): \(errorMessage()) in: \(sql.prefix(200))")
+            throw StoreError(statementCode(result), databaseCode: Int32(status.rawValue), "PostgreSQL \(schema): \(errorMessage()) in: \(sql.prefix(200))")
         }
     }
 
@@ -134,8 +147,9 @@ final class PostgresSession {
         let status = PQresultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
             let message = errorMessage()
+            let code = statementCode(result)
             PQclear(result)
-            throw StoreError(code: Int32(status.rawValue), message: "PostgreSQL \(schema): \(message) in: \(sql.prefix(200))")
+            throw StoreError(code, databaseCode: Int32(status.rawValue), "PostgreSQL \(schema): \(message) in: \(sql.prefix(200))")
         }
         return result!
     }

@@ -12,14 +12,54 @@ public enum SQLValue: Sendable, Hashable {
     case null
 }
 
+/// A store failure. The code is extensible (a struct, as `BrokerError`'s is) so callers can
+/// switch on what went wrong whichever database is behind the store; the database's own
+/// result code is kept beside it.
 public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public var code: Int32
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        /// Whether the same call later can succeed (the server is back, the lock is free).
+        public let isRetriable: Bool
+
+        public init(name: String, isRetriable: Bool = false) {
+            self.name = name
+            self.isRetriable = isRetriable
+        }
+
+        public var description: String { name }
+
+        /// The database server cannot be reached (PostgreSQL down, wrong address).
+        public static let unreachable = Code(name: "unreachable", isRetriable: true)
+        /// The store file cannot be opened (missing directory, permissions, not a database).
+        public static let cannotOpen = Code(name: "cannot_open")
+        /// Another connection holds the lock past the busy timeout.
+        public static let busy = Code(name: "busy", isRetriable: true)
+        /// A uniqueness or other constraint refused the write.
+        public static let constraint = Code(name: "constraint")
+        /// Any other failed statement.
+        public static let statementFailed = Code(name: "statement_failed")
+    }
+
+    public var code: Code
+    /// SQLite's result code or libpq's result status, when the database gave one.
+    public var databaseCode: Int32?
     public var message: String
     public var description: String { message }
 
-    public init(code: Int32, message: String) {
+    public init(_ code: Code, databaseCode: Int32? = nil, _ message: String) {
         self.code = code
+        self.databaseCode = databaseCode
         self.message = message
+    }
+
+    /// The code of an SQLite result code (its primary code: the low byte).
+    static func sqlite(_ rc: Int32) -> Code {
+        switch rc & 0xFF {
+        case SQLITE_BUSY, SQLITE_LOCKED: .busy
+        case SQLITE_CONSTRAINT: .constraint
+        case SQLITE_CANTOPEN, SQLITE_NOTADB, SQLITE_PERM: .cannotOpen
+        default: .statementFailed
+        }
     }
 }
 
@@ -129,7 +169,7 @@ public final class StoreConnection: Sendable {
         let rc = sqlite3_open_v2(path, &handles.db, flags | SQLITE_OPEN_NOMUTEX, nil)
         guard rc == SQLITE_OK else {
             let message = handles.db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
-            throw StoreError(code: rc, message: "cannot open \(path): \(message)")
+            throw StoreError(.cannotOpen, databaseCode: rc, "cannot open \(path): \(message)")
         }
         lock = Mutex(handles)
         try execute("PRAGMA busy_timeout = 10000")
@@ -162,7 +202,7 @@ public final class StoreConnection: Sendable {
             if rc != SQLITE_OK {
                 let message = error.map { String(cString: $0) } ?? "error \(rc)"
                 sqlite3_free(error)
-                throw StoreError(code: rc, message: "\(message) in: \(sql.prefix(200))")
+                throw StoreError(StoreError.sqlite(rc), databaseCode: rc, "\(message) in: \(sql.prefix(200))")
             }
         }
     }
@@ -220,7 +260,7 @@ public final class StoreConnection: Sendable {
         }
 
         private func error(_ rc: Int32, _ sql: String) -> StoreError {
-            StoreError(code: rc, message: "\(path): \(String(cString: sqlite3_errmsg(handles.db))) in: \(sql.prefix(200))")
+            StoreError(StoreError.sqlite(rc), databaseCode: rc, "\(path): \(String(cString: sqlite3_errmsg(handles.db))) in: \(sql.prefix(200))")
         }
 
         private func prepared(_ sql: String, _ values: [SQLValue]) throws -> OpaquePointer {

@@ -1,6 +1,8 @@
 import ArgumentParser
+import Benchmarks
 import Broker
 import Foundation
+import Messaging
 import SagaAssembly
 
 struct BenchCommand: AsyncParsableCommand {

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Broker
 import Foundation
-import Logging
 import KafkaWire
+import Logging
+import Messaging
+import ServiceLifecycle
 
 struct BrokerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,7 +20,7 @@ struct BrokerCommand: AsyncParsableCommand {
             """)
 
     @OptionGroup var data: DataDirectoryOptions
-    @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:9092"
+    @Option(help: "HOST:PORT to listen on (port 0: a free one, printed on stderr once listening).") var listen = "127.0.0.1:9092"
     @Option(help: "HOST:PORT clients are told to connect to (default: the --listen address); set it when listening on 0.0.0.0 or behind NAT.")
     var advertise: String?
     @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
@@ -41,7 +43,7 @@ struct BrokerCommand: AsyncParsableCommand {
             logger.logLevel = .notice
             let broker = try EmbeddedBroker(configuration: configuration, logger: logger)
             defer { broker.shutdown() }
-            var options = KafkaRequestHandler.Options()
+            var options = WireRequestHandler.Options()
             if let autoCreateTopics {
                 guard autoCreateTopics > 0 else { throw CommandFailure(message: "--auto-create-topics needs a positive partition count") }
                 options.autoCreatePartitions = autoCreateTopics
@@ -50,17 +52,21 @@ struct BrokerCommand: AsyncParsableCommand {
             if host == "0.0.0.0" || host == "::", advertised == nil {
                 writeStderr("note: clients are told to connect to \(host):\(port), which they cannot; pass --advertise HOST:PORT")
             }
-            let listener = KafkaListener(
+            let listener = WireListener(
                 broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
                 maxRequestBytes: maxRequestBytes, options: options, logger: logger)
-            let server = Task { try await listener.run { writeStderr("Kafka protocol on \(host):\(port), data in \(data.dataDir); stop with Ctrl-C") } }
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { await terminationSignal() }
-                group.addTask { _ = try? await server.value }
-                await group.next()
-                server.cancel()
+            let service = WireListenerService(listener) { bound in
+                writeStderr("Kafka protocol on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
             }
-            if case .failure(let error) = await server.result, !(error is CancellationError) {
+            var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            // Connections are cut at once on a stop; what is durable is durable. The bounds only
+            // guarantee that a stop ends.
+            groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+            groupConfiguration.maximumCancellationDuration = .seconds(5)
+            let group = ServiceGroup(configuration: groupConfiguration)
+            do {
+                try await group.run()
+            } catch {
                 throw CommandFailure(message: "the listener stopped: \(error)")
             }
         }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Broker
 import Foundation
+import Logging
+import Messaging
 import SagaDomain
 
 /// A runtime failure reported the way every command reports it: one line saying what went
@@ -56,23 +58,10 @@ func parseListenAddress(_ text: String) throws -> (String, Int) {
     return (String(text[..<colon]), port)
 }
 
-/// Returns when the process gets SIGINT or SIGTERM (for commands that serve until stopped
-/// without a ServiceGroup of their own).
-func terminationSignal() async {
-    let stop = AsyncStream<Void> { continuation in
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber)
-            source.setEventHandler { continuation.finish() }
-            source.resume()
-            SignalSources.keep(source)
-        }
-    }
-    for await _ in stop {}
-}
-
-/// Keeps signal sources alive for the life of the process.
-enum SignalSources {
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ source: any DispatchSourceSignal) { sources.append(source) }
+/// A logger to stderr for notices and worse: for what a command runs that would otherwise
+/// log its routine to stdout, where the command prints its output.
+func quietLogger(_ label: String) -> Logger {
+    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    logger.logLevel = .notice
+    return logger
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Broker
 import Foundation
 import Logging
+import Messaging
 
 /// Tools for the crash tests; hidden from `--help`.
 struct DebugCommand: AsyncParsableCommand {

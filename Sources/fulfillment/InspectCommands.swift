@@ -1,9 +1,10 @@
 import ArgumentParser
-import Broker
 import Dispatcher
 import Foundation
+import Messaging
+import SagaAssembly
 import SagaDomain
-import Workers
+import SagaRuntime
 
 struct DlqCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

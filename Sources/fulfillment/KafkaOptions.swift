@@ -1,5 +1,6 @@
 import ArgumentParser
-import Broker
+import KafkaClient
+import Messaging
 
 /// How a command reaches a Kafka cluster instead of the embedded broker.
 struct KafkaOptions: ParsableArguments {
@@ -38,7 +39,7 @@ struct KafkaOptions: ParsableArguments {
     /// Waits, up to --timeout, until the cluster answers (a metadata request): the first
     /// contact of every command, so a cluster still starting is waited for, not an error.
     func waitUntilReachable(_ broker: any MessageBroker) async throws {
-        guard let brokers, broker is KafkaBroker else { return }
+        guard let brokers, broker is KafkaClusterClient else { return }
         _ = try await BrokerWait.retrying("reading cluster metadata", target: "the Kafka cluster at \(brokers)", timeout: timeoutDuration, status: writeStderr) {
             try await broker.listTopics()
         }

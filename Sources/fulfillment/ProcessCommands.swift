@@ -1,6 +1,8 @@
 import ArgumentParser
-import Broker
 import Foundation
+import KafkaClient
+import Messaging
+import ServiceLifecycle
 import SagaAssembly
 import SagaDomain
 
@@ -112,8 +114,18 @@ struct KafkaMockCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
             writeStderr("mock Kafka cluster with \(brokerCount) brokers on \(cluster.bootstrapServers); stop with Ctrl-C")
-            await terminationSignal()
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: ServedUntilShutdown())], gracefulShutdownSignals: [.sigterm, .sigint], logger: quietLogger("kafka-mock")))
+            try await group.run()
             withExtendedLifetime(cluster) {}
         }
+    }
+}
+
+/// What a command that only hosts something (`kafka-mock`'s in-process cluster) runs in its
+/// `ServiceGroup`: nothing, until the group's graceful shutdown (SIGINT/SIGTERM).
+struct ServedUntilShutdown: Service {
+    func run() async throws {
+        try? await gracefulShutdown()
     }
 }

@@ -1,9 +1,8 @@
 import ArgumentParser
-import Broker
 import Foundation
+import Messaging
 import SagaAssembly
 import SagaDomain
-import Workers
 
 struct ProduceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Broker
 import Foundation
+import Messaging
 import SagaAssembly
 import SagaDomain
 import Workers

@@ -2,7 +2,9 @@ import ArgumentParser
 import Broker
 import Dispatcher
 import Foundation
+import KafkaClient
 import Logging
+import Messaging
 import SagaAssembly
 import SagaDomain
 import StoreDatabase
@@ -108,10 +110,10 @@ struct SagaOptions: ParsableArguments, StoreReading {
     func logger(_ label: String) -> Logger { log.logger(label) }
 
     /// The Kafka cluster named by --brokers, with the retry tiers' delays of the configuration.
-    func kafkaBroker(_ label: String) throws -> KafkaBroker? {
+    func kafkaBroker(_ label: String) throws -> KafkaClusterClient? {
         guard let configuration = try kafka.configuration() else { return nil }
         let specs = SagaTopology.specs(try loadConfiguration())
-        return try KafkaBroker(
+        return try KafkaClusterClient(
             configuration: configuration,
             topicDelays: Dictionary(specs.map { ($0.name, $0.deliveryDelayMilliseconds) }, uniquingKeysWith: max),
             clientID: "fulfillment-\(label)", logger: logger(label))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Broker
 import Logging
+import Messaging
 import SagaAssembly
 
 struct TopicsCommand: AsyncParsableCommand {

@@ -1,5 +1,6 @@
-import Testing
 @testable import Broker
+@testable import Messaging
+import Testing
 
 /// The ownership state machine alone: no I/O, an injected clock.
 @Suite struct ConsumerGroupStateTests {

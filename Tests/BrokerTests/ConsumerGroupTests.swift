@@ -1,7 +1,9 @@
-import Foundation
-import Synchronization
-import Testing
 @testable import Broker
+import Foundation
+@testable import Messaging
+import Synchronization
+import TestSupport
+import Testing
 
 /// Consumer groups on the real embedded broker and real files.
 @Suite struct ConsumerGroupTests {

@@ -1,7 +1,7 @@
 import Foundation
-import Testing
+@testable import Messaging
 import TestSupport
-@testable import Broker
+import Testing
 
 /// A real child process (`fulfillment debug append-forever`) killed with SIGKILL.
 @Suite(.serialized) struct CrashTests {

@@ -1,17 +1,19 @@
 import Foundation
+@testable import KafkaClient
+import Logging
+@testable import Messaging
 import Synchronization
 import Testing
-@testable import Broker
 
 /// The librdkafka client against librdkafka's mock cluster (3 brokers, real Kafka protocol,
 /// in this process): the same abstraction the embedded broker passes, plus Kafka's faults.
 @Suite(.serialized, .timeLimit(.minutes(3))) struct KafkaClientTests {
     let cluster: KafkaMockCluster
-    let broker: KafkaBroker
+    let broker: KafkaClusterClient
 
     init() throws {
         cluster = try KafkaMockCluster(brokers: 3)
-        broker = try KafkaBroker(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers))
+        broker = try KafkaClusterClient(configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers), logger: Logger(label: "kafka-test"))
     }
 
     private func records(_ topic: String, _ count: Int, prefix: String = "k") -> [ProducerRecord] {
@@ -170,8 +172,8 @@ import Testing
         let acks = try await broker.produce(records("faults", 10))
         #expect(acks.map(\.offset) == Array(0..<10))
 
-        let impatient = try KafkaBroker(configuration: KafkaConfiguration(
-            bootstrapServers: cluster.bootstrapServers, properties: ["message.timeout.ms": "1500"]))
+        let impatient = try KafkaClusterClient(configuration: KafkaConfiguration(
+            bootstrapServers: cluster.bootstrapServers, properties: ["message.timeout.ms": "1500"]), logger: Logger(label: "kafka-test"))
         defer { impatient.shutdown() }
         _ = try await impatient.produce(records("faults", 1))
         for id in 1...3 { try cluster.setBroker(id, up: false) }
@@ -206,7 +208,7 @@ import Testing
 
     @Test func badPropertiesAreReportedWithTheirName() throws {
         #expect(throws: BrokerError.self) {
-            try KafkaBroker(configuration: KafkaConfiguration(bootstrapServers: "localhost:1", properties: ["no.such.property": "1"]))
+            try KafkaClusterClient(configuration: KafkaConfiguration(bootstrapServers: "localhost:1", properties: ["no.such.property": "1"]), logger: Logger(label: "kafka-test"))
         }
         #expect(try KafkaConfiguration.parseProperty("security.protocol = SASL_SSL") == ("security.protocol", "SASL_SSL"))
         #expect(throws: BrokerError.self) { try KafkaConfiguration.parseProperty("novalue") }

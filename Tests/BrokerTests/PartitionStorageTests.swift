@@ -1,6 +1,8 @@
-import Foundation
-import Testing
 @testable import Broker
+import Foundation
+@testable import Messaging
+import TestSupport
+import Testing
 
 @Suite struct PartitionStorageTests {
     @Test func theSparseIndexFindsTheBatchHoldingAnOffset() {

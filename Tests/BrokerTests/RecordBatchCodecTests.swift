@@ -1,5 +1,6 @@
-import Testing
 @testable import Broker
+@testable import Messaging
+import Testing
 
 /// Byte vectors produced by kafka-python (an independent implementation), see Tests/README.
 @Suite struct RecordBatchCodecTests {

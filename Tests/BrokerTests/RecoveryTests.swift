@@ -1,6 +1,8 @@
-import Foundation
-import Testing
 @testable import Broker
+import Foundation
+@testable import Messaging
+import TestSupport
+import Testing
 
 @Suite struct RecoveryTests {
     /// Writes records 0..<count to a one-partition topic and returns the log file's path and

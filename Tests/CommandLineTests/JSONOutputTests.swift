@@ -25,8 +25,8 @@ import TestSupport
     }
 
     @Test func everyJSONOutputMatchesItsSchema() throws {
-        let directory = NSTemporaryDirectory() + "json-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("json")
+        let directory = temporary.path
         let fast = SagaRepository.root.appendingPathComponent("config/profiles/fast.yaml").path
         let run = try runFulfillment(["run", "--orders", "300", "--faults", "default", "--json", "--config", fast, "--data-dir", directory])
         try Self.validate(run, against: "run")

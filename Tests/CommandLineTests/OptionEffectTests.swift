@@ -39,7 +39,14 @@ import TestSupport
         #expect(try runFulfillment(["check", "--data-dir", path("data"), "--store", "sqlite:" + path("stores")]).exitedCleanly)
         #expect(try runFulfillment(["check", "--data-dir", path("data")]).status == 2)
 
-        if let postgres = ProcessInfo.processInfo.environment["FULFILLMENT_TEST_POSTGRES"] {
+        // The same stores with another (fresh) data directory: refused at start, by name.
+        let foreign = try runFulfillment(["run", "--orders", "5", "--data-dir", path("other-data"), "--store", "sqlite:" + path("stores")])
+        #expect(foreign.status == 2, "\(foreign.stderr)")
+        #expect(foreign.stderr.contains("were made with another log") && foreign.stderr.contains(path("stores")), "\(foreign.stderr)")
+
+        if ProcessInfo.processInfo.environment["FULFILLMENT_TEST_POSTGRES"] != nil {
+            // A database of its own: the server is shared by every test and every run.
+            let postgres = try StoreBackend.postgres.freshLocation(directory: path("unused"))
             let onPostgres = try runFulfillment(["run", "--orders", "20", "--json", "--data-dir", path("pg-data"), "--store", postgres])
             #expect(onPostgres.exitedCleanly, "\(onPostgres.stderr)")
             #expect(!FileManager.default.fileExists(atPath: path("pg-data") + "/dispatcher.sqlite"), "run --store postgres:// must not use SQLite")

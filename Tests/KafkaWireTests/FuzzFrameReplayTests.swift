@@ -1,8 +1,10 @@
-import Foundation
-import Logging
-import Testing
 @testable import Broker
+import Foundation
 @testable import KafkaWire
+import Logging
+@testable import Messaging
+import TestSupport
+import Testing
 
 /// The wire fuzzer's inputs replayed in the ordinary suite: every frame in
 /// Fuzz/Regressions/FuzzWireRequests (crashes found, if any) and the seed corpus, each
@@ -23,18 +25,14 @@ import Testing
     }
 
     @Test func everyRecordedFrameIsAnsweredOrRefusedAndTheSeedsAreAnswered() async throws {
-        let dir = NSTemporaryDirectory() + "wire-replay-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var configuration = EmbeddedBroker.Configuration(dataDirectory: dir)
-        configuration.fsync = .never
-        var logger = Logger(label: "wire-replay")
-        logger.logLevel = .critical
-        let broker = try EmbeddedBroker(configuration: configuration, logger: logger)
+        let temporary = TemporaryDirectory("wire-replay")
+        let dir = temporary.path
+        let (broker, logger) = try quietBroker(dir, label: "wire-replay")
         defer { broker.shutdown() }
         try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
-        var options = KafkaRequestHandler.Options()
+        var options = WireRequestHandler.Options()
         options.maxFetchWaitMilliseconds = 0
-        let handler = KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
+        let handler = WireRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
 
         for (_, frame) in try Self.frames("Regressions/FuzzWireRequests") {
             _ = try? await handler.respond(to: frame, peer: "replay")

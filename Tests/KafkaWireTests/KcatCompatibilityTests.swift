@@ -32,31 +32,27 @@ import TestSupport
 
     static let kcat = "/usr/bin/kcat"
 
-    func startBroker(_ dir: String, port: Int) async throws -> Process {
-        let process = Process()
-        process.executableURL = try fulfillmentExecutable()
-        process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+    /// `fulfillment broker` on `dir`: on a free port the broker picks (port 0), or on `port`
+    /// again after a restart; returns once kcat gets metadata from it.
+    func startBroker(_ dir: String, port: Int = 0) async throws -> (Process, Int) {
+        let (process, bound) = try await launchBroker(dataDirectory: dir, port: port, log: dir + "/broker-\(UUID().uuidString.prefix(4)).log")
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            if try Self.run(Self.kcat, ["-b", "127.0.0.1:\(port)", "-L", "-m", "2"]).0 == 0 { return process }
+            if try Self.run(Self.kcat, ["-b", "127.0.0.1:\(bound)", "-L", "-m", "2"]).0 == 0 { return (process, bound) }
             try await Task.sleep(for: .milliseconds(200))
         }
         process.terminate()
-        throw KcatError(message: "the broker did not answer kcat on port \(port)")
+        throw KcatError(message: "the broker did not answer kcat on port \(bound)")
     }
 
     @Test func kcatProducesAndConsumesAcrossABrokerRestart() async throws {
         #expect(FileManager.default.isExecutableFile(atPath: Self.kcat), "kcat is installed by `make test` (apt-get install kcat)")
-        let dir = NSTemporaryDirectory() + "kcat-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("kcat")
+        let dir = temporary.path
         let binary = try fulfillmentExecutable().path
         #expect(try Self.run(binary, ["topics", "create", "orders", "--partitions", "3", "--data-dir", dir]).0 == 0)
-        let port = Int.random(in: 20_000...50_000)
+        var (broker, port) = try await startBroker(dir)
         let bootstrap = "127.0.0.1:\(port)"
-        var broker = try await startBroker(dir, port: port)
         defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
 
         let (_, metadata) = try Self.run(Self.kcat, ["-b", bootstrap, "-L"])
@@ -81,7 +77,7 @@ import TestSupport
         // Restart: every acknowledged record is still there.
         broker.terminate()
         broker.waitUntilExit()
-        broker = try await startBroker(dir, port: port)
+        (broker, port) = try await startBroker(dir, port: port)
         #expect(try consumeAll() == expected)
         // ListOffsets: the last record of partition 0, read from the end minus one.
         let (_, last) = try Self.run(Self.kcat, ["-b", bootstrap, "-C", "-t", "orders", "-p", "0", "-o", "-1", "-e", "-q", "-f", "%o\\n"])
@@ -96,13 +92,12 @@ import TestSupport
     /// kcat's balanced consumer (-G): a group reads everything and commits; after a broker
     /// restart the same group resumes at its committed offsets and sees only what is new.
     @Test func kcatConsumesAsAGroupAndResumesAfterARestart() async throws {
-        let dir = NSTemporaryDirectory() + "kcat-group-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("kcat-group")
+        let dir = temporary.path
         let binary = try fulfillmentExecutable().path
         #expect(try Self.run(binary, ["topics", "create", "events", "--partitions", "2", "--data-dir", dir]).0 == 0)
-        let port = Int.random(in: 20_000...50_000)
+        var (broker, port) = try await startBroker(dir)
         let bootstrap = "127.0.0.1:\(port)"
-        var broker = try await startBroker(dir, port: port)
         defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
 
         func produce(_ range: Range<Int>) throws {
@@ -119,15 +114,15 @@ import TestSupport
         try produce(10..<15)
         broker.terminate()
         broker.waitUntilExit()
-        broker = try await startBroker(dir, port: port)
+        (broker, port) = try await startBroker(dir, port: port)
         #expect(try consumeAsGroup() == (10..<15).map { "e-\($0)" }.sorted(), "the group resumed at its committed offsets")
     }
 
     /// `--advertise`: clients are told the address given, not the one listened on.
     @Test func theAdvertisedAddressIsWhatClientsAreTold() async throws {
-        let dir = NSTemporaryDirectory() + "kcat-adv-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = Int.random(in: 20_000...50_000)
+        let temporary = TemporaryDirectory("kcat-adv")
+        let dir = temporary.path
+        let port = freeLoopbackPort()
         let broker = Process()
         broker.executableURL = try fulfillmentExecutable()
         broker.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)", "--advertise", "localhost:\(port)"]
@@ -146,11 +141,11 @@ import TestSupport
     }
 
     @Test func aRunningSagaIsReachableByKcat() async throws {
-        let dir = NSTemporaryDirectory() + "kcat-run-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("kcat-run")
+        let dir = temporary.path
         let fast = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("config/profiles/fast.yaml").path
-        let port = Int.random(in: 20_000...50_000)
+        let port = freeLoopbackPort()
         let run = Process()
         run.executableURL = try fulfillmentExecutable()
         run.arguments = ["run", "--orders", "50000", "--config", fast, "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]

@@ -1,8 +1,10 @@
-import Foundation
-import Logging
-import Testing
 @testable import Broker
+import Foundation
 @testable import KafkaWire
+import Logging
+@testable import Messaging
+import TestSupport
+import Testing
 
 /// The request handler fed well-formed requests, then 100,000 random and mutated frames:
 /// every frame is answered or refused (the connection would close), nothing crashes, and
@@ -40,21 +42,17 @@ import Testing
 
     static func metadata() -> [UInt8] { request(key: 3, version: 4) { w in w.int32(-1); w.bool(false) } }
 
-    func handler(_ dir: String) async throws -> (KafkaRequestHandler, EmbeddedBroker) {
-        var configuration = EmbeddedBroker.Configuration(dataDirectory: dir)
-        configuration.fsync = .never
-        let broker = try EmbeddedBroker(configuration: configuration, logger: Logger(label: "wire-test"))
+    func handler(_ dir: String) async throws -> (WireRequestHandler, EmbeddedBroker) {
+        let (broker, logger) = try quietBroker(dir)
         try await broker.createTopic(TopicSpec(name: "orders", partitions: 2))
-        var logger = Logger(label: "wire-test")
-        logger.logLevel = .critical
-        var options = KafkaRequestHandler.Options()
+        var options = WireRequestHandler.Options()
         options.maxFetchWaitMilliseconds = 0
-        return (KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger), broker)
+        return (WireRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger), broker)
     }
 
     @Test func wellFormedRequestsRoundTrip() async throws {
-        let dir = NSTemporaryDirectory() + "wire-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire")
+        let dir = temporary.path
         let (handler, broker) = try await handler(dir)
         defer { broker.shutdown() }
         let records = (0..<3).map { ProducerRecord(topic: "orders", partition: 1, key: Array("k\($0)".utf8), value: Array("v\($0)".utf8), headers: [RecordHeader("h", "\($0)")]) }
@@ -83,8 +81,8 @@ import Testing
     }
 
     @Test func createTopicsCreatesAndRefusesWithKafkasErrorCodes() async throws {
-        let dir = NSTemporaryDirectory() + "wire-create-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire-create")
+        let dir = temporary.path
         let (handler, broker) = try await handler(dir)
         defer { broker.shutdown() }
         let request = Self.request(key: 19, version: 4) { w in
@@ -112,8 +110,8 @@ import Testing
     }
 
     @Test func aHundredThousandRandomAndMutatedFramesNeverBreakTheBroker() async throws {
-        let dir = NSTemporaryDirectory() + "wire-fuzz-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire-fuzz")
+        let dir = temporary.path
         let (handler, broker) = try await handler(dir)
         defer { broker.shutdown() }
         let seeds = [

@@ -1,6 +1,7 @@
 @testable import Broker
-import Testing
 @testable import KafkaWire
+@testable import Messaging
+import Testing
 
 /// The idempotent producer's sequence bookkeeping, without a broker.
 @Suite struct ProducerSequencesTests {

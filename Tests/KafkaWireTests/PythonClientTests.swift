@@ -22,21 +22,11 @@ import TestSupport
         return (process.terminationStatus, String(decoding: data, as: UTF8.self))
     }
 
-    /// `fulfillment broker` on `port`, answering once a client can connect.
-    static func startBroker(_ dir: String, port: Int) async throws -> Process {
-        let process = Process()
-        process.executableURL = try fulfillmentExecutable()
-        process.arguments = ["broker", "--data-dir", dir, "--listen", "127.0.0.1:\(port)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        do {
-            try await Loopback.waitUntilListening(port: port)
-        } catch {
-            process.terminate()
-            throw error
-        }
-        return process
+    /// `fulfillment broker` on a free port it picks (port 0), or on `port` again after a
+    /// restart; returns once it listens, with its port.
+    static func startBroker(_ dir: String, port: Int = 0) async throws -> (Process, Int) {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return try await launchBroker(dataDirectory: dir, port: port, log: dir + "/broker-\(UUID().uuidString.prefix(4)).log")
     }
 
     static func stop(_ process: Process, signal: Int32 = SIGTERM) {
@@ -46,10 +36,9 @@ import TestSupport
     }
 
     func runSuite(_ script: String) async throws {
-        let dir = NSTemporaryDirectory() + "py-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let port = Int.random(in: 20_000...50_000)
-        let broker = try await Self.startBroker(dir, port: port)
+        let temporary = TemporaryDirectory("py")
+        let dir = temporary.path
+        let (broker, port) = try await Self.startBroker(dir)
         defer { Self.stop(broker) }
         let (status, output) = try await Self.python(script, ["127.0.0.1:\(port)"])
         #expect(status == 0, "\(script) failed:\n\(output)")
@@ -68,14 +57,12 @@ import TestSupport
     /// on the same port: the client carries on; every acknowledged record is there exactly
     /// once; a group's committed offsets survive another restart.
     @Test func aBrokerKilledMidRunKeepsEveryAcknowledgedRecordAndCommittedOffset() async throws {
-        let dir = NSTemporaryDirectory() + "py-restart-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("py-restart")
+        let dir = temporary.path
         let binary = try fulfillmentExecutable().path
         #expect(try KcatCompatibilityTests.run(binary, ["topics", "create", "restart", "--partitions", "4", "--data-dir", dir + "/data"]).0 == 0)
-        let port = Int.random(in: 20_000...50_000)
+        var (broker, port) = try await Self.startBroker(dir + "/data")
         let bootstrap = "127.0.0.1:\(port)"
-        var broker = try await Self.startBroker(dir + "/data", port: port)
         defer { Self.stop(broker) }
 
         let acked = dir + "/acked.txt"
@@ -84,7 +71,7 @@ import TestSupport
         Self.stop(broker, signal: SIGKILL)
         #expect(broker.terminationReason == .uncaughtSignal)
         try await Task.sleep(for: .seconds(1))
-        broker = try await Self.startBroker(dir + "/data", port: port)
+        (broker, port) = try await Self.startBroker(dir + "/data", port: port)
         let (producedStatus, producedOutput) = try await produced
         #expect(producedStatus == 0, "\(producedOutput)")
 
@@ -92,7 +79,7 @@ import TestSupport
         #expect(consumedStatus == 0, "\(consumedOutput)")
 
         Self.stop(broker)
-        broker = try await Self.startBroker(dir + "/data", port: port)
+        (broker, port) = try await Self.startBroker(dir + "/data", port: port)
         let (committedStatus, committedOutput) = try await Self.python("restart_client.py", ["committed", bootstrap, "restart", "g-restart"])
         #expect(committedStatus == 0, "\(committedOutput)")
     }

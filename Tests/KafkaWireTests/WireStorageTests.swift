@@ -1,15 +1,17 @@
-import Foundation
-import Logging
-import Testing
 @testable import Broker
+import Foundation
 @testable import KafkaWire
+import Logging
+@testable import Messaging
+import TestSupport
+import Testing
 
 /// What the wire door does to batches: stores them byte for byte (compressed ones too),
 /// recognises an idempotent producer's retries, refuses sequence gaps, deletes topics.
 @Suite struct WireStorageTests {
     typealias Requests = MalformedRequestTests
 
-    func openBroker(_ dir: String, options: KafkaRequestHandler.Options = .init()) async throws -> (KafkaRequestHandler, EmbeddedBroker) {
+    func openBroker(_ dir: String, options: WireRequestHandler.Options = .init()) async throws -> (WireRequestHandler, EmbeddedBroker) {
         var configuration = EmbeddedBroker.Configuration(dataDirectory: dir)
         configuration.fsync = .batch
         let broker = try EmbeddedBroker(configuration: configuration, logger: Logger(label: "wire-test"))
@@ -18,7 +20,7 @@ import Testing
         logger.logLevel = .critical
         var options = options
         options.maxFetchWaitMilliseconds = 0
-        return (KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger), broker)
+        return (WireRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger), broker)
     }
 
     /// A v2 batch as a client would send it: producer id/epoch/sequence and attributes set,
@@ -57,8 +59,8 @@ import Testing
     }
 
     @Test func batchesAreStoredAndServedByteForByteCompressedOnesToo() async throws {
-        let dir = NSTemporaryDirectory() + "wire-bytes-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire-bytes")
+        let dir = temporary.path
         let (handler, broker) = try await openBroker(dir)
         defer { broker.shutdown() }
         let plain = Self.batch(["a", "b"])
@@ -75,14 +77,14 @@ import Testing
     }
 
     @Test func compressedBatchesAreRefusedOnTopicsTheSagaReadsInProcess() async throws {
-        let dir = NSTemporaryDirectory() + "wire-inproc-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var options = KafkaRequestHandler.Options()
+        let temporary = TemporaryDirectory("wire-inproc")
+        let dir = temporary.path
+        var options = WireRequestHandler.Options()
         options.inProcessTopics = ["orders"]
         let (handler, broker) = try await openBroker(dir, options: options)
         defer { broker.shutdown() }
         let gzip = Self.batch(["c"], attributes: 1, body: [1, 2, 3])
-        #expect(try Self.produced(try await handler.respond(to: Self.produce(gzip))).0 == KafkaErrorCode.unsupportedCompressionType.rawValue)
+        #expect(try Self.produced(try await handler.respond(to: Self.produce(gzip))).0 == WireErrorCode.unsupportedCompressionType.rawValue)
         #expect(try await broker.describeTopic("orders").partitions[0].endOffset == 0)
         // A well-framed batch whose records do not fill it is refused too: in-process readers decode them.
         var lying = Self.batch(["x"])
@@ -90,12 +92,12 @@ import Testing
         RecordBatchCodec.storeBigEndian(Int32(lying.count - RecordBatchHeader.logOverhead), into: &lying, at: 8)
         let crc = lying.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[21...])) }
         RecordBatchCodec.storeBigEndian(crc, into: &lying, at: 17)
-        #expect(try Self.produced(try await handler.respond(to: Self.produce(lying))).0 == KafkaErrorCode.corruptMessage.rawValue)
+        #expect(try Self.produced(try await handler.respond(to: Self.produce(lying))).0 == WireErrorCode.corruptMessage.rawValue)
     }
 
     @Test func anIdempotentProducersRetryIsAppendedOnceEvenAfterARestart() async throws {
-        let dir = NSTemporaryDirectory() + "wire-idem-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire-idem")
+        let dir = temporary.path
         do {
             let (handler, broker) = try await openBroker(dir)
             defer { broker.shutdown() }
@@ -104,7 +106,7 @@ import Testing
             // The retry of the first batch: acknowledged with its original offset, not appended.
             #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["a", "b"], producer: 9, sequence: 0)))) == (0, 0))
             // A gap: sequence 5 where 3 is next.
-            #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["z"], producer: 9, sequence: 5)))).0 == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
+            #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["z"], producer: 9, sequence: 5)))).0 == WireErrorCode.outOfOrderSequenceNumber.rawValue)
             #expect(try await broker.describeTopic("orders").partitions[0].endOffset == 3)
         }
         // A new broker process knows nothing in memory; the retry is recognised from the log.
@@ -114,16 +116,16 @@ import Testing
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["d"], producer: 9, sequence: 3)))) == (0, 3))
         #expect(try await broker.describeTopic("orders").partitions[0].endOffset == 4)
         // A producer mid-stream naming a partition or topic that is not there: refused, not relearned.
-        let unknown = KafkaErrorCode.unknownTopicOrPartition.rawValue
+        let unknown = WireErrorCode.unknownTopicOrPartition.rawValue
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), partition: 7))).0 == unknown)
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), partition: -1))).0 == unknown)
         #expect(try Self.produced(try await handler.respond(to: Self.produce(Self.batch(["x"], producer: 9, sequence: 4), topic: "nope"))).0 == unknown)
     }
 
     @Test func deleteTopicsRemovesFilesAndRefusesTheSagasOwnTopics() async throws {
-        let dir = NSTemporaryDirectory() + "wire-delete-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        var options = KafkaRequestHandler.Options()
+        let temporary = TemporaryDirectory("wire-delete")
+        let dir = temporary.path
+        var options = WireRequestHandler.Options()
         options.inProcessTopics = ["orders"]
         do {
             let (handler, broker) = try await openBroker(dir, options: options)
@@ -138,7 +140,7 @@ import Testing
             #expect(try r.arrayCount() == 3)
             var codes: [String: Int16] = [:]
             for _ in 0..<3 { codes[try r.string()] = try r.int16() }
-            #expect(codes == ["scratch": 0, "orders": KafkaErrorCode.topicDeletionDisabled.rawValue, "missing": KafkaErrorCode.unknownTopicOrPartition.rawValue])
+            #expect(codes == ["scratch": 0, "orders": WireErrorCode.topicDeletionDisabled.rawValue, "missing": WireErrorCode.unknownTopicOrPartition.rawValue])
             #expect(!FileManager.default.fileExists(atPath: dir + "/scratch-0"))
         }
         // Gone for good: a restart does not bring it back.
@@ -148,8 +150,8 @@ import Testing
     }
 
     @Test func metadataCreatesNamedTopicsOnlyWhenAutoCreationIsOn() async throws {
-        let dir = NSTemporaryDirectory() + "wire-auto-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let temporary = TemporaryDirectory("wire-auto")
+        let dir = temporary.path
         func metadata(_ topic: String, allow: Bool) -> [UInt8] {
             Requests.request(key: 3, version: 4) { w in
                 w.array([topic]) { $0.string($1) }
@@ -162,7 +164,7 @@ import Testing
             _ = try await off.respond(to: metadata("wanted", allow: true))
             #expect(try await broker.listTopics().map(\.name) == ["orders"], "off by default")
         }
-        var options = KafkaRequestHandler.Options()
+        var options = WireRequestHandler.Options()
         options.autoCreatePartitions = 3
         let (on, broker) = try await openBroker(dir, options: options)
         defer { broker.shutdown() }

@@ -2,8 +2,9 @@ import Broker
 import Dispatcher
 import Foundation
 import Logging
-import Testing
+import Messaging
 import TestSupport
+import Testing
 
 /// `fulfillment run` as a real child process, killed with SIGKILL mid-way and restarted.
 @Suite(.serialized) struct CrashRecoveryTests {
@@ -19,8 +20,8 @@ import TestSupport
     }
 
     @Test func aRunKilledWithSigkillMidWayFinishesEveryOrderAfterARestartAndCheckHolds() async throws {
-        let directory = NSTemporaryDirectory() + "saga-crash-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("saga-crash")
+        let directory = temporary.path
         let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
         let output = directory + ".out"
         defer { try? FileManager.default.removeItem(atPath: output) }

@@ -1,9 +1,9 @@
-import Broker
 import Dispatcher
 import Foundation
 import Logging
-import Testing
+import Messaging
 import TestSupport
+import Testing
 
 /// Bad input from outside and records that kill the process, through the real executable:
 /// `produce` writes the lines, `run --drain` processes them, as a user would.
@@ -21,8 +21,8 @@ import TestSupport
     }
 
     @Test func hostileOrderLinesAreRejectedWithAReasonAndNothingCrashes() async throws {
-        let directory = NSTemporaryDirectory() + "saga-hostile-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("saga-hostile")
+        let directory = temporary.path
         var lines: [[UInt8]] = []
         func add(_ text: String) { lines.append(Array(text.utf8)) }
         // Numbers out of every range, in every numeric field.
@@ -72,8 +72,8 @@ import TestSupport
     }
 
     @Test func aRecordThatCrashesTheProcessIsQuarantinedAndEveryOtherOrderCompletes() async throws {
-        let directory = NSTemporaryDirectory() + "saga-poison-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("saga-poison")
+        let directory = temporary.path
         var text = (0..<30).map { Self.order("ok-\($0)") }
         text.insert(Self.order("poison-1", token: "tok_crash_process"), at: 12)
         let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))

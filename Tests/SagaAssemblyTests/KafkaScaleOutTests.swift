@@ -1,5 +1,6 @@
 import Dispatcher
 import Foundation
+import SagaAssembly
 import StoreDatabase
 import TestSupport
 import Testing
@@ -74,9 +75,8 @@ import Testing
     }
 
     @Test func separateProcessesFinishEveryOrderWhenAPaymentInstanceIsKilled() async throws {
-        let directory = NSTemporaryDirectory() + "saga-kafka-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("saga-kafka")
+        let directory = temporary.path
         let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
         let processes = Processes()
         defer { processes.stopAll() }

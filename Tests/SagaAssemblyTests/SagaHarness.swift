@@ -2,13 +2,13 @@ import Broker
 import Dispatcher
 import Foundation
 import Logging
-import StoreDatabase
-import TestSupport
+import Messaging
 import SagaAssembly
 import SagaDomain
 import ServiceLifecycle
+import StoreDatabase
+import TestSupport
 import Testing
-import Workers
 
 /// The whole saga in-process on a fresh data directory, with the fast profile (the seed's
 /// policy shape in fractions of a second), the real broker and real SQLite files.
@@ -39,7 +39,7 @@ final class SagaHarness: @unchecked Sendable {
         brokerConfiguration.retentionCheckInterval = nil
         broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
         try await SagaTopology.create(self.configuration, on: broker)
-        node = try SagaNode(broker: broker, configuration: self.configuration, directory: storeLocation, faults: faults, logger: logger)
+        node = try SagaNode(broker: broker, configuration: self.configuration, storeLocation: storeLocation, faults: faults, logger: logger)
     }
 
     func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) throws {

@@ -1,11 +1,11 @@
-import Broker
 import Dispatcher
 import Foundation
+import Messaging
 import SagaAssembly
 import SagaDomain
+import SagaRuntime
 import TestSupport
 import Testing
-import Workers
 
 /// The saga end to end: the real embedded broker, every worker and the dispatcher, real
 /// stores (SQLite files, and again a PostgreSQL database), the fast profile. One scenario at

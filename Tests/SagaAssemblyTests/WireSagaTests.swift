@@ -1,5 +1,6 @@
 import Dispatcher
 import Foundation
+import SagaAssembly
 import StoreDatabase
 import TestSupport
 import Testing
@@ -10,9 +11,8 @@ import Testing
 /// the same port; the clients reconnect, the groups re-form, and every order still ends.
 @Suite(.serialized, .timeLimit(.minutes(5))) struct WireSagaTests {
     @Test func workersOnTheWireFinishEveryOrderAcrossABrokerCrash() async throws {
-        let directory = NSTemporaryDirectory() + "saga-wire-\(UUID().uuidString.prefix(8))"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let temporary = TemporaryDirectory("saga-wire")
+        let directory = temporary.path
         let fast = SagaHarness.repositoryRoot.appendingPathComponent("config/profiles/fast.yaml").path
         // Clients stop before the broker, so they can finish and commit on the way out.
         let brokerProcesses = KafkaScaleOutTests.Processes()
@@ -22,7 +22,7 @@ import Testing
             brokerProcesses.stopAll()
         }
 
-        let port = Int.random(in: 20_000...50_000)
+        let port = freeLoopbackPort()
         let brokers = "127.0.0.1:\(port)"
         let brokerArguments = ["broker", "--data-dir", directory + "/broker", "--listen", brokers]
         let broker = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-1.out")

@@ -60,12 +60,15 @@ import Testing
         }
         #expect(try db.query("SELECT what FROM log ORDER BY at") { $0.text(0) } == ["second", "third"])
         // A constraint violation fails the statement and the transaction, not the connection.
-        #expect(throws: StoreError.self) {
+        // Either database names it the same way.
+        let refused = #expect(throws: StoreError.self) {
             try db.transaction { tx in
                 try tx.run("INSERT INTO items (key, n) VALUES ('dup', 1)")
                 try tx.run("INSERT INTO items (key, n) VALUES ('dup', 2)")
             }
         }
+        #expect(refused?.code == .constraint, "\(String(describing: refused))")
+        #expect(refused?.databaseCode != nil)
         #expect(try db.scalar("SELECT COUNT(*) FROM items") == 0)
     }
 
@@ -91,6 +94,15 @@ import Testing
             }
         }
         #expect(try a.scalar("SELECT n FROM counter WHERE id = 1") == 200)
+    }
+
+    /// A server that is not there, and a file that cannot be, fail with codes a caller can
+    /// act on (retry the first, not the second).
+    @Test func failuresToOpenSayWhich() throws {
+        let down = #expect(throws: StoreError.self) { try StoreConnection(postgres: "postgres://nobody@127.0.0.1:1/x", schema: "s") }
+        #expect(down?.code == .unreachable && down?.code.isRetriable == true, "\(String(describing: down))")
+        let missing = #expect(throws: StoreError.self) { try StoreConnection(path: "/nonexistent-dir-\(getpid())/x.sqlite") }
+        #expect(missing?.code == .cannotOpen && missing?.code.isRetriable == false, "\(String(describing: missing))")
     }
 
     @Test func theDialectRewritesOnlyWhatDiffers() {

@@ -49,3 +49,28 @@ public func freeLoopbackPort() -> Int {
         if !Loopback.isListening(port: port) { return port }
     }
 }
+
+/// `fulfillment broker` serving `dataDirectory`, launched and listening: on `port`, or with
+/// port 0 on a free port the broker picks and reports (no guessing, no race with other
+/// servers). Its stderr goes to `log`. Restart it with the port it returned.
+public func launchBroker(dataDirectory: String, port: Int = 0, log: String, extra: [String] = []) async throws -> (process: Process, port: Int) {
+    let process = try launchFulfillment(
+        ["broker", "--data-dir", dataDirectory, "--listen", "127.0.0.1:\(port)"] + extra, stdout: log + ".stdout", stderr: log)
+    let deadline = ContinuousClock.now + .seconds(15)
+    while ContinuousClock.now < deadline {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        if let range = text.range(of: "Kafka protocol on 127.0.0.1:") {
+            let digits = text[range.upperBound...].prefix { $0.isNumber }
+            if let bound = Int(digits), text[range.upperBound...].dropFirst(digits.count).first == "," { return (process, bound) }
+        }
+        if !process.isRunning { break }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    if process.isRunning { process.terminate() }
+    throw BrokerLaunchFailure(message: "`fulfillment broker` did not report listening: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+}
+
+public struct BrokerLaunchFailure: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

@@ -21,12 +21,12 @@ public enum StoreBackend: String, CaseIterable, Sendable, CustomStringConvertibl
             return directory
         case .postgres:
             guard let server = ProcessInfo.processInfo.environment[Self.postgresVariable], !server.isEmpty else {
-                throw StoreError(code: -1, message: "\(Self.postgresVariable) is not set: run the tests with `make test`, which starts a PostgreSQL server for them")
+                throw StoreError(.unreachable, "\(Self.postgresVariable) is not set: run the tests with `make test`, which starts a PostgreSQL server for them")
             }
             let name = "t_" + UUID().uuidString.prefix(12).lowercased().replacingOccurrences(of: "-", with: "")
             let admin = try StoreConnection(postgres: server, schema: "public")
             try admin.execute("CREATE DATABASE \(name)")
-            guard let slash = server.lastIndex(of: "/") else { throw StoreError(code: -1, message: "\(Self.postgresVariable) must end in /DATABASE") }
+            guard let slash = server.lastIndex(of: "/") else { throw StoreError(.cannotOpen, "\(Self.postgresVariable) must end in /DATABASE") }
             return server[..<slash] + "/" + name
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import SagaDomain
+@testable import SagaRuntime
 import TestSupport
 import Testing
 @testable import Workers

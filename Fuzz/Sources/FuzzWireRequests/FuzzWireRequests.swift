@@ -3,10 +3,11 @@ import Dispatch
 import Foundation
 import KafkaWire
 import Logging
+import Messaging
 
 /// One embedded broker for the whole fuzzing run, in a fresh temporary directory, with a
 /// topic to produce to and fetch from (so inputs that name it go deep).
-private let handler: KafkaRequestHandler = {
+private let handler: WireRequestHandler = {
     let directory = NSTemporaryDirectory() + "fuzz-wire-\(getpid())"
     try? FileManager.default.removeItem(atPath: directory)
     var configuration = EmbeddedBroker.Configuration(dataDirectory: directory)
@@ -20,9 +21,9 @@ private let handler: KafkaRequestHandler = {
         ready.signal()
     }
     ready.wait()
-    var options = KafkaRequestHandler.Options()
+    var options = WireRequestHandler.Options()
     options.maxFetchWaitMilliseconds = 0
-    return KafkaRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
+    return WireRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
 }()
 
 /// One input: a request frame (without its length prefix). The handler answers it or

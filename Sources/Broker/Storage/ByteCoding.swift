@@ -1,3 +1,5 @@
+import Messaging
+
 /// Big-endian integers and Kafka's zig-zag varints, appended to a byte array.
 struct ByteWriter {
     var bytes: [UInt8]

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Messaging
 
 /// A POSIX file descriptor closed on deinit. Reads use `pread`, so concurrent readers
 /// never disturb each other or the appender.

@@ -1,3 +1,5 @@
+import Messaging
+
 /// The fixed 61-byte header of a Kafka v2 record batch (magic 2), as stored on disk and sent
 /// on the wire. Everything after `crc` is covered by the CRC-32C, which is why the broker
 /// may patch `baseOffset` (and only it) without re-encoding or re-checksumming a batch.

@@ -1,6 +1,8 @@
-import Broker
-import StoreDatabase
+import IOThreads
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// Claims the order's one notice as a failure notice, then undoes what the order holds,
 /// newest effect first (cancel shipment -> release inventory -> refund payment), and

@@ -1,6 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// Reserves an order's items: all or nothing, in one transaction per batch, in arrival
 /// order (so two orders racing for the last units are decided deterministically).

@@ -1,6 +1,7 @@
 import Foundation
-import StoreDatabase
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// The warehouse's stock and reservations (`inventory.sqlite`). Stock is seeded once, from
 /// the configuration's catalogue or a stock file, and `initial_units` is kept so `check` can
@@ -19,7 +20,7 @@ public final class InventoryStore: Sendable {
         """
 
     public init(location: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(location: location, name: "inventory", schema: Self.schema, readOnly: readOnly)
+        connection = try StoreConnection.openStep(location: location, name: "inventory", schema: Self.schema, readOnly: readOnly)
     }
 
     /// Seeds stock if the table is empty: `SKU-1`...`SKU-n`, or the units of a stock file.
@@ -49,6 +50,23 @@ public final class InventoryStore: Sendable {
             stock[sku] = units
         }
         return stock
+    }
+
+    /// An order's reservation: units taken off the shelf and `reserved` or `released`.
+    public struct Reservation: Sendable, Equatable {
+        public var units: Int64
+        public var status: String
+        public var isHeld: Bool { status == "reserved" }
+    }
+
+    /// Every order's reservation, for the conservation check.
+    public func reservationsByOrder() throws -> [String: Reservation] {
+        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, units, status FROM reservations") { ($0.text(0), Reservation(units: $0.int(1), status: $0.text(2))) })
+    }
+
+    /// Units off the shelf now: the sum over SKUs of initial minus current stock.
+    public func unitsTaken() throws -> Int64 {
+        try connection.query("SELECT COALESCE(SUM(initial_units - units), 0) FROM stock") { $0.int(0) }.first ?? 0
     }
 
     public func units(of sku: String) throws -> Int? {

@@ -1,6 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// Sends the confirmation through the simulated mail service and publishes
 /// `orders.completed`. Addresses at `bounce.example` fail permanently (`MailboxUnavailable`).

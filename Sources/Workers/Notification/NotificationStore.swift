@@ -13,7 +13,7 @@ public final class NotificationStore: Sendable {
         """
 
     public init(location: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(location: location, name: "notifications", schema: Self.schema, readOnly: readOnly)
+        connection = try StoreConnection.openStep(location: location, name: "notifications", schema: Self.schema, readOnly: readOnly)
     }
 
     /// Sends the failure notice unless the customer already got a notice for this order.
@@ -26,6 +26,11 @@ public final class NotificationStore: Sendable {
                 [.text(IdempotencyKey.failureNotice(orderID)), .text(orderID), .text(email), .integer(at)])
             return try db.query("SELECT kind FROM outbox WHERE order_id = ?", [.text(orderID)]) { $0.text(0) }.first == "failure"
         }
+    }
+
+    /// The notice each order got (`confirmation` or `failure`), for the conservation check.
+    public func noticeByOrder() throws -> [String: String] {
+        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, kind FROM outbox") { ($0.text(0), $0.text(1)) })
     }
 
     public func notice(orderID: String) throws -> String? {

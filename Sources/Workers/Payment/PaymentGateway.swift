@@ -1,7 +1,9 @@
-import Broker
 import Foundation
-import StoreDatabase
+import IOThreads
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 import Synchronization
 
 /// A payment gateway as the payment step sees it. Every call carries an idempotency key: a
@@ -45,9 +47,33 @@ public final class SimulatedPaymentGateway: PaymentGateway {
     /// the way money has moved once a real gateway answers (WAL, synchronous=NORMAL:
     /// survives SIGKILL of our process, as a real gateway survives it).
     public init(location: String, world: SimulatedWorld, readOnly: Bool = false) throws {
-        ledger = try StoreFile.open(location: location, name: "gateway", schema: Self.schema, readOnly: readOnly, synchronous: "NORMAL")
+        ledger = try StoreConnection.openStep(location: location, name: "gateway", schema: Self.schema, readOnly: readOnly, synchronous: "NORMAL")
         batcher = LedgerBatcher(ledger: ledger)
         self.world = world
+    }
+
+    /// What the gateway's ledger says moved for one order, for the conservation check.
+    public struct OrderMoney: Sendable {
+        public var chargedCents: Int64 = 0
+        public var refundedCents: Int64 = 0
+        /// Successful charges (more than one is a double charge).
+        public var charges = 0
+
+        public init() {}
+    }
+
+    /// Money charged and refunded per order, as the ledger recorded it.
+    public func moneyByOrder() throws -> [String: OrderMoney] {
+        var money: [String: OrderMoney] = [:]
+        for (order, kind, amount, outcome) in try ledger.query("SELECT order_id, kind, amount_cents, outcome FROM ledger", [], { ($0.text(0), $0.text(1), $0.int(2), $0.text(3)) }) {
+            if kind == "charge", outcome == "charged" {
+                money[order, default: OrderMoney()].chargedCents += amount
+                money[order, default: OrderMoney()].charges += 1
+            } else if kind == "refund" {
+                money[order, default: OrderMoney()].refundedCents += amount
+            }
+        }
+        return money
     }
 
     public func charge(idempotencyKey: String, orderID: String, amountCents: Int64, currency: String, token: String) async throws -> GatewayReceipt {

@@ -1,6 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// Validates and charges payment through the gateway with the key `<order_id>:payment`.
 public struct PaymentHandler: StepHandler {

@@ -15,7 +15,7 @@ public final class PaymentStore: Sendable {
         """
 
     public init(location: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(location: location, name: "payments", schema: Self.schema, readOnly: readOnly)
+        connection = try StoreConnection.openStep(location: location, name: "payments", schema: Self.schema, readOnly: readOnly)
     }
 
     public func isRefunded(orderID: String) throws -> Bool {

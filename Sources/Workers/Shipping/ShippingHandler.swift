@@ -1,6 +1,7 @@
-import Broker
-import StoreDatabase
+import Messaging
 import SagaDomain
+import SagaRuntime
+import StoreDatabase
 
 /// Prepares a shipment: pick, pack, label, beating the heartbeat after each stage. The
 /// simulated carrier refuses some destinations (`UnsupportedDestination`, non-retryable:

@@ -13,7 +13,12 @@ public final class ShippingStore: Sendable {
         """
 
     public init(location: String, readOnly: Bool = false) throws {
-        connection = try StoreFile.open(location: location, name: "shipping", schema: Self.schema, readOnly: readOnly)
+        connection = try StoreConnection.openStep(location: location, name: "shipping", schema: Self.schema, readOnly: readOnly)
+    }
+
+    /// Every order's shipment status (`prepared` or `cancelled`), for the conservation check.
+    public func shipmentStatusByOrder() throws -> [String: String] {
+        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, status FROM shipments") { ($0.text(0), $0.text(1)) })
     }
 
     /// Cancels an order's shipment (its compensation), once, leaving a tombstone.

@@ -1,0 +1,194 @@
+import Messaging
+import Synchronization
+
+/// A member of a consumer group on the embedded broker. Rebalances take effect inside `poll`:
+/// revoked partitions are handed to `onRevoke` (to commit) and released before new ones are
+/// read; a newly granted partition starts at the group's committed offset, so uncommitted
+/// records are redelivered to the next owner exactly from there.
+public final class EmbeddedGroupConsumer: GroupConsumer {
+    private struct State {
+        var positions: [TopicPartition: Int64] = [:]
+        var owned: Set<TopicPartition> = []
+        var paused: Set<TopicPartition> = []
+        var cursor = 0
+        var closed = false
+        /// Logs of owned partitions, so a poll does not look each one up in the broker.
+        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
+        /// Fetch passes over the partitions; a parked poll makes none.
+        var fetchPasses = 0
+    }
+
+    public let memberID: String
+    public let group: String
+    let topics: [String]
+    let configuration: ConsumerConfiguration
+    private let broker: EmbeddedBroker
+    private let state = Mutex(State())
+
+    init(broker: EmbeddedBroker, group: String, memberID: String, topics: [String], configuration: ConsumerConfiguration) {
+        self.broker = broker
+        self.group = group
+        self.memberID = memberID
+        self.topics = topics
+        self.configuration = configuration
+    }
+
+    public func poll(maxRecords: Int, maxWait: Duration) async throws -> [ConsumerRecord] {
+        let deadline = ContinuousClock.now + maxWait
+        while true {
+            if state.withLock({ $0.closed }) { throw BrokerError(.closed, "consumer \(memberID) is closed") }
+            try await rebalance()
+            var (records, nextDue) = try fetch(maxRecords: maxRecords)
+            if !records.isEmpty { return records }
+            var now = ContinuousClock.now
+            if now >= deadline { return [] }
+            // Park: register on every readable partition and on the group, then look once
+            // more, so a record that became visible in between still wakes us.
+            let waiter = Waiter()
+            let logs = state.withLock { state in state.owned.subtracting(state.paused).compactMap { state.logs[$0]?.log } }
+            for log in logs { log.addWaiter(waiter) }
+            broker.setGroupWaiter(group: group, memberID: memberID, waiter)
+            defer {
+                for log in logs { log.removeWaiter(waiter) }
+                broker.setGroupWaiter(group: group, memberID: memberID, nil)
+            }
+            (records, nextDue) = try fetch(maxRecords: maxRecords)
+            if !records.isEmpty { return records }
+            now = ContinuousClock.now
+            var wakeAt = deadline
+            if let nextDue {
+                let untilDue = Duration.milliseconds(max(0, nextDue - UnixClock.nowMillis()))
+                wakeAt = min(wakeAt, now + untilDue)
+            }
+            await waiter.wait(until: wakeAt)
+            if Task.isCancelled { return [] }
+        }
+    }
+
+    /// Applies what the group coordinator decided since the last poll.
+    private func rebalance() async throws {
+        let sync = try broker.groupSync(group: group, memberID: memberID)
+        if !sync.revoke.isEmpty {
+            await configuration.onRevoke?(sync.revoke)
+            state.withLock { state in
+                for tp in sync.revoke {
+                    state.positions[tp] = nil
+                    state.owned.remove(tp)
+                    state.paused.remove(tp)
+                    state.logs[tp] = nil
+                }
+            }
+            broker.groupRelease(group: group, memberID: memberID, partitions: sync.revoke)
+        }
+        guard !sync.granted.isEmpty else { return }
+        var starts: [TopicPartition: Int64] = [:]
+        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
+        for tp in sync.granted {
+            let (log, delay) = try broker.partitionLogForConsumer(tp)
+            logs[tp] = (log, delay)
+            let (begin, end) = log.offsets
+            if let committed = broker.committedOffset(group: group, tp) {
+                starts[tp] = max(committed, begin)
+            } else {
+                starts[tp] = configuration.autoOffsetReset == .earliest ? begin : end
+            }
+        }
+        state.withLock { state in
+            for (tp, offset) in starts {
+                state.positions[tp] = offset
+                state.owned.insert(tp)
+                state.logs[tp] = logs[tp]
+            }
+        }
+    }
+
+    private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
+        let (order, positions, logs) = state.withLock { state -> ([TopicPartition], [TopicPartition: Int64], [TopicPartition: (log: PartitionLog, delay: Int64)]) in
+            state.fetchPasses += 1
+            let readable = state.owned.subtracting(state.paused).sorted()
+            guard !readable.isEmpty else { return ([], [:], [:]) }
+            state.cursor %= readable.count
+            let rotated = Array(readable[state.cursor...] + readable[..<state.cursor])
+            return (rotated, state.positions, state.logs)
+        }
+        var records: [ConsumerRecord] = []
+        var nextDue: Int64?
+        var advanced: [TopicPartition: Int64] = [:]
+        let now = UnixClock.nowMillis()
+        // Round robin: the next poll starts after the last partition this one read from, so a
+        // deep backlog in some partitions never starves the others.
+        var lastRead: Int?
+        for (index, tp) in order.enumerated() where records.count < maxRecords {
+            guard var position = positions[tp], let (log, delay) = logs[tp] else { continue }
+            // Nothing new: skip the read (and its lock) entirely.
+            if position >= log.highWatermark { continue }
+            let result: PartitionLog.ReadResult
+            do {
+                // Read about what the remaining room can hold, not a full fetch per partition.
+                let room = max(64 << 10, (maxRecords - records.count) * 512)
+                result = try log.read(from: position, maxBytes: min(configuration.maxPartitionFetchBytes, room))
+            } catch let error as BrokerError where error.code == .offsetOutOfRange {
+                // Retention removed what we would read next: continue at the oldest record.
+                position = log.offsets.begin
+                advanced[tp] = position
+                continue
+            }
+            guard !result.bytes.isEmpty else { continue }
+            let decoded = try broker.decode(
+                result.bytes, topic: tp.topic, partition: tp.partition, from: position, into: &records,
+                limit: maxRecords, delay: delay, now: now)
+            advanced[tp] = decoded.nextOffset
+            if decoded.nextOffset > position { lastRead = index }
+            if let due = decoded.nextDue { nextDue = min(nextDue ?? due, due) }
+        }
+        if let lastRead {
+            state.withLock { $0.cursor += lastRead + 1 }
+        }
+        if !advanced.isEmpty {
+            state.withLock { state in
+                for (tp, offset) in advanced where state.positions[tp] != nil { state.positions[tp] = offset }
+            }
+        }
+        return (records, nextDue)
+    }
+
+    public func commit(_ offsets: [TopicPartition: Int64]) async throws {
+        try await broker.groupCommit(group: group, memberID: memberID, offsets: offsets)
+    }
+
+    public func assignment() async -> Set<TopicPartition> {
+        state.withLock { $0.owned }
+    }
+
+    public func pause(_ partitions: Set<TopicPartition>) async {
+        state.withLock { $0.paused.formUnion(partitions) }
+    }
+
+    public func resume(_ partitions: Set<TopicPartition>) async {
+        state.withLock { $0.paused.subtract(partitions) }
+    }
+
+    public func seek(_ partition: TopicPartition, to offset: Int64) async throws {
+        try state.withLock { (state) in
+            guard state.owned.contains(partition) else {
+                throw BrokerError(.notPartitionOwner, "member \(memberID) does not own \(partition); seek after it is assigned")
+            }
+            state.positions[partition] = offset
+        }
+    }
+
+    /// The next offset this member will read on a partition it owns.
+    public func position(_ partition: TopicPartition) -> Int64? {
+        state.withLock { $0.positions[partition] }
+    }
+
+    var fetchPasses: Int { state.withLock { $0.fetchPasses } }
+
+    public func close() async {
+        let wasClosed = state.withLock { state in
+            defer { state.closed = true }
+            return state.closed
+        }
+        if !wasClosed { broker.groupLeave(group: group, memberID: memberID) }
+    }
+}

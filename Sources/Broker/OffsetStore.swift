@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Messaging
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// Committed group offsets, durable in one append-only file of checksummed entries
+/// (`[length u32][crc32c u32][group, topic, partition, offset]`). Replayed on open (latest
+/// entry wins, a torn tail is cut); rewritten compactly once it grows past a threshold.
+final class OffsetStore: Syncable {
+    struct Key: Hashable, Sendable {
+        var group: String
+        var tp: TopicPartition
+    }
+
+    private struct State {
+        var file: FileDescriptor?
+        var size: Int64
+        var entries: Int
+        var committed: [Key: Int64]
+    }
+
+    let path: String
+    let readOnly: Bool
+    private let compactAfterBytes: Int64
+    private let state: Mutex<State>
+
+    init(path: String, readOnly: Bool, compactAfterBytes: Int64 = 32 << 20) throws {
+        self.path = path
+        self.readOnly = readOnly
+        self.compactAfterBytes = compactAfterBytes
+        var committed: [Key: Int64] = [:]
+        var validEnd: Int64 = 0
+        var entries = 0
+        let bytes = FileSystem.exists(path) ? try FileSystem.readFile(path) : []
+        bytes.withUnsafeBytes { raw in
+            var position = 0
+            while position + 8 <= raw.count {
+                var r = ByteReader(raw, position: position)
+                guard let length = try? r.readBigEndian(UInt32.self), let crc = try? r.readBigEndian(UInt32.self),
+                    length < 1 << 20, position + 8 + Int(length) <= raw.count
+                else { break }
+                let payload = UnsafeRawBufferPointer(rebasing: raw[(position + 8)..<(position + 8 + Int(length))])
+                guard CRC32C.checksum(payload) == crc, let (key, offset) = Self.decode(payload) else { break }
+                committed[key] = offset
+                position += 8 + Int(length)
+                entries += 1
+            }
+            validEnd = Int64(position)
+        }
+        var file: FileDescriptor?
+        if !readOnly {
+            let f = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT)
+            if validEnd < Int64(bytes.count) { try f.truncate(to: validEnd) }
+            file = f
+        }
+        state = Mutex(State(file: file, size: validEnd, entries: entries, committed: committed))
+    }
+
+    func committed(group: String, _ tp: TopicPartition) -> Int64? {
+        state.withLock { $0.committed[Key(group: group, tp: tp)] }
+    }
+
+    func committed(group: String) -> [TopicPartition: Int64] {
+        state.withLock { state in
+            var result: [TopicPartition: Int64] = [:]
+            for (key, offset) in state.committed where key.group == group { result[key.tp] = offset }
+            return result
+        }
+    }
+
+    var groups: Set<String> { state.withLock { Set($0.committed.keys.map(\.group)) } }
+
+    /// Appends the commits (not yet fsynced: the caller decides per the fsync policy).
+    func append(group: String, offsets: [TopicPartition: Int64]) throws {
+        guard !readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
+        var bytes: [UInt8] = []
+        for (tp, offset) in offsets.sorted(by: { $0.key < $1.key }) {
+            bytes += Self.entry(Key(group: group, tp: tp), offset)
+        }
+        try state.withLock { (state) in
+            try state.file!.write(bytes, at: state.size)
+            state.size += Int64(bytes.count)
+            state.entries += offsets.count
+            for (tp, offset) in offsets { state.committed[Key(group: group, tp: tp)] = offset }
+            if state.size > compactAfterBytes && state.entries > 4 * state.committed.count {
+                try compact(&state)
+            }
+        }
+    }
+
+    private func compact(_ state: inout State) throws {
+        var bytes: [UInt8] = []
+        for (key, offset) in state.committed { bytes += Self.entry(key, offset) }
+        state.file = nil
+        try FileSystem.writeAtomically(bytes, to: path)
+        state.file = try FileDescriptor(path: path, flags: O_RDWR)
+        state.size = Int64(bytes.count)
+        state.entries = state.committed.count
+    }
+
+    func sync() throws {
+        let file = state.withLock { $0.file }
+        try file?.sync()
+    }
+
+    func didSync(upTo mark: Int64) {}
+
+    private static func entry(_ key: Key, _ offset: Int64) -> [UInt8] {
+        var w = ByteWriter(capacity: 32 + key.group.utf8.count + key.tp.topic.utf8.count)
+        w.writeInt16(Int16(key.group.utf8.count))
+        w.write(key.group.utf8)
+        w.writeInt16(Int16(key.tp.topic.utf8.count))
+        w.write(key.tp.topic.utf8)
+        w.writeInt32(Int32(key.tp.partition))
+        w.writeInt64(offset)
+        var framed = ByteWriter(capacity: w.bytes.count + 8)
+        framed.writeBigEndian(UInt32(w.bytes.count))
+        framed.writeBigEndian(CRC32C.checksum(w.bytes))
+        framed.write(w.bytes)
+        return framed.bytes
+    }
+
+    private static func decode(_ payload: UnsafeRawBufferPointer) -> (Key, Int64)? {
+        var r = ByteReader(payload)
+        guard let groupLength = try? r.readInt16(), let group = try? r.readBytes(Int(groupLength)),
+            let topicLength = try? r.readInt16(), let topic = try? r.readBytes(Int(topicLength)),
+            let partition = try? r.readInt32(), let offset = try? r.readInt64()
+        else { return nil }
+        let key = Key(group: String(decoding: group, as: UTF8.self), tp: TopicPartition(String(decoding: topic, as: UTF8.self), Int(partition)))
+        return (key, offset)
+    }
+}

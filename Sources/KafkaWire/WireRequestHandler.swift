@@ -1,0 +1,335 @@
+import Broker
+import Logging
+import Messaging
+
+/// Answers Kafka protocol requests from the embedded broker's storage. One instance serves
+/// every connection; each connection's requests are handled one after another, in order.
+///
+/// Record batches are stored as the client sent them (CRC-32C checked, only the base offset
+/// patched) and served as stored, compressed ones included. Groups follow Kafka's classic
+/// protocol (`ClassicGroup`); their offsets share the broker's offset store with the
+/// in-process groups. See docs/broker.md for what is and is not supported.
+public struct WireRequestHandler: Sendable {
+    public struct Versions: Sendable {
+        var key: Int16
+        var min: Int16
+        var max: Int16
+    }
+
+    static let produce: Int16 = 0
+    static let fetch: Int16 = 1
+    static let listOffsets: Int16 = 2
+    static let metadata: Int16 = 3
+    static let offsetCommit: Int16 = 8
+    static let offsetFetch: Int16 = 9
+    static let findCoordinator: Int16 = 10
+    static let joinGroup: Int16 = 11
+    static let heartbeat: Int16 = 12
+    static let leaveGroup: Int16 = 13
+    static let syncGroup: Int16 = 14
+    static let describeGroups: Int16 = 15
+    static let listGroups: Int16 = 16
+    static let apiVersions: Int16 = 18
+    static let createTopics: Int16 = 19
+    static let deleteTopics: Int16 = 20
+    static let initProducerID: Int16 = 22
+
+    /// What this listener speaks, as ApiVersions reports it (no flexible versions except
+    /// ApiVersions v3).
+    public static let supported: [Versions] = [
+        Versions(key: produce, min: 3, max: 7),
+        Versions(key: fetch, min: 4, max: 11),
+        Versions(key: listOffsets, min: 1, max: 2),
+        Versions(key: metadata, min: 0, max: 4),
+        Versions(key: offsetCommit, min: 2, max: 7),
+        Versions(key: offsetFetch, min: 1, max: 5),
+        Versions(key: findCoordinator, min: 0, max: 2),
+        Versions(key: joinGroup, min: 0, max: 5),
+        Versions(key: heartbeat, min: 0, max: 3),
+        Versions(key: leaveGroup, min: 0, max: 1),
+        Versions(key: syncGroup, min: 0, max: 3),
+        Versions(key: describeGroups, min: 0, max: 4),
+        Versions(key: listGroups, min: 0, max: 2),
+        Versions(key: apiVersions, min: 0, max: 3),
+        Versions(key: createTopics, min: 0, max: 4),
+        Versions(key: deleteTopics, min: 0, max: 1),
+        Versions(key: initProducerID, min: 0, max: 1),
+    ]
+
+    typealias ErrorCode = WireErrorCode
+
+    /// How the door behaves beyond the protocol itself.
+    public struct Options: Sendable {
+        /// The longest a Fetch may wait for data, whatever it asks.
+        public var maxFetchWaitMilliseconds: Int32 = 30_000
+        /// Partitions of a topic created because a Metadata request named it; `nil` (the
+        /// default): topics are only created on purpose (CreateTopics, `fulfillment topics`).
+        public var autoCreatePartitions: Int?
+        /// Topics this process's saga reads in-process: never deleted over the wire, and
+        /// compressed batches are refused on them (the in-process reader decodes only
+        /// uncompressed batches).
+        public var inProcessTopics: Set<String> = []
+
+        public init() {}
+    }
+
+    /// Who sent a request.
+    struct Context {
+        var clientID: String
+        var peer: String
+    }
+
+    let broker: EmbeddedBroker
+    let host: String
+    let port: Int32
+    let nodeID: Int32 = 1
+    let options: Options
+    let logger: Logger
+    let groups: GroupCoordinator
+    let producers = ProducerSequences()
+
+    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), logger: Logger) {
+        self.broker = broker
+        host = advertisedHost
+        port = Int32(advertisedPort)
+        self.options = options
+        self.logger = logger
+        groups = GroupCoordinator(broker: broker, logger: logger)
+    }
+
+    /// Expires silent group members until cancelled (the listener runs it).
+    public func runGroupExpiry() async {
+        await groups.runExpiry()
+    }
+
+    /// The answer to one request: its bytes (none for Produce with acks=0), sent once
+    /// `ready()` returns, i.e. once what it acknowledges is durable.
+    public struct Reply: Sendable {
+        public var bytes: [UInt8]?
+        var durability: [EmbeddedBroker.PendingDurability] = []
+
+        public func ready() async throws {
+            for pending in durability { try await pending.wait() }
+        }
+    }
+
+    /// The response to one request frame (without its length prefix), `nil` when the request
+    /// wants none (Produce with acks=0). Throws `WireError` when the connection should close.
+    /// Waits for durability itself; the listener uses `reply(to:peer:)` to pipeline.
+    public func respond(to frame: [UInt8], peer: String = "") async throws -> [UInt8]? {
+        let reply = try await reply(to: frame, peer: peer)
+        try await reply.ready()
+        return reply.bytes
+    }
+
+    /// Handles one request frame up to (not including) waiting for durability, so the next
+    /// request of the connection can be appended while this one's sync round runs; replies
+    /// must still be sent in request order.
+    public func reply(to frame: [UInt8], peer: String = "") async throws -> Reply {
+        var r = WireReader(frame)
+        let key = try r.int16()
+        let version = try r.int16()
+        let correlationID = try r.int32()
+        let context = Context(clientID: try r.nullableString() ?? "", peer: peer)
+        guard let range = Self.supported.first(where: { $0.key == key }) else {
+            throw WireError(.unsupported, "unknown or unsupported API key \(key) (version \(version))")
+        }
+        var w = WireWriter()
+        w.int32(correlationID)
+        if key == Self.apiVersions {
+            // Out of range: answer in v0 form with UNSUPPORTED_VERSION, so the client retries lower.
+            let answered = version > range.max ? 0 : version
+            if version >= 3 && version <= range.max { try r.taggedFields() }
+            writeApiVersions(&w, version: answered, error: version > range.max ? .unsupportedVersion : .none)
+            return Reply(bytes: w.bytes)
+        }
+        guard version >= range.min && version <= range.max else {
+            throw WireError(.unsupported, "API key \(key) version \(version) is outside \(range.min)-\(range.max)")
+        }
+        switch key {
+        case Self.metadata: try await writeMetadata(&w, &r, version: version)
+        case Self.produce:
+            var durability: [EmbeddedBroker.PendingDurability] = []
+            let acks = try await writeProduce(&w, &r, version: version, durability: &durability)
+            return Reply(bytes: acks == 0 ? nil : w.bytes, durability: durability)
+        case Self.fetch: try await writeFetch(&w, &r, version: version)
+        case Self.listOffsets: try await writeListOffsets(&w, &r, version: version)
+        case Self.createTopics: try await writeCreateTopics(&w, &r, version: version)
+        case Self.deleteTopics: try await writeDeleteTopics(&w, &r, version: version)
+        case Self.initProducerID: try writeInitProducerID(&w, &r, version: version)
+        case Self.findCoordinator: try writeFindCoordinator(&w, &r, version: version)
+        case Self.joinGroup: try await writeJoinGroup(&w, &r, version: version, context: context)
+        case Self.syncGroup: try await writeSyncGroup(&w, &r, version: version)
+        case Self.heartbeat: try await writeHeartbeat(&w, &r, version: version)
+        case Self.leaveGroup: try await writeLeaveGroup(&w, &r, version: version)
+        case Self.offsetCommit: try await writeOffsetCommit(&w, &r, version: version)
+        case Self.offsetFetch: try await writeOffsetFetch(&w, &r, version: version)
+        case Self.describeGroups: try await writeDescribeGroups(&w, &r, version: version)
+        case Self.listGroups: await writeListGroups(&w, version: version)
+        default: throw WireError(.unsupported, "API key \(key) is not served")
+        }
+        return Reply(bytes: w.bytes)
+    }
+
+    /// The named topics that exist, described (only those: a request names a few topics,
+    /// and Fetch asks again on every round of its long poll).
+    func describe(_ names: some Sequence<String>) async -> [String: TopicDescription] {
+        var found: [String: TopicDescription] = [:]
+        for name in Set(names) {
+            if let topic = try? await broker.describeTopic(name) { found[name] = topic }
+        }
+        return found
+    }
+
+    // MARK: ApiVersions
+
+    func writeApiVersions(_ w: inout WireWriter, version: Int16, error: ErrorCode) {
+        w.int16(error.rawValue)
+        if version >= 3 {
+            w.unsignedVarint(UInt32(Self.supported.count + 1))
+            for v in Self.supported {
+                w.int16(v.key); w.int16(v.min); w.int16(v.max)
+                w.unsignedVarint(0)
+            }
+            w.int32(0)  // throttle
+            w.unsignedVarint(0)
+        } else {
+            w.array(Self.supported) { w, v in w.int16(v.key); w.int16(v.min); w.int16(v.max) }
+            if version >= 1 { w.int32(0) }
+        }
+    }
+
+    // MARK: Metadata
+
+    func writeMetadata(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+        let count = try r.arrayCount()
+        var names: [String]? = nil
+        if count >= 0 {
+            names = try (0..<count).map { _ in try r.string() }
+            if version == 0 && names!.isEmpty { names = nil }
+        }
+        let clientAllowsCreation = version >= 4 ? try r.int8() != 0 : true
+        if let partitions = options.autoCreatePartitions, clientAllowsCreation, let names {
+            for name in names where (try? await broker.describeTopic(name)) == nil && (try? TopicSpec.validateName(name)) != nil {
+                do {
+                    try await broker.createTopic(TopicSpec(name: name, partitions: partitions))
+                    logger.notice("topic auto-created on metadata request", metadata: ["kafka.topic": "\(name)", "kafka.partitions": "\(partitions)"])
+                } catch {
+                    logger.warning("topic auto-creation failed", metadata: ["kafka.topic": "\(name)", "error.message": "\(error)"])
+                }
+            }
+        }
+        let topics = try await broker.listTopics()
+        let known = Dictionary(uniqueKeysWithValues: topics.map { ($0.name, $0) })
+        if version >= 3 { w.int32(0) }
+        w.int32(1)
+        w.int32(nodeID)
+        w.string(host)
+        w.int32(port)
+        if version >= 1 { w.string(nil) }  // rack
+        if version >= 2 { w.string("fulfillment-embedded") }
+        if version >= 1 { w.int32(nodeID) }
+        let wanted = names ?? topics.map(\.name)
+        w.int32(Int32(wanted.count))
+        for name in wanted {
+            guard let topic = known[name] else {
+                w.int16(ErrorCode.unknownTopicOrPartition.rawValue)
+                w.string(name)
+                if version >= 1 { w.bool(false) }
+                w.int32(0)
+                continue
+            }
+            w.int16(0)
+            w.string(name)
+            if version >= 1 { w.bool(false) }
+            w.int32(Int32(topic.partitions.count))
+            for p in topic.partitions {
+                w.int16(0)
+                w.int32(Int32(p.partition))
+                w.int32(nodeID)
+                w.array([nodeID]) { $0.int32($1) }
+                w.array([nodeID]) { $0.int32($1) }
+            }
+        }
+    }
+
+    // MARK: CreateTopics
+
+    func writeCreateTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+        struct Wanted { var name: String; var partitions: Int32; var replication: Int16 }
+        var wanted: [Wanted] = []
+        for _ in 0..<max(try r.arrayCount(), 0) {
+            let name = try r.string()
+            let partitions = try r.int32()
+            let replication = try r.int16()
+            for _ in 0..<max(try r.arrayCount(), 0) {  // manual assignments: one broker, nothing to place
+                _ = try r.int32()
+                for _ in 0..<max(try r.arrayCount(), 0) { _ = try r.int32() }
+            }
+            for _ in 0..<max(try r.arrayCount(), 0) { _ = try r.string(); _ = try r.nullableString() }
+            wanted.append(Wanted(name: name, partitions: partitions, replication: replication))
+        }
+        _ = try r.int32()  // timeout
+        let validateOnly = version >= 1 ? try r.int8() != 0 : false
+        var results: [(String, ErrorCode, String?)] = []
+        for topic in wanted {
+            let partitions = topic.partitions == -1 ? 1 : Int(topic.partitions)
+            if partitions <= 0 {
+                results.append((topic.name, .invalidPartitions, "partitions must be positive"))
+            } else if topic.replication > 1 {
+                results.append((topic.name, .invalidReplicationFactor, "replication factor \(topic.replication) is larger than the 1 broker"))
+            } else if (try? TopicSpec.validateName(topic.name)) == nil {
+                results.append((topic.name, .invalidTopic, "invalid topic name"))
+            } else if (try? await broker.describeTopic(topic.name)) != nil {
+                results.append((topic.name, .topicAlreadyExists, "topic \(topic.name) already exists"))
+            } else if validateOnly {
+                results.append((topic.name, .none, nil))
+            } else {
+                do {
+                    try await broker.createTopic(TopicSpec(name: topic.name, partitions: partitions))
+                    logger.notice("topic created over the wire", metadata: ["kafka.topic": "\(topic.name)", "kafka.partitions": "\(partitions)"])
+                    results.append((topic.name, .none, nil))
+                } catch {
+                    results.append((topic.name, .kafkaStorageError, "\(error)"))
+                }
+            }
+        }
+        if version >= 2 { w.int32(0) }
+        w.array(results) { w, result in
+            w.string(result.0)
+            w.int16(result.1.rawValue)
+            if version >= 1 { w.string(result.2) }
+        }
+    }
+}
+
+extension WireRequestHandler {
+    // MARK: DeleteTopics
+
+    func writeDeleteTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+        let names = try (0..<max(try r.arrayCount(), 0)).map { _ in try r.string() }
+        _ = try r.int32()  // timeout
+        var results: [(String, ErrorCode)] = []
+        for name in names {
+            if options.inProcessTopics.contains(name) {
+                logger.notice("topic deletion refused: the saga in this process reads it", metadata: ["kafka.topic": "\(name)"])
+                results.append((name, .topicDeletionDisabled))
+                continue
+            }
+            do {
+                try broker.deleteTopic(name)
+                results.append((name, .none))
+            } catch let error as BrokerError where error.code == .unknownTopic {
+                results.append((name, .unknownTopicOrPartition))
+            } catch {
+                logger.error("topic deletion failed", metadata: ["kafka.topic": "\(name)", "error.message": "\(error)"])
+                results.append((name, .kafkaStorageError))
+            }
+        }
+        if version >= 1 { w.int32(0) }
+        w.array(results) { w, result in
+            w.string(result.0)
+            w.int16(result.1.rawValue)
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Messaging
+
+/// Where one record sits: topic, partition, offset.
+public struct RecordCoordinates: Hashable, Sendable, CustomStringConvertible {
+    public var tp: TopicPartition
+    public var offset: Int64
+
+    public init(_ tp: TopicPartition, _ offset: Int64) {
+        self.tp = tp
+        self.offset = offset
+    }
+
+    public var description: String { "\(tp.topic)/\(tp.partition)/\(offset)" }
+}
+
+/// What a consumer's journal said when the process last ended, read back at the next start.
+public struct InHandRecord: Equatable, Sendable {
+    /// `true` when the process died of a crash signal (a trap, a bad pointer), `false` when it
+    /// was killed (SIGKILL, power loss) or the journal was left by a clean stop.
+    public var crashed = false
+    /// Uncommitted records taken, per partition: first and last offset.
+    public var inHand: [TopicPartition: ClosedRange<Int64>] = [:]
+    /// The one record in hand while the consumer was replaying suspects one at a time.
+    public var single: RecordCoordinates?
+    /// Records already set aside and not yet committed past.
+    public var quarantined: Set<RecordCoordinates> = []
+
+    public init(crashed: Bool = false, inHand: [TopicPartition: ClosedRange<Int64>] = [:], single: RecordCoordinates? = nil, quarantined: Set<RecordCoordinates> = []) {
+        self.crashed = crashed
+        self.inHand = inHand
+        self.single = single
+        self.quarantined = quarantined
+    }
+}
+
+/// Poison-record bookkeeping of one consumer, as a plain state machine (no I/O): which
+/// records were in hand at a crash (suspects, replayed one at a time), which record was in
+/// hand at two consecutive crashes (quarantined: set aside on `<topic>.poison`, and the
+/// partition goes on), and what is in hand now, for the journal.
+///
+/// The first crash names a range (every uncommitted record a consumer had taken); the replay
+/// after it takes one record at a time, so a second crash names exactly one record.
+public struct PoisonGuard: Sendable {
+    public private(set) var suspects: [TopicPartition: ClosedRange<Int64>] = [:]
+    public private(set) var quarantined: Set<RecordCoordinates>
+    public private(set) var inHand: [TopicPartition: ClosedRange<Int64>] = [:]
+    public private(set) var single: RecordCoordinates?
+
+    public init(previous: InHandRecord) {
+        quarantined = previous.quarantined
+        guard previous.crashed else { return }
+        if let single = previous.single {
+            // In hand, alone, at the second crash in a row: it is the record that kills us.
+            quarantined.insert(single)
+        } else {
+            suspects = previous.inHand
+        }
+    }
+
+    /// Whether this consumer still has suspects to replay one at a time.
+    public var isSuspicious: Bool { !suspects.isEmpty }
+
+    public func isQuarantined(_ record: RecordCoordinates) -> Bool { quarantined.contains(record) }
+
+    /// Records taken from the broker (before any is handled).
+    public mutating func took(_ records: [RecordCoordinates]) {
+        for record in records {
+            if let range = inHand[record.tp] {
+                inHand[record.tp] = min(range.lowerBound, record.offset)...max(range.upperBound, record.offset)
+            } else {
+                inHand[record.tp] = record.offset...record.offset
+            }
+        }
+    }
+
+    /// One record taken alone, while replaying suspects.
+    public mutating func tookAlone(_ record: RecordCoordinates) {
+        took([record])
+        single = record
+    }
+
+    /// The record taken alone is handled and durable: it is not the poison.
+    public mutating func handledAlone(_ record: RecordCoordinates) {
+        if single == record { single = nil }
+        if let range = suspects[record.tp], record.offset >= range.upperBound { suspects[record.tp] = nil }
+    }
+
+    /// Offsets committed (the next offset to read per partition).
+    public mutating func committed(_ offsets: [TopicPartition: Int64]) {
+        for (tp, next) in offsets {
+            if let range = inHand[tp] {
+                inHand[tp] = next > range.upperBound ? nil : max(next, range.lowerBound)...range.upperBound
+            }
+            quarantined = quarantined.filter { $0.tp != tp || $0.offset >= next }
+            if let range = suspects[tp], next > range.upperBound { suspects[tp] = nil }
+        }
+    }
+
+    /// Gives up replaying (partitions that moved to another member, or the caution window
+    /// passed): the rest is handled normally again.
+    public mutating func forgetSuspects() { suspects.removeAll() }
+
+    /// What the journal must hold now.
+    public var record: InHandRecord { InHandRecord(crashed: false, inHand: inHand, single: single, quarantined: quarantined) }
+}

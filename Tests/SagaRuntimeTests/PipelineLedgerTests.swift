@@ -1,0 +1,54 @@
+import Messaging
+@testable import SagaRuntime
+import Testing
+
+@Suite struct PipelineLedgerTests {
+    let p0 = TopicPartition("payment.requested", 0)
+    let p1 = TopicPartition("payment.requested", 1)
+
+    @Test func offsetsAreCommittedOnlyUpToTheFirstUnfinishedMessage() {
+        var ledger = PipelineLedger()
+        for offset in Int64(0)..<5 {
+            let started = ledger.receive(.init(tp: p0, offset: offset, orderKey: "o-\(offset)"), token: Int(offset))
+            #expect(started)
+        }
+        ledger.flushed(p0, 1)
+        ledger.flushed(p0, 2)
+        #expect(ledger.takeCommittable().isEmpty, "offset 0 is still being handled")
+        ledger.flushed(p0, 0)
+        #expect(ledger.takeCommittable() == [p0: 3])
+        ledger.flushed(p0, 4)
+        #expect(ledger.takeCommittable().isEmpty)
+        ledger.flushed(p0, 3)
+        #expect(ledger.takeCommittable() == [p0: 5])
+        #expect(ledger.taken == 0)
+    }
+
+    @Test func partitionsAreIndependent() {
+        var ledger = PipelineLedger()
+        _ = ledger.receive(.init(tp: p0, offset: 10, orderKey: "a"), token: 0)
+        _ = ledger.receive(.init(tp: p1, offset: 7, orderKey: "b"), token: 1)
+        ledger.flushed(p1, 7)
+        #expect(ledger.takeCommittable() == [p1: 8])
+    }
+
+    @Test func oneOrderIsNeverHandledTwiceAtOnce() {
+        var ledger = PipelineLedger()
+        let r1 = ledger.receive(.init(tp: p0, offset: 0, orderKey: "o-1"), token: 0)
+        #expect(r1)
+        let r2 = ledger.receive(.init(tp: p1, offset: 0, orderKey: "o-1"), token: 1)
+        #expect(!r2, "queued behind the first")
+        let r3 = ledger.receive(.init(tp: p0, offset: 1, orderKey: "o-2"), token: 2)
+        #expect(r3)
+        let r4 = ledger.receive(.init(tp: p0, offset: 2, orderKey: "o-1"), token: 3)
+        #expect(!r4)
+        let r5 = ledger.finishHandling(orderKey: "o-1")
+        #expect(r5 == 1)
+        let r6 = ledger.finishHandling(orderKey: "o-1")
+        #expect(r6 == 3)
+        let r7 = ledger.finishHandling(orderKey: "o-1")
+        #expect(r7 == nil)
+        let r8 = ledger.receive(.init(tp: p0, offset: 3, orderKey: "o-1"), token: 4)
+        #expect(r8, "free again")
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Logging
+import Messaging
+@testable import SagaRuntime
+import TestSupport
+import Testing
+
+@Suite struct PoisonGuardTests {
+    let tp = TopicPartition("payment.requested", 3)
+
+    @Test func aCleanOrKilledRunLeavesNoSuspects() {
+        let killed = PoisonGuard(previous: InHandRecord(crashed: false, inHand: [tp: 10...20]))
+        #expect(!killed.isSuspicious)
+        #expect(killed.quarantined.isEmpty)
+    }
+
+    @Test func aCrashMakesTheRecordsInHandSuspects() {
+        var g = PoisonGuard(previous: InHandRecord(crashed: true, inHand: [tp: 10...20]))
+        #expect(g.isSuspicious)
+        g.tookAlone(RecordCoordinates(tp, 10))
+        g.handledAlone(RecordCoordinates(tp, 10))
+        #expect(g.isSuspicious, "offsets 11...20 are still to replay")
+        g.tookAlone(RecordCoordinates(tp, 20))
+        g.handledAlone(RecordCoordinates(tp, 20))
+        #expect(!g.isSuspicious)
+    }
+
+    @Test func aSecondCrashWithOneRecordInHandQuarantinesExactlyThatRecord() {
+        let g = PoisonGuard(previous: InHandRecord(crashed: true, inHand: [tp: 10...20], single: RecordCoordinates(tp, 14)))
+        #expect(g.isQuarantined(RecordCoordinates(tp, 14)))
+        #expect(!g.isQuarantined(RecordCoordinates(tp, 13)))
+        #expect(!g.isSuspicious)
+    }
+
+    @Test func aQuarantineIsKeptUntilCommittedPast() {
+        var g = PoisonGuard(previous: InHandRecord(crashed: false, quarantined: [RecordCoordinates(tp, 14)]))
+        g.committed([tp: 14])
+        #expect(g.isQuarantined(RecordCoordinates(tp, 14)))
+        g.committed([tp: 15])
+        #expect(!g.isQuarantined(RecordCoordinates(tp, 14)))
+    }
+
+    @Test func inHandRangesShrinkWithCommits() {
+        var g = PoisonGuard(previous: InHandRecord())
+        g.took([RecordCoordinates(tp, 5), RecordCoordinates(tp, 9), RecordCoordinates(TopicPartition("x", 0), 1)])
+        #expect(g.record.inHand[tp] == 5...9)
+        g.committed([tp: 7])
+        #expect(g.record.inHand[tp] == 7...9)
+        g.committed([tp: 10])
+        #expect(g.record.inHand[tp] == nil)
+        #expect(g.record.inHand[TopicPartition("x", 0)] == 1...1)
+    }
+
+    @Test func journalsRoundTripThroughTheirFiles() throws {
+        let record = InHandRecord(crashed: false, inHand: [tp: 1...9], single: RecordCoordinates(tp, 4), quarantined: [RecordCoordinates(TopicPartition("orders", 0), 77)])
+        var bytes = [UInt8(ascii: "C")] + PoisonJournals.render(record)
+        var parsed = PoisonJournals.parse(bytes)
+        #expect(parsed.crashed)
+        parsed.crashed = false
+        #expect(parsed == record)
+        bytes[0] = UInt8(ascii: "R")
+        #expect(!PoisonJournals.parse(bytes).crashed)
+        // A journal torn or scribbled on reads as what it still says, never a crash of ours.
+        #expect(PoisonJournals.parse(Array("Cinhand x\nsingle a b c\n\u{0}\u{0}".utf8)) == InHandRecord(crashed: true))
+    }
+
+    @Test func aCleanStopRemovesTheJournalAndASecondProcessIsRefused() throws {
+        let temporary = TemporaryDirectory("poison")
+        let directory = temporary.path
+        let journals = try PoisonJournals(directory: directory, logger: Logger(label: "test"))
+        #expect(throws: BrokerError.self) { try PoisonJournals(directory: directory, logger: Logger(label: "test")) }
+        let slot = try PoisonJournals.firstFree(base: (directory as NSString).deletingLastPathComponent, label: (directory as NSString).lastPathComponent, logger: Logger(label: "test"))
+        #expect(slot.directory == directory + "-2")
+        let journal = try journals.journal("payment")
+        #expect(FileManager.default.fileExists(atPath: directory + "/payment.inhand"))
+        journal.close()
+        #expect(!FileManager.default.fileExists(atPath: directory + "/payment.inhand"))
+        try? FileManager.default.removeItem(atPath: directory + "-2")
+    }
+}
