@@ -61,6 +61,13 @@ public struct DeadLetters: Sendable {
         return fixed + poison
     }
 
+    /// What a redrive takes when no topic is named: every dead-letter topic but the
+    /// `.poison` ones (a poison record goes back only when asked for by name, once what
+    /// crashed on it is fixed).
+    public func defaultRedriveTopics() async throws -> [String] {
+        try await deadLetterTopics().filter { !$0.hasSuffix(PoisonRecord.suffix) }
+    }
+
     public func letters(topic: String, orderID: String? = nil, limit: Int = .max) async throws -> [Letter] {
         let known = try await deadLetterTopics()
         guard known.contains(topic) || topic.hasSuffix(PoisonRecord.suffix) else {

@@ -11,14 +11,8 @@ actor GroupCoordinator {
     private let broker: EmbeddedBroker
     private let logger: Logger
     private var groups: [String: ClassicGroup] = [:]
-    /// A JoinGroup or SyncGroup request waiting for the rest of the group, with a token so a
-    /// cancelled request releases its own wait and not a later one of the same member.
-    private struct Parked<Response> {
-        let token: UInt64
-        let continuation: CheckedContinuation<Response, Never>
-    }
-    private var parkedJoins: [String: [String: Parked<ClassicGroup.JoinResponse>]] = [:]
-    private var parkedSyncs: [String: [String: Parked<ClassicGroup.SyncResponse>]] = [:]
+    private var parkedJoins = ParkedRequests<ClassicGroup.JoinResponse>()
+    private var parkedSyncs = ParkedRequests<ClassicGroup.SyncResponse>()
     private var nextToken: UInt64 = 0
 
     init(broker: EmbeddedBroker, logger: Logger) {
@@ -30,9 +24,9 @@ actor GroupCoordinator {
         for completion in completions {
             switch completion {
             case .join(let member, let response):
-                parkedJoins[group]?.removeValue(forKey: member)?.continuation.resume(returning: response)
+                parkedJoins.take(group, member)?.resume(returning: response)
             case .sync(let member, let response):
-                parkedSyncs[group]?.removeValue(forKey: member)?.continuation.resume(returning: response)
+                parkedSyncs.take(group, member)?.resume(returning: response)
             }
         }
     }
@@ -51,28 +45,28 @@ actor GroupCoordinator {
         let memberID = request.memberID.isEmpty ? newID : request.memberID
         logger.info("member joining group", metadata: ["kafka.group": "\(group)", "kafka.member": "\(memberID)", "kafka.members": "\(state.members.count)"])
         // A rejoin replaces a parked join the client gave up on.
-        parkedJoins[group]?.removeValue(forKey: memberID)?.continuation.resume(returning: refused(.rebalanceInProgress))
-        nextToken += 1
-        let token = nextToken
+        parkedJoins.take(group, memberID)?.resume(returning: refused(.rebalanceInProgress))
+        let token = newToken()
         // Cancelled (the door is shutting down): answer at once instead of holding the
         // connection, and the shutdown, until the rebalance ends.
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { parkedJoins[group, default: [:]][memberID] = Parked(token: token, continuation: $0) }
+            await withCheckedContinuation { parkedJoins.park(group, memberID, token: token, $0) }
         } onCancel: {
-            Task { await self.releaseJoin(group: group, memberID: memberID, token: token) }
+            Task { await self.releaseJoin(group, memberID, token: token) }
         }
     }
 
-    private func releaseJoin(group: String, memberID: String, token: UInt64) {
-        guard let parked = parkedJoins[group]?[memberID], parked.token == token else { return }
-        parkedJoins[group]?.removeValue(forKey: memberID)
-        parked.continuation.resume(returning: .refused(.coordinatorNotAvailable, memberID: memberID))
+    private func newToken() -> UInt64 {
+        nextToken += 1
+        return nextToken
     }
 
-    private func releaseSync(group: String, memberID: String, token: UInt64) {
-        guard let parked = parkedSyncs[group]?[memberID], parked.token == token else { return }
-        parkedSyncs[group]?.removeValue(forKey: memberID)
-        parked.continuation.resume(returning: .init(error: .coordinatorNotAvailable, assignment: []))
+    private func releaseJoin(_ group: String, _ memberID: String, token: UInt64) {
+        parkedJoins.take(group, memberID, token: token)?.resume(returning: .refused(.coordinatorNotAvailable, memberID: memberID))
+    }
+
+    private func releaseSync(_ group: String, _ memberID: String, token: UInt64) {
+        parkedSyncs.take(group, memberID, token: token)?.resume(returning: .init(error: .coordinatorNotAvailable, assignment: []))
     }
 
     func sync(group: String, memberID: String, generation: Int32, assignments: [String: [UInt8]]) async -> ClassicGroup.SyncResponse {
@@ -86,13 +80,12 @@ actor GroupCoordinator {
             }
             return mine
         }
-        parkedSyncs[group]?.removeValue(forKey: memberID)?.continuation.resume(returning: .init(error: .rebalanceInProgress, assignment: []))
-        nextToken += 1
-        let token = nextToken
+        parkedSyncs.take(group, memberID)?.resume(returning: .init(error: .rebalanceInProgress, assignment: []))
+        let token = newToken()
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { parkedSyncs[group, default: [:]][memberID] = Parked(token: token, continuation: $0) }
+            await withCheckedContinuation { parkedSyncs.park(group, memberID, token: token, $0) }
         } onCancel: {
-            Task { await self.releaseSync(group: group, memberID: memberID, token: token) }
+            Task { await self.releaseSync(group, memberID, token: token) }
         }
     }
 
@@ -186,5 +179,23 @@ actor GroupCoordinator {
         for name in (try? await broker.listGroups()) ?? [] { result[name] = "consumer" }
         for (name, state) in groups where !state.isEmpty { result[name] = state.protocolType ?? "consumer" }
         return result.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+}
+
+/// JoinGroup or SyncGroup requests waiting for the rest of their group, per group and member.
+/// Each wait has a token, so a cancelled request releases its own wait and not a later one
+/// of the same member.
+struct ParkedRequests<Response> {
+    private var waiting: [String: [String: (token: UInt64, continuation: CheckedContinuation<Response, Never>)]] = [:]
+
+    mutating func park(_ group: String, _ member: String, token: UInt64, _ continuation: CheckedContinuation<Response, Never>) {
+        waiting[group, default: [:]][member] = (token, continuation)
+    }
+
+    /// The member's wait, removed; with `token`, only if it is that wait.
+    mutating func take(_ group: String, _ member: String, token: UInt64? = nil) -> CheckedContinuation<Response, Never>? {
+        guard let parked = waiting[group]?[member], token == nil || parked.token == token else { return nil }
+        waiting[group]?.removeValue(forKey: member)
+        return parked.continuation
     }
 }

@@ -4,7 +4,6 @@ import Foundation
 import Messaging
 import SagaAssembly
 import SagaDomain
-import SagaRuntime
 
 struct DlqCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,7 +83,7 @@ struct DlqCommand: AsyncParsableCommand {
                 defer { broker.shutdown() }
                 guard let store = maybeStore else { throw CommandFailure(message: "no saga data in \(try saga.storeLocation): nothing was dead-lettered there") }
                 let letters = DeadLetters(broker: broker, store: store, topics: try saga.loadConfiguration().topics)
-                let selected = topic.isEmpty ? try await letters.deadLetterTopics().filter { !$0.hasSuffix(PoisonRecord.suffix) } : topic
+                let selected = topic.isEmpty ? try await letters.defaultRedriveTopics() : topic
                 let result = try await letters.redrive(topics: selected, orderID: order, dryRun: dryRun)
                 if json { return try printJSON(result) }
                 for l in result.redriven {
