@@ -173,7 +173,7 @@ let package = Package(
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built
         /// `fulfillment` executable.
-        .target(name: "TestSupport", dependencies: ["StoreDatabase"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["StoreDatabase", "Broker", .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
         .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "TestSupport"]),
         .testTarget(name: "IOThreadsTests", dependencies: ["IOThreads"]),
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "SagaRuntime", "Broker", "Messaging", "SagaDomain", "TestSupport"]),

@@ -23,11 +23,7 @@ import Testing
 
     func store() throws -> DispatcherStore { try DispatcherStore(location: temporary.path) }
 
-    func broker() throws -> EmbeddedBroker {
-        var configuration = EmbeddedBroker.Configuration(dataDirectory: temporary.path + "/broker")
-        configuration.fsync = .never
-        return try EmbeddedBroker(configuration: configuration, logger: logger)
-    }
+    func broker() throws -> EmbeddedBroker { try quietBroker(temporary.path + "/broker", label: "dispatcher-test").0 }
 
     static func orderJSON(_ id: String, tier: String = "standard", price: Double = 10) -> [UInt8] {
         Array("""
