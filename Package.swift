@@ -177,7 +177,7 @@ let package = Package(
         .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "TestSupport"]),
         .testTarget(name: "IOThreadsTests", dependencies: ["IOThreads"]),
         .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "SagaRuntime", "Broker", "Messaging", "SagaDomain", "TestSupport"]),
-        .testTarget(name: "SagaRuntimeTests", dependencies: ["SagaRuntime", "Messaging", "SagaDomain", "StoreDatabase", "TestSupport"]),
+        .testTarget(name: "SagaRuntimeTests", dependencies: ["SagaRuntime", "Messaging", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(name: "WorkersTests", dependencies: ["SagaRuntime", "Workers", "Messaging", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(
             name: "SagaAssemblyTests",

@@ -29,39 +29,48 @@ public struct CompensationDriver: Service {
 
     public func run() async throws {
         let t = configuration.topics
-        let loop = ConsumerLoop(broker: broker, group: "compensation-driver", topics: t.stepDeadLetters + [t.deadLetter(nil)], batchSize: 500, logger: logger, journal: journal,
-            poisonOutcome: { record, reason in [manualReview(record, reason: "a dead letter the compensation driver cannot handle: \(reason)")] }) { records in
-            let outgoing = try await BlockingIO.run { try decide(records) }
-            if !outgoing.isEmpty { _ = try await broker.produce(outgoing) }
-        }
-        try await loop.run()
+        var runtime = WorkerRuntimeConfiguration(group: "compensation-driver", standardTopics: t.stepDeadLetters + [t.deadLetter(nil)], priorityTopics: [], policy: StepPolicy(), router: nil)
+        runtime.batchSize = 500
+        runtime.journal = journal
+        runtime.poisonOutcome = { message, reason in [manualReview(message.record, reason: "a dead letter the compensation driver cannot handle: \(reason)")] }
+        try await WorkerRuntime(broker: broker, handler: Decisions(driver: self), configuration: runtime, logger: logger).run()
     }
 
-    func decide(_ records: [ConsumerRecord]) throws -> [ProducerRecord] {
-        let t = configuration.topics
-        let messages = SagaMessages(topics: t)
-        var outgoing: [ProducerRecord] = []
-        for record in records {
-            let message = InboundMessage(record: record)
-            let errorClass = record.header(SagaHeader.errorClass) ?? "unknown"
-            let errorMessage = record.header(SagaHeader.errorMessage) ?? ""
-            if errorClass == "OrderCompensated" { continue }  // a late duplicate of an order already undone
-            let step = t.step(ofTopic: record.topic)
-            let park = record.header("on-exhausted") == ExhaustedAction.park.rawValue
-            if step == nil || park || message.orderID.isEmpty || errorClass == StepFailure.malformedClass {
-                let why = step == nil
-                    ? "compensation failed past its retry cap (\(errorClass): \(errorMessage))"
-                    : park ? "\(step!.rawValue) exhausted its retries and its policy parks orders (\(errorClass): \(errorMessage))"
-                    : "unreadable dead letter on \(record.topic) (\(errorClass): \(errorMessage))"
-                outgoing.append(manualReview(record, reason: why))
-                try raiseAlert(orderID: message.orderID, why)
-                continue
-            }
-            outgoing.append(messages.compensation(
-                orderID: message.orderID, orderJSON: record.value, priority: message.priority,
-                reason: "\(step!.rawValue) failed: \(errorClass): \(errorMessage)"))
+    /// The driver's part in the worker runtime: each dead letter decided in line, the batch's
+    /// alerts written as it is applied.
+    struct Decisions: StepHandler {
+        let driver: CompensationDriver
+        var name: String { "compensation-driver" }
+        var performsInline: Bool { true }
+
+        func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws {}
+
+        func apply(_ batch: [(message: InboundMessage, work: Void)]) throws -> [HandlerResult] {
+            try batch.map { .success(try driver.decide($0.message.record).map { [$0] } ?? []) }
         }
-        return outgoing
+    }
+
+    /// What one dead letter becomes: a compensation request, a manual-review record (with an
+    /// alert), or nothing for a late duplicate of an order already undone.
+    func decide(_ record: ConsumerRecord) throws -> ProducerRecord? {
+        let t = configuration.topics
+        let message = InboundMessage(record: record)
+        let errorClass = record.header(SagaHeader.errorClass) ?? "unknown"
+        let errorMessage = record.header(SagaHeader.errorMessage) ?? ""
+        if errorClass == "OrderCompensated" { return nil }
+        let step = t.step(ofTopic: record.topic)
+        let park = record.header("on-exhausted") == ExhaustedAction.park.rawValue
+        if step == nil || park || message.orderID.isEmpty || errorClass == StepFailure.malformedClass {
+            let why = step == nil
+                ? "compensation failed past its retry cap (\(errorClass): \(errorMessage))"
+                : park ? "\(step!.rawValue) exhausted its retries and its policy parks orders (\(errorClass): \(errorMessage))"
+                : "unreadable dead letter on \(record.topic) (\(errorClass): \(errorMessage))"
+            try raiseAlert(orderID: message.orderID, why)
+            return manualReview(record, reason: why)
+        }
+        return SagaMessages(topics: t).compensation(
+            orderID: message.orderID, orderJSON: record.value, priority: message.priority,
+            reason: "\(step!.rawValue) failed: \(errorClass): \(errorMessage)")
     }
 
     func manualReview(_ record: ConsumerRecord, reason: String) -> ProducerRecord {

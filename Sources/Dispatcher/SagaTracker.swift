@@ -76,10 +76,28 @@ public struct SagaTracker: Service {
         let consumed = ConsumedOffsets(try await BlockingIO.run {
             try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
         })
-        let loop = ConsumerLoop(broker: broker, group: "tracker", topics: Self.topics(configuration), batchSize: 5000, logger: logger, journal: journal) { records in
-            try await BlockingIO.run { try record(records, consumed: consumed) }
+        var runtime = WorkerRuntimeConfiguration(group: "tracker", standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
+        runtime.batchSize = 5000
+        // One flusher: batches are recorded in consumption order, as the recorded offsets
+        // (which skip what a redelivery repeats) assume.
+        runtime.flushers = 1
+        runtime.journal = journal
+        try await WorkerRuntime(broker: broker, handler: Recorder(tracker: self, consumed: consumed), configuration: runtime, logger: logger).run()
+    }
+
+    /// The tracker's part in the worker runtime: a batch of events recorded in one transaction.
+    struct Recorder: StepHandler {
+        let tracker: SagaTracker
+        let consumed: ConsumedOffsets
+        var name: String { "tracker" }
+        var performsInline: Bool { true }
+
+        func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws {}
+
+        func apply(_ batch: [(message: InboundMessage, work: Void)]) throws -> [HandlerResult] {
+            try tracker.record(batch.map(\.message.record), consumed: consumed)
+            return Array(repeating: .success([]), count: batch.count)
         }
-        try await loop.run()
     }
 
     struct Event {

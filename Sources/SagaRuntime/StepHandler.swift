@@ -37,6 +37,11 @@ public protocol StepHandler: Sendable {
     /// Used for the consumer group, logs and metrics.
     var name: String { get }
 
+    /// Whether `perform` only computes and never waits on the outside world (the intake's
+    /// validation, the tracker, the compensation driver). The runtime then runs it in line,
+    /// in consumption order, with no task, timeout or heartbeat of its own.
+    var performsInline: Bool { get }
+
     /// What the store already says about these messages, by index: `.success` with the
     /// records to re-emit for an effect already recorded (a redelivered message changes
     /// nothing and publishes the same outcome again), or `.failure` for a message that must
@@ -55,6 +60,11 @@ public protocol StepHandler: Sendable {
 }
 
 extension StepHandler {
+    public var performsInline: Bool { false }
+
+    /// Nothing recorded: every message is handled afresh.
+    public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
+
     /// The usual `recordedOutcomes`: messages whose idempotency key `recorded` finds in the
     /// store re-emit what follows `step`.
     package func reemitRecorded(_ batch: [InboundMessage], step: SagaStep, in connection: StoreConnection, recorded sql: String, messages: SagaMessages) throws -> [Int: HandlerResult] {

@@ -6,7 +6,7 @@ import ServiceLifecycle
 import StoreDatabase
 import Synchronization
 
-/// How a worker consumes and pipelines.
+/// How a consumer of the saga consumes, handles and commits: one configuration per role.
 public struct WorkerRuntimeConfiguration: Sendable {
     /// The consumer group (one per step; the priority lane uses `<group>.priority`).
     public var group: String
@@ -15,11 +15,18 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// The VIP lane, drained first.
     public var priorityTopics: [String]
     public var policy: StepPolicy
-    public var router: RetryRouter
+    /// Where a failed attempt goes (retry tier or dead letter). `nil` for roles whose handler
+    /// never reports a step failure (the tracker, the compensation driver): a failure there
+    /// is a fault of the record, which is set aside on `<topic>.poison`.
+    public var router: RetryRouter?
     /// Handlers running at once.
     public var concurrency = 64
     /// Records taken per poll, and the most results applied in one store transaction.
     public var batchSize = 500
+    /// Flushers applying and publishing batches at once. Two overlap one batch's transaction
+    /// with the previous batch's produce; one keeps batches applied in consumption order
+    /// (the tracker's recorded offsets need that).
+    public var flushers = 2
     /// While VIP traffic lasts, at least one standard poll in every `starvationGuard` polls.
     public var starvationGuard = 8
     /// How long a graceful shutdown lets running handlers finish before handing them back.
@@ -28,10 +35,11 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// is set aside (`nil`: no quarantine, as in tests that host a runtime alone).
     public var journal: PoisonJournal?
     /// What a quarantined record becomes besides its copy on `<topic>.poison`; by default a
-    /// dead letter (so the order is compensated, or parked when it is a compensation).
+    /// dead letter (so the order is compensated, or parked when it is a compensation), or
+    /// nothing for a role without a router.
     public var poisonOutcome: (@Sendable (InboundMessage, String) -> [ProducerRecord])?
 
-    public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter) {
+    public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter?) {
         self.group = group
         self.standardTopics = standardTopics
         self.priorityTopics = priorityTopics
@@ -40,45 +48,36 @@ public struct WorkerRuntimeConfiguration: Sendable {
     }
 }
 
-/// The generic worker: consume -> idempotent handle -> publish -> commit, for every step and
-/// for compensation.
+/// The one consume -> handle -> publish -> commit loop, for every consumer of the saga: each
+/// step, the compensation, the intake, the tracker and the compensation driver.
 ///
-/// Messages are handled concurrently (up to `concurrency`), one at a time per order. Finished
-/// results are gathered by a flusher that applies them in one store transaction, publishes
-/// what they produce (next requests, retries, dead letters) in one produce call, and only
-/// once that is durable commits offsets, each partition up to its first unfinished message.
-/// A hanging handler therefore delays only the commit of its partition, never other orders.
+/// Messages are handled concurrently (up to `concurrency`), one at a time per order, or in
+/// line for handlers that only compute. Finished results are gathered by flushers that
+/// apply them in one store transaction, publish what they produce (next requests, retries,
+/// dead letters) in one produce call, and only once that is durable commit offsets, each
+/// partition up to its first unfinished message. A hanging handler therefore delays only the
+/// commit of its partition, never other orders. The bookkeeping is `WorkerPipeline`.
+///
+/// Poison records: a record that crashed the process twice is set aside (`PoisonJournal`);
+/// a batch whose store transaction keeps throwing is split, and a record that fails alone
+/// while the rest of its batch goes through is set aside too (Spring's `DefaultErrorHandler`
+/// does the same after its retries). When no record goes through alone, the fault is not the
+/// records' (a store that is down) and the batch is retried until it applies.
 public final class WorkerRuntime<Handler: StepHandler>: Service {
-    private enum Outcome: Sendable {
-        case work(Handler.Work)
-        case failed(StepFailure)
-        case recorded([ProducerRecord])
-    }
-
-    private struct Running {
-        var message: InboundMessage
-        var task: Task<Void, Never>?
-        var deadline: ContinuousClock.Instant
-        var heartbeat: Heartbeat
-        var cancelReason: StepFailure?
-    }
-
-    private struct Finished {
-        var token: Int
-        var message: InboundMessage
-        var outcome: Outcome
-    }
+    typealias Pipeline = WorkerPipeline<Handler.Work>
 
     private struct State {
-        var ledger = PipelineLedger()
-        var nextToken = 0
-        var queued: [Int: (InboundMessage, Outcome?)] = [:]
-        var running: [Int: Running] = [:]
-        /// Messages free to start, waiting for a handler slot; VIP messages go first.
-        var readyVIP: [(Int, InboundMessage)] = []
-        var readyStandard: [(Int, InboundMessage)] = []
-        var finished: [Finished] = []
-        var stopping = false
+        var pipeline: Pipeline
+        /// The tasks and heartbeats of running attempts, beside the pipeline that knows them.
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var heartbeats: [Int: Heartbeat] = [:]
+    }
+
+    /// What became of one applied message.
+    private enum Applied {
+        case result(HandlerResult)
+        /// Failed alone while the rest of its batch went through: set aside.
+        case poison(reason: String)
     }
 
     public let handler: Handler
@@ -86,12 +85,17 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     public let metrics: WorkerMetrics
     private let broker: any MessageBroker
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let capacitySignal = Signal()
     /// The group members, once made; the revoke hook commits through them.
     private let members = Mutex<[any GroupConsumer]>([])
     private let flushSignal = Signal()
     private let commitSignal = Signal()
+    /// Handed to in-line handlers, which take no heartbeats.
+    private let unusedHeartbeat = Heartbeat()
+
+    /// Attempts of a whole batch's transaction before its records are tried one by one.
+    static var batchAttempts: Int { 3 }
 
     /// Messages taken and not yet committed at most: enough for several batches to be in
     /// different stages (handling, applying, publishing) at once.
@@ -105,6 +109,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         var logger = logger
         logger[metadataKey: "saga.worker"] = "\(handler.name)"
         self.logger = logger
+        state = Mutex(State(pipeline: Pipeline(
+            concurrency: handler.performsInline ? Int.max : configuration.concurrency,
+            timeoutSeconds: configuration.policy.timeoutSeconds, heartbeatSeconds: configuration.policy.heartbeatSeconds)))
     }
 
     public func run() async throws {
@@ -123,22 +130,20 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         let consumers = [standard] + (priority.map { [$0] } ?? [])
         members.withLock { $0 = consumers }
 
-        // Two flushers: while one waits for its transaction or its produce to be durable, the
-        // other applies and publishes the next batch.
         let flusher = Task {
             await withDiscardingTaskGroup { group in
-                for _ in 0..<2 { group.addTask { await self.flushLoop() } }
+                for _ in 0..<max(1, configuration.flushers) { group.addTask { await self.flushLoop() } }
             }
         }
         let committer = Task { await self.commitLoop(consumers: consumers) }
-        let deadlines = Task { await self.deadlineLoop() }
+        let deadlines = handler.performsInline ? nil : Task { await self.deadlineLoop() }
         // A broker briefly away (retriable errors) is waited out; anything else stops the worker.
         while true {
             do {
                 try await pollLoop(standard: standard, priority: priority)
                 break
             } catch let error as BrokerError where error.isRetriable && !error.isFatal {
-                logger.warning("the broker is not answering; polling again shortly", metadata: ["error.message": "\(error)"])
+                logger.warning("the broker is not answering; polling again shortly", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(500))
                 if Task.isShuttingDownGracefully || Task.isCancelled { break }
             } catch {
@@ -148,24 +153,16 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         // Graceful shutdown: no new work; let running handlers finish, then hand back the rest
         // (messages not started are simply not committed: they are redelivered after restart).
-        state.withLock { state in
-            state.stopping = true
-            for _ in 0..<(state.readyVIP.count + state.readyStandard.count + state.queued.count) { state.ledger.abandoned() }
-            state.readyVIP.removeAll()
-            state.readyStandard.removeAll()
-            state.queued.removeAll()
-        }
+        _ = state.withLock { $0.pipeline.stop() }
         let graceEnd = ContinuousClock.now + configuration.shutdownGrace
-        while state.withLock({ !$0.running.isEmpty }), ContinuousClock.now < graceEnd {
+        while state.withLock({ $0.pipeline.runningCount > 0 }), ContinuousClock.now < graceEnd {
             try? await Task.sleep(for: .milliseconds(10))
         }
-        let abandoned = state.withLock { state -> [Task<Void, Never>] in
-            state.running.values.compactMap(\.task)
-        }
+        let abandoned = state.withLock { Array($0.tasks.values) }
         for task in abandoned { task.cancel() }
         for task in abandoned { await task.value }
         flushSignal.signal()
-        deadlines.cancel()
+        deadlines?.cancel()
         await flusher.value
         committer.cancel()
         await committer.value
@@ -184,7 +181,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 try await handleAlone(standard: standard, priority: priority, journal: journal)
                 continue
             }
-            let room = state.withLock { capacity - $0.ledger.taken }
+            let room = state.withLock { capacity - $0.pipeline.taken }
             if room <= 0 {
                 await capacitySignal.wait(timeout: .milliseconds(100))
                 continue
@@ -196,7 +193,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             }
             if records.isEmpty {
                 priorityStreak = 0
-                let idle = state.withLock { $0.ledger.taken == 0 }
+                let idle = state.withLock { $0.pipeline.taken == 0 }
                 records = try await standard.poll(maxRecords: take, maxWait: priority == nil || idle ? .milliseconds(20) : .zero)
                 if records.isEmpty && priority != nil && !idle {
                     await capacitySignal.wait(timeout: .milliseconds(2))
@@ -214,7 +211,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     /// After a crash: one record at a time, and only while no other consumer of the process
     /// has one in hand, so a second crash names exactly the record that caused it.
     private func handleAlone(standard: any GroupConsumer, priority: (any GroupConsumer)?, journal: PoisonJournal) async throws {
-        while state.withLock({ $0.ledger.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(5)) }
+        while state.withLock({ $0.pipeline.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(5)) }
         await journal.takeTurn()
         // The turn is held only while a record is; polls do not wait in it.
         var records = try await priority?.poll(maxRecords: 1, maxWait: .zero) ?? []
@@ -226,7 +223,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         journal.tookAlone(record)
         await accept(records)
-        while state.withLock({ $0.ledger.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(2)) }
+        while state.withLock({ $0.pipeline.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(2)) }
         journal.handledAlone(record)
         journal.endTurn()
     }
@@ -242,162 +239,101 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             recorded = [:]
         }
         metrics.add(WorkerMetrics.handled, messages.count)
-        var toStart: [(Int, InboundMessage)] = []
-        var finishedNow: [Finished] = []
-        state.withLock { state in
-            for (i, message) in messages.enumerated() {
-                let token = state.nextToken
-                state.nextToken += 1
-                let orderKey = message.orderID.isEmpty ? "\(message.record.topic)/\(message.record.offset)" : message.orderID
-                let startNow = state.ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: orderKey), token: token)
-                if let journal = configuration.journal, journal.isQuarantined(RecordCoordinates(message.topicPartition, message.record.offset)) {
-                    let outcome = Outcome.recorded(poisonRecords(message))
-                    if startNow {
-                        finishedNow.append(Finished(token: token, message: message, outcome: outcome))
-                    } else {
-                        state.queued[token] = (message, outcome)
-                    }
-                } else if let prior = recorded[i] {
-                    let outcome: Outcome
-                    switch prior {
-                    case .success(let records): outcome = .recorded(records)
-                    case .failure(let failure): outcome = .failed(failure)
-                    }
-                    if startNow {
-                        finishedNow.append(Finished(token: token, message: message, outcome: outcome))
-                    } else {
-                        state.queued[token] = (message, outcome)
-                    }
-                } else if startNow {
-                    toStart.append((token, message))
-                } else {
-                    state.queued[token] = (message, nil)
-                }
+        let journal = configuration.journal
+        let known: [Pipeline.Outcome?] = messages.enumerated().map { i, message in
+            if let journal, journal.isQuarantined(RecordCoordinates(message.topicPartition, message.record.offset)) {
+                return .recorded(poisonRecords(message, reason: "crashed the process twice while in hand (\(configuration.group)); set aside so the partition goes on"))
+            }
+            switch recorded[i] {
+            case .success(let records): return .recorded(records)
+            case .failure(let failure): return .failed(failure)
+            case nil: return nil
             }
         }
-        for finished in finishedNow { complete(finished) }
-        for (token, message) in toStart { start(token: token, message: message) }
+        if handler.performsInline {
+            // In consumption order, each message finished before the next is received, so
+            // none ever waits behind its order and outcomes leave in the order they came.
+            for (message, known) in zip(messages, known) {
+                var launches = state.withLock { $0.pipeline.receive(message, known: known, now: .now) }
+                while !launches.isEmpty {
+                    let launch = launches.removeFirst()
+                    let outcome = await perform(launch.message, heartbeat: unusedHeartbeat)
+                    launches += state.withLock { $0.pipeline.attemptEnded(launch.token, outcome: outcome, now: .now) }
+                }
+            }
+            flushSignal.signal()
+            return
+        }
+        let now = ContinuousClock.now
+        let launches = state.withLock { state in
+            zip(messages, known).flatMap { state.pipeline.receive($0, known: $1, now: now) }
+        }
+        flushSignal.signal()
+        for launch in launches { self.launch(launch) }
     }
 
-    /// A quarantined record: its copy on `<topic>.poison` and what the order needs to end.
-    private func poisonRecords(_ message: InboundMessage) -> [ProducerRecord] {
-        let reason = "crashed the process twice while in hand (\(configuration.group)); set aside so the partition goes on"
+    /// A set-aside record: its copy on `<topic>.poison` and what the order needs to end.
+    private func poisonRecords(_ message: InboundMessage, reason: String) -> [ProducerRecord] {
         logger.error("record quarantined", metadata: [
             "kafka.topic": "\(message.record.topic)", "kafka.partition": "\(message.record.partition)", "kafka.offset": "\(message.record.offset)",
-            "order.id": "\(message.orderID)",
+            "order.id": "\(message.orderID)", "error.message": "\(reason)",
         ])
         metrics.add(WorkerMetrics.quarantined)
         let outcome = configuration.poisonOutcome?(message, reason)
-            ?? [configuration.router.route(message, failure: StepFailure(PoisonRecord.errorClass, reason), now: UnixClock.nowMillis(), random: 0)]
+            ?? configuration.router.map { [$0.route(message, failure: StepFailure(PoisonRecord.errorClass, reason), now: UnixClock.nowMillis(), random: 0)] }
+            ?? []
         return [PoisonRecord.make(message.record, reason: reason)] + outcome
     }
 
     // MARK: Handling
 
-    /// Starts a message now if a handler slot is free (at most `concurrency` run at once),
-    /// else queues it, VIP messages ahead of standard ones.
-    private func start(token: Int, message: InboundMessage) {
-        let heartbeat = Heartbeat()
-        let launchNow = state.withLock { state -> Bool in
-            guard state.running.count < configuration.concurrency else {
-                if message.priority == .vip { state.readyVIP.append((token, message)) } else { state.readyStandard.append((token, message)) }
-                return false
-            }
-            state.running[token] = Running(message: message, task: nil, deadline: .now + .seconds(1_000_000), heartbeat: heartbeat)
-            return true
+    private func perform(_ message: InboundMessage, heartbeat: Heartbeat) async -> Pipeline.Outcome {
+        do {
+            return .work(try await handler.perform(message, heartbeat: heartbeat))
+        } catch let failure as StepFailure {
+            return .failed(failure)
+        } catch {
+            return .failed(StepFailure(StepFailure.transientClass, "\(error)"))
         }
-        if launchNow { launch(token: token, message: message, heartbeat: heartbeat) }
     }
 
-    private func launch(token: Int, message: InboundMessage, heartbeat: Heartbeat) {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.policy.timeoutSeconds * 1000))
+    private func launch(_ launch: Pipeline.Launch) {
+        let heartbeat = Heartbeat()
         let task = Task {
-            let outcome: Outcome
-            do {
-                outcome = .work(try await handler.perform(message, heartbeat: heartbeat))
-            } catch let failure as StepFailure {
-                outcome = .failed(failure)
-            } catch {
-                outcome = .failed(StepFailure(StepFailure.transientClass, "\(error)"))
+            let outcome = await perform(launch.message, heartbeat: heartbeat)
+            // Handed back at shutdown when cancelled without an overdue mark (that mark wins).
+            let handedBack = Task.isCancelled
+            let next = state.withLock { state in
+                state.tasks[launch.token] = nil
+                state.heartbeats[launch.token] = nil
+                return state.pipeline.attemptEnded(launch.token, outcome: outcome, handedBack: handedBack, now: .now)
             }
-            // Free the slot and hand it to the next ready message, VIP first.
-            let (reason, next) = state.withLock { state -> (StepFailure?, (Int, InboundMessage, Heartbeat)?) in
-                let reason = state.running.removeValue(forKey: token)?.cancelReason
-                guard !state.stopping else { return (reason, nil) }
-                let candidate: (Int, InboundMessage)? = !state.readyVIP.isEmpty ? state.readyVIP.removeFirst()
-                    : !state.readyStandard.isEmpty ? state.readyStandard.removeFirst() : nil
-                guard let (nextToken, nextMessage) = candidate else { return (reason, nil) }
-                let beat = Heartbeat()
-                state.running[nextToken] = Running(message: nextMessage, task: nil, deadline: .now + .seconds(1_000_000), heartbeat: beat)
-                return (reason, (nextToken, nextMessage, beat))
-            }
-            if let (nextToken, nextMessage, beat) = next { launch(token: nextToken, message: nextMessage, heartbeat: beat) }
-            if let reason {
-                complete(Finished(token: token, message: message, outcome: .failed(reason)))
-            } else if Task.isCancelled {
-                // Handed back at shutdown: no outcome, not committed, redelivered later.
-                state.withLock { $0.ledger.abandoned() }
-            } else {
-                complete(Finished(token: token, message: message, outcome: outcome))
-            }
+            flushSignal.signal()
+            for n in next { self.launch(n) }
         }
         state.withLock { state in
-            if state.running[token] != nil {
-                state.running[token]!.task = task
-                state.running[token]!.deadline = deadline
-            }
-        }
-    }
-
-    /// Queues a result for the flusher and starts the next message of the same order.
-    private func complete(_ finished: Finished) {
-        let orderKey = finished.message.orderID.isEmpty ? "\(finished.message.record.topic)/\(finished.message.record.offset)" : finished.message.orderID
-        let next: (Int, InboundMessage, Outcome?)? = state.withLock { state in
-            state.finished.append(finished)
-            guard let token = state.ledger.finishHandling(orderKey: orderKey), let (message, outcome) = state.queued.removeValue(forKey: token) else { return nil }
-            return (token, message, outcome)
-        }
-        flushSignal.signal()
-        if let (token, message, outcome) = next {
-            if let outcome {
-                complete(Finished(token: token, message: message, outcome: outcome))
-            } else {
-                start(token: token, message: message)
+            // The attempt may have ended already; then there is nothing to keep.
+            if state.pipeline.isRunning(launch.token) {
+                state.tasks[launch.token] = task
+                state.heartbeats[launch.token] = heartbeat
             }
         }
     }
 
     /// Cancels attempts past their timeout or silent past the heartbeat interval.
-    private static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
-
     private func deadlineLoop() async {
-        let heartbeatSeconds = configuration.policy.heartbeatSeconds
-        let tick = Duration.milliseconds(Int64(max(1, min(50, configuration.policy.timeoutSeconds * 100, (heartbeatSeconds ?? 1) * 100))))
+        let policy = configuration.policy
+        let tick = Duration.milliseconds(Int64(max(1, min(50, policy.timeoutSeconds * 100, (policy.heartbeatSeconds ?? 1) * 100))))
         while !Task.isCancelled {
             try? await Task.sleep(for: tick)
-            let now = ContinuousClock.now
-            let overdue: [(Task<Void, Never>, Bool)] = state.withLock { state in
-                var result: [(Task<Void, Never>, Bool)] = []
-                for (token, running) in state.running where running.cancelReason == nil {
-                    guard let task = running.task else { continue }
-                    // When both have expired (this loop ran late), the one that expired first is the cause.
-                    let heartbeatOverdue = heartbeatSeconds.map { running.heartbeat.secondsSinceLastBeat - $0 } ?? -1
-                    let timeoutOverdue = now >= running.deadline ? Self.seconds(now - running.deadline) : -1
-                    if heartbeatOverdue > 0, heartbeatOverdue >= timeoutOverdue, let heartbeatSeconds {
-                        state.running[token]!.cancelReason = StepFailure(StepFailure.heartbeatTimeoutClass, "no heartbeat for heartbeat_seconds \(heartbeatSeconds)")
-                        result.append((task, true))
-                    } else if timeoutOverdue >= 0 {
-                        state.running[token]!.cancelReason = StepFailure(StepFailure.timeoutClass, "no result within timeout_seconds \(configuration.policy.timeoutSeconds)")
-                        result.append((task, false))
-                    }
-                }
-                return result
+            let overdue: [(Task<Void, Never>?, StepFailure)] = state.withLock { state in
+                let heartbeats = state.heartbeats
+                return state.pipeline.markOverdue(now: .now) { heartbeats[$0]?.secondsSinceLastBeat }
+                    .map { (state.tasks[$0.token], $0.failure) }
             }
-            for (task, heartbeat) in overdue {
-                metrics.add(heartbeat ? WorkerMetrics.heartbeatMissed : WorkerMetrics.timedOut)
-                task.cancel()
+            for (task, failure) in overdue {
+                metrics.add(failure.errorClass == StepFailure.heartbeatTimeoutClass ? WorkerMetrics.heartbeatMissed : WorkerMetrics.timedOut)
+                task?.cancel()
             }
         }
     }
@@ -406,10 +342,8 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     private func flushLoop() async {
         while true {
-            let (batch, stopping, idle) = state.withLock { state -> ([Finished], Bool, Bool) in
-                let take = Array(state.finished.prefix(configuration.batchSize))
-                state.finished.removeFirst(take.count)
-                return (take, state.stopping, state.running.isEmpty && state.queued.isEmpty)
+            let (batch, stopping, idle) = state.withLock { state in
+                (state.pipeline.takeFinished(max: configuration.batchSize), state.pipeline.isStopping, state.pipeline.isIdle)
             }
             if batch.isEmpty {
                 if stopping && idle { return }
@@ -430,7 +364,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
     }
 
-    private func flush(_ batch: [Finished]) async {
+    private func flush(_ batch: [Pipeline.Finished]) async {
         var outgoing: [ProducerRecord] = []
         var toApply: [(message: InboundMessage, work: Handler.Work)] = []
         var failures: [(InboundMessage, StepFailure)] = []
@@ -444,40 +378,30 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             }
         }
         if !toApply.isEmpty {
-            // A store that refuses a transaction (disk full, locked) is not the messages'
-            // fault: retry the same batch until it applies; nothing is committed meanwhile,
-            // and at shutdown the batch is handed back for redelivery.
-            var delay = Duration.milliseconds(50)
-            while true {
-                do {
-                    let handler = self.handler
-                    let items = toApply
-                    let results = try await BlockingIO.run { try handler.apply(items) }
-                    for (item, result) in zip(toApply, results) {
-                        switch result {
-                        case .success(let records):
-                            outgoing += records
-                            metrics.add(WorkerMetrics.succeeded)
-                        case .failure(let failure):
-                            failures.append((item.message, failure))
-                        }
-                    }
-                    break
-                } catch {
-                    logger.error("store transaction failed; retrying the batch", metadata: ["error.message": "\(error)"])
-                    if state.withLock({ $0.stopping }) {
-                        state.withLock { state in for _ in batch { state.ledger.abandoned() } }
-                        return
-                    }
-                    try? await Task.sleep(for: delay)
-                    delay = min(delay * 2, .seconds(5))
+            guard let applied = await applyUntilDone(toApply) else {
+                state.withLock { $0.pipeline.handBack(batch) }
+                return
+            }
+            for (item, result) in zip(toApply, applied) {
+                switch result {
+                case .result(.success(let records)):
+                    outgoing += records
+                    metrics.add(WorkerMetrics.succeeded)
+                case .result(.failure(let failure)):
+                    failures.append((item.message, failure))
+                case .poison(let reason):
+                    outgoing += poisonRecords(item.message, reason: reason)
                 }
             }
         }
         let now = UnixClock.nowMillis()
         for (message, failure) in failures {
-            let routed = configuration.router.route(message, failure: failure, now: now, random: Double.random(in: 0..<1))
-            metrics.add(routed.topic == configuration.router.deadLetterTopic ? WorkerMetrics.deadLettered : WorkerMetrics.retried)
+            guard let router = configuration.router else {
+                outgoing += poisonRecords(message, reason: "its handler reported \(failure) and \(configuration.group) has no retry policy")
+                continue
+            }
+            let routed = router.route(message, failure: failure, now: now, random: Double.random(in: 0..<1))
+            metrics.add(routed.topic == router.deadLetterTopic ? WorkerMetrics.deadLettered : WorkerMetrics.retried)
             logger.debug("attempt failed", metadata: ["order.id": "\(message.orderID)", "error.type": "\(failure.errorClass)", "kafka.topic": "\(routed.topic)"])
             outgoing.append(routed)
         }
@@ -494,14 +418,78 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 delay = min(delay * 2, .seconds(5))
             }
         }
-        state.withLock { state in
-            for finished in batch { state.ledger.flushed(finished.message.topicPartition, finished.message.record.offset) }
-        }
+        state.withLock { $0.pipeline.flushed(batch) }
         capacitySignal.signal()
     }
 
+    /// Applies finished work in one store transaction, retried in place while it throws
+    /// (nothing is committed meanwhile). When it keeps throwing, the messages are applied one
+    /// by one to find the ones at fault. `nil`: shutdown came first; the batch is handed back.
+    private func applyUntilDone(_ items: [(message: InboundMessage, work: Handler.Work)]) async -> [Applied]? {
+        let handler = self.handler
+        var delay = Duration.milliseconds(50)
+        var attempts = 0
+        while true {
+            do {
+                return try await BlockingIO.run { try handler.apply(items) }.map { .result($0) }
+            } catch {
+                attempts += 1
+                logger.error("store transaction failed; retrying the batch", metadata: ["error.message": "\(error)", "saga.batch_size": "\(items.count)"])
+                if state.withLock({ $0.pipeline.isStopping }) { return nil }
+                if attempts >= Self.batchAttempts, items.count > 1 {
+                    if let isolated = await applyOneByOne(items) { return isolated }
+                    if state.withLock({ $0.pipeline.isStopping }) { return nil }
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Tries each message alone (a few times each). `nil` when none goes through alone: then
+    /// the fault is not the messages' (the store is failing) and the batch is retried whole.
+    /// A message that failed alone while others went through is tried once more after them
+    /// (the store may have come back meanwhile); only one that fails again is set aside.
+    private func applyOneByOne(_ items: [(message: InboundMessage, work: Handler.Work)]) async -> [Applied]? {
+        var applied: [Applied?] = Array(repeating: nil, count: items.count)
+        var suspects: [Int] = []
+        for (i, item) in items.enumerated() {
+            if case .success(let result) = await applyAlone(item) { applied[i] = .result(result) } else { suspects.append(i) }
+        }
+        guard suspects.count < items.count else {
+            logger.error("no message of the batch applies alone either: retrying the batch (the store is failing, not the messages)")
+            return nil
+        }
+        for i in suspects {
+            switch await applyAlone(items[i]) {
+            case .success(let result): applied[i] = .result(result)
+            case .failure(let error):
+                applied[i] = .poison(reason: "its store transaction kept failing alone while the rest of its batch went through (\(configuration.group)): \(error)")
+            }
+        }
+        return applied.map { $0! }
+    }
+
+    /// One message's work applied alone, a few attempts; the last error if every attempt threw.
+    private func applyAlone(_ item: (message: InboundMessage, work: Handler.Work)) async -> Result<HandlerResult, any Error> {
+        let handler = self.handler
+        var lastError: any Error = CancellationError()
+        for attempt in 0..<Self.batchAttempts {
+            do {
+                return .success(try await BlockingIO.run { try handler.apply([item]) }[0])
+            } catch {
+                lastError = error
+                logger.warning("a message's store transaction failed alone", metadata: ["order.id": "\(item.message.orderID)", "error.message": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(20 << attempt))
+            }
+        }
+        return .failure(lastError)
+    }
+
     private func commit(_ consumers: [any GroupConsumer]) async {
-        let committable = state.withLock { $0.ledger.takeCommittable() }
+        let committable = state.withLock { $0.pipeline.takeCommittable() }
         guard !committable.isEmpty else { return }
         configuration.journal?.committed(committable)
         for consumer in consumers {
@@ -512,7 +500,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 try await consumer.commit(offsets)
             } catch {
                 // The partition moved: its new owner re-handles from the last commit, idempotently.
-                logger.warning("offset commit refused", metadata: ["error.message": "\(error)"])
+                logger.warning("offset commit refused", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
             }
         }
     }

@@ -1,0 +1,141 @@
+import Broker
+import Foundation
+import Logging
+import Messaging
+import SagaDomain
+@testable import SagaRuntime
+import Synchronization
+import TestSupport
+import Testing
+
+/// The one consume -> handle -> publish -> commit loop on the real embedded broker, with
+/// handlers whose store transaction fails on purpose.
+@Suite struct WorkerRuntimeTests {
+    /// A store whose transaction throws for some orders, or for everything a number of times.
+    final class FailingStore: Sendable {
+        let poisonOrders: Set<String>
+        private let failuresLeft: Mutex<Int>
+        private let appliedBatches = Mutex<[[ConsumerRecord]]>([])
+
+        init(poisonOrders: Set<String> = [], failEverything times: Int = 0) {
+            self.poisonOrders = poisonOrders
+            failuresLeft = Mutex(times)
+        }
+
+        struct Refused: Error {}
+
+        func apply(_ records: [ConsumerRecord]) throws {
+            try failuresLeft.withLock { left in
+                if left > 0 {
+                    left -= 1
+                    throw Refused()
+                }
+            }
+            if records.contains(where: { poisonOrders.contains($0.keyString ?? "") }) { throw Refused() }
+            appliedBatches.withLock { $0.append(records) }
+        }
+
+        var applied: [[ConsumerRecord]] { appliedBatches.withLock { $0 } }
+    }
+
+    struct Handler: StepHandler {
+        let store: FailingStore
+        let inline: Bool
+        var name: String { "runtime-test" }
+        var performsInline: Bool { inline }
+
+        func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> ConsumerRecord { message.record }
+
+        func apply(_ batch: [(message: InboundMessage, work: ConsumerRecord)]) throws -> [HandlerResult] {
+            try store.apply(batch.map(\.work))
+            return batch.map { .success([ProducerRecord(topic: "done", key: $0.message.orderID, value: "{}")]) }
+        }
+    }
+
+    func run(
+        _ handler: Handler, orders: [String], partitions: Int = 1, flushers: Int = 2, batchSize: Int = 50,
+        until done: @escaping @Sendable (EmbeddedBroker) async throws -> Bool
+    ) async throws -> EmbeddedBroker {
+        let directory = TemporaryDirectory("runtime")
+        let (broker, logger) = try quietBroker(directory.path)
+        for (name, count) in [("in", partitions), ("done", 1), ("in.dlt", 1)] { try await broker.createTopic(TopicSpec(name: name, partitions: count)) }
+        _ = try await broker.produce(orders.enumerated().map { i, order in
+            ProducerRecord(topic: "in", partition: i % partitions, key: Array(order.utf8), value: Array("{}".utf8))
+        })
+        let policy = StepPolicy(timeoutSeconds: 5)
+        var configuration = WorkerRuntimeConfiguration(
+            group: "runtime-test", standardTopics: ["in"], priorityTopics: [], policy: policy,
+            router: RetryRouter(policy: policy, retryTopic: { "in.retry.\($0)" }, deadLetterTopic: "in.dlt"))
+        configuration.batchSize = batchSize
+        configuration.flushers = flushers
+        let runtime = WorkerRuntime(broker: broker, handler: handler, configuration: configuration, logger: logger)
+        let task = Task { try await runtime.run() }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while try await !done(broker) {
+            if ContinuousClock.now > deadline { Issue.record("the runtime did not finish in 60 s"); break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        // Wait for the commits of what was published.
+        while try await broker.lag(group: "runtime-test").contains(where: { $0.lag > 0 }), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        task.cancel()
+        _ = try? await task.value
+        withExtendedLifetime(directory) {}
+        return broker
+    }
+
+    static func count(_ topic: String, _ broker: EmbeddedBroker) async throws -> Int {
+        try await broker.describeTopic(topic).partitions.reduce(0) { $0 + Int($1.endOffset) }
+    }
+
+    @Test func aMessageWhoseTransactionAlwaysFailsIsSetAsideAndTheRestOfItsBatchGoesThrough() async throws {
+        let orders = (0..<20).map { "o-\($0)" }
+        let store = FailingStore(poisonOrders: ["o-7"])
+        let broker = try await run(Handler(store: store, inline: false), orders: orders) { broker in
+            try await Self.count("done", broker) == 19
+        }
+        defer { broker.shutdown() }
+        #expect(try await Self.count("in.poison", broker) == 1)
+        let poison = try await broker.read(topic: "in.poison", partition: 0, from: 0, maxRecords: 10)
+        #expect(poison.first?.keyString == "o-7")
+        #expect(poison.first?.header(SagaHeader.errorClass) == PoisonRecord.errorClass)
+        #expect(poison.first?.header(SagaHeader.originalOffset) == "7")
+        let dead = try await broker.read(topic: "in.dlt", partition: 0, from: 0, maxRecords: 10)
+        #expect(dead.map(\.keyString) == ["o-7"], "the order still ends: its dead letter drives compensation")
+        #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders).subtracting(["o-7"]))
+        #expect(try await broker.lag(group: "runtime-test").allSatisfy { $0.lag == 0 }, "every offset committed, the set-aside one too")
+    }
+
+    @Test func aStoreThatRefusesEverythingForAWhileSetsNothingAside() async throws {
+        let orders = (0..<20).map { "o-\($0)" }
+        // Three whole-batch failures, then the first message fails three times alone (it is a
+        // suspect while the others go through), then the store is back for good.
+        let store = FailingStore(failEverything: 6)
+        let broker = try await run(Handler(store: store, inline: false), orders: orders) { broker in
+            try await Self.count("done", broker) == 20
+        }
+        defer { broker.shutdown() }
+        #expect(try await broker.listTopics().contains { $0.name == "in.poison" } == false, "nothing is set aside for the store's fault")
+        #expect(try await Self.count("in.dlt", broker) == 0)
+        #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders))
+    }
+
+    @Test func anInlineHandlerWithOneFlusherAppliesEachPartitionInConsumptionOrder() async throws {
+        // Orders repeat across partitions, as the tracker's events do.
+        let orders = (0..<3000).map { "o-\($0 % 97)" }
+        let store = FailingStore()
+        let broker = try await run(Handler(store: store, inline: true), orders: orders, partitions: 3, flushers: 1, batchSize: 128) { broker in
+            try await Self.count("done", broker) == 3000
+        }
+        defer { broker.shutdown() }
+        var last: [Int: Int64] = [:]
+        var seen = 0
+        for record in store.applied.flatMap({ $0 }) {
+            #expect(record.offset > last[record.partition] ?? -1, "partition \(record.partition) went back to offset \(record.offset)")
+            last[record.partition] = record.offset
+            seen += 1
+        }
+        #expect(seen == 3000)
+    }
+}
