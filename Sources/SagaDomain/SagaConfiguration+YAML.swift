@@ -2,6 +2,10 @@ import Foundation
 import Yams
 
 extension SagaConfiguration {
+    /// The largest `vip.amount_threshold`: far above any order, and small enough to print
+    /// as a whole number (explain and graph do).
+    public static let maxVIPAmountThreshold: Double = 1e15
+
     /// Loads a YAML configuration; unknown keys, wrong types and bad values are errors that
     /// name the key and its line.
     public static func load(path: String) throws -> SagaConfiguration {
@@ -32,7 +36,7 @@ extension SagaConfiguration {
         if let vip = top["vip"] {
             let m = try reader.mapping(vip, "vip")
             try reader.onlyKeys(m, ["amount_threshold", "starvation_guard"], at: "vip")
-            if let v = m["amount_threshold"] { configuration.vipAmountThreshold = try reader.double(v, "vip.amount_threshold", min: 0) }
+            if let v = m["amount_threshold"] { configuration.vipAmountThreshold = try reader.double(v, "vip.amount_threshold", min: 0, max: maxVIPAmountThreshold) }
             if let v = m["starvation_guard"] { configuration.starvationGuard = try reader.int(v, "vip.starvation_guard", min: 1, max: 1000) }
         }
         if let steps = top["steps"] {

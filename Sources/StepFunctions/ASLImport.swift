@@ -78,7 +78,7 @@ struct ImportSession {
                 refuse(state, catcher.path / "Next", "this Catch leads back into the forward path (\"\(catcher.next)\"): the execution carries on after the error, while here a step that gives up ends the order (compensated or parked)")
             }
         }
-        let steps = forwardSteps(forward: forward)
+        let steps = forwardSteps()
         var undoTasks: [ASLState] = []
         for (step, state) in steps {
             var policy = configuration[step]
@@ -158,7 +158,7 @@ struct ImportSession {
     }
 
     /// The forward path's Task states in order, mapped onto our steps; VIP Choices read.
-    mutating func forwardSteps(forward: Set<String>) -> [SagaStep: ASLState] {
+    mutating func forwardSteps() -> [SagaStep: ASLState] {
         var order: [ASLState] = []
         var visited: Set<String> = []
         var current: String? = definition.startAt
@@ -253,9 +253,15 @@ struct ImportSession {
             refuse(state, state.path, "VIP and standard orders take different states (\(targets.sorted().joined(separator: ", "))); here VIP orders take the same steps, only on priority topics")
             return nil
         }
-        if let threshold { configuration.vipAmountThreshold = threshold }
+        if let threshold {
+            guard (0...SagaConfiguration.maxVIPAmountThreshold).contains(threshold) else {
+                refuse(state, state.path, "the VIP amount threshold \(NumberText.of(threshold)) is outside 0 to \(NumberText.of(SagaConfiguration.maxVIPAmountThreshold))")
+                return nil
+            }
+            configuration.vipAmountThreshold = threshold
+        }
         map(state, as: .skip)
-        note("\(state.name) routes VIP orders: tier vip always, and amounts above \(Int(configuration.vipAmountThreshold)) (vip.amount_threshold); VIP orders ride the .priority topics.")
+        note("\(state.name) routes VIP orders: tier vip always, and amounts above \(NumberText.of(configuration.vipAmountThreshold)) (vip.amount_threshold); VIP orders ride the .priority topics.")
         return target
     }
 

@@ -123,6 +123,14 @@ import SagaDomain
         #expect(tally.imported > 50 && tally.refused > 50, "some mutants stay valid and go through import: \(tally)")
     }
 
+    @Test func aVIPThresholdTooLargeToPrintIsRefusedNotTrapped() throws {
+        let definition = try ASLDefinition.parse(#"{"StartAt": "VIP?", "States": {"VIP?": {"Type": "Choice", "Choices": [{"Variable": "$.amount", "NumericGreaterThan": 1e300, "Next": "Charge"}], "Default": "Charge"}, "Charge": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke", "TimeoutSeconds": 30, "End": true}}}"#)
+        let refusal = try #require(throws: ASLImportRefusal.self) { try ASLImport().run(definition) }
+        #expect(refusal.reasons.map(\.state) == ["VIP?"])
+        #expect(throws: ConfigurationError.self) { try SagaConfiguration.parse("vip:\n  amount_threshold: 1e300\n") }
+        _ = SagaLint().findings(for: definition)
+    }
+
     @Test func aTenThousandLevelDocumentIsRefusedAsTooDeep() throws {
         let error = try #require(throws: ASLDefinitionError.self) {
             try ASLDefinition.parse(String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000))
