@@ -80,7 +80,8 @@ struct ImportSession {
         }
         let steps = forwardSteps()
         var undoTasks: [ASLState] = []
-        for (step, state) in steps {
+        for step in SagaStep.allCases {
+            guard let state = steps[step] else { continue }
             var policy = configuration[step]
             (policy.retry, policy.nonRetryable) = retryRules(state)
             policy.timeoutSeconds = state.exactTimeoutSeconds ?? PolicyExplanation.noTimeoutSeconds
