@@ -88,6 +88,9 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: optimized
         ),
+        /// Step Functions definitions in and out: the ASL parser (statelint-style problems with
+        /// JSON paths), import onto our saga configuration, export, and the compensation-gap lint.
+        .target(name: "StepFunctions", dependencies: ["SagaDomain"]),
         /// SQLite, the system library (Debian: libsqlite3-dev).
         .systemLibrary(
             name: "CSQLite",
@@ -169,6 +172,7 @@ let package = Package(
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Messaging", "Broker", "KafkaClient", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
+        .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built

@@ -10,7 +10,9 @@ public struct PolicyExplanation: Sendable {
 
     static func describe(_ policy: StepPolicy, what: String) -> [String] {
         var lines: [String] = []
-        var timeout = "Each attempt may take \(seconds(policy.timeoutSeconds)); past that it is cancelled and counts as a `Timeout` failure."
+        var timeout = policy.timeoutSeconds >= noTimeoutSeconds
+            ? "Attempts have no timeout (\(seconds(policy.timeoutSeconds)), Step Functions' default): nothing cancels a hung attempt, and the watchdog's budget for this step never runs out."
+            : "Each attempt may take \(seconds(policy.timeoutSeconds)); past that it is cancelled and counts as a `Timeout` failure."
         if let heartbeat = policy.heartbeatSeconds {
             timeout += " An attempt that reports no progress for \(seconds(heartbeat)) is cancelled sooner, as a `HeartbeatTimeout`."
         }
@@ -34,6 +36,61 @@ public struct PolicyExplanation: Sendable {
         return lines
     }
 
+    /// Step Functions' `TimeoutSeconds` default (99999999 s, about three years): a timeout this
+    /// long means none, and is how an imported task without `TimeoutSeconds` reads here.
+    public static let noTimeoutSeconds: Double = 99_999_999
+
+    /// What happens once `step` gives up: compensation (which errors, which undos in which
+    /// order) or parking, in the seed's words.
+    func compensationLines(_ step: SagaStep) -> [String] {
+        let policy = configuration[step]
+        let review = configuration.topics.manualReview
+        let undo = configuration.undoOrder(forFailureAt: step)
+        let kept = step.undoOrderOnFailure.reversed().compactMap(\.effectName)
+        let keptText = kept.isEmpty ? "nothing is left to undo" : Self.list(kept) + (kept.count == 1 ? " stays" : " stay") + " until an operator acts"
+        if policy.onExhausted == .park {
+            return ["The order is then parked in \(review) for an operator instead of being compensated."]
+        }
+        let undoText = undo.isEmpty
+            ? "nothing is undone (the order is marked compensated as it stands)"
+            : undo.map { "\($0.undoName) (\($0.rawValue))" }.joined(separator: " → ")
+        var compensated: String
+        if policy.undo == nil {
+            compensated = undo.isEmpty ? "nothing to undo." : undoText + ", newest effect first; undoing something that never happened is a no-op."
+        } else {
+            compensated = "\(undoText)."
+            let done = step.undoOrderOnFailure.filter { $0 != step }
+            let missing = done.filter { !undo.contains($0) }
+            if !missing.isEmpty {
+                compensated += " \(Self.capitalized(Self.list(missing.compactMap(\.effectName)))) \(missing.count == 1 ? "is" : "are") not undone."
+            }
+            let order = undo.filter { step.undoOrderOnFailure.contains($0) }
+            if order != step.undoOrderOnFailure.filter({ order.contains($0) }) {
+                compensated += " That is not newest effect first."
+            }
+        }
+        if policy.compensateOn.contains("States.ALL") {
+            return ["The order is then compensated: " + compensated]
+        }
+        if policy.compensateOn.isEmpty {
+            return ["Whatever the error, the order is then parked in \(review); \(keptText)."]
+        }
+        return [
+            "\(policy.compensateOn.joined(separator: ", ")): the order is compensated: \(compensated)",
+            "Any other error parks the order in \(review); \(keptText).",
+        ]
+    }
+
+    static func list(_ items: [String]) -> String {
+        switch items.count {
+        case 0: ""
+        case 1: items[0]
+        default: items.dropLast().joined(separator: ", ") + " and " + items.last!
+        }
+    }
+
+    static func capitalized(_ text: String) -> String { text.prefix(1).uppercased() + text.dropFirst() }
+
     public func text() -> String {
         let t = configuration.topics
         var out: [String] = []
@@ -45,14 +102,14 @@ public struct PolicyExplanation: Sendable {
             out.append("")
             out.append("\(step.rawValue) (\(step.actionName), topic \(t.requested(step))):")
             for line in Self.describe(policy, what: "the step") { out.append("  - " + line) }
-            let undo = step.undoOrderOnFailure
-            out.append("  - " + (policy.onExhausted == .park
-                ? "The order is then parked in \(t.manualReview) for an operator instead of being compensated."
-                : "The order is then compensated: " + (undo.isEmpty ? "nothing to undo." : undo.map { "\($0.undoName) (\($0.rawValue))" }.joined(separator: " → ") + ", newest effect first; undoing something that never happened is a no-op.")))
+            for line in compensationLines(step) { out.append("  - " + line) }
             out.append("  - Worst case in this step: \(String(format: "%.1f", policy.budgetSeconds)) s (every attempt to its timeout plus every retry delay). The watchdog treats an order still here \(Self.seconds(configuration.watchdogGraceSeconds)) after that as stuck: it re-publishes the request with the same idempotency key, and compensates if that does not help.")
         }
         out.append("")
-        out.append("Compensation (topic \(t.compensation)): cancel shipment → release inventory → refund payment, then one failure notice to the customer; every undo is keyed `<order_id>:<step>:undo`.")
+        let undos = SagaStep.allCases.allSatisfy { configuration[$0].undo == nil }
+            ? "cancel shipment → release inventory → refund payment"
+            : "the undos listed above for the step that failed, in that order"
+        out.append("Compensation (topic \(t.compensation)): \(undos), then one failure notice to the customer; every undo is keyed `<order_id>:<step>:undo`.")
         for line in Self.describe(configuration.compensation, what: "compensation") { out.append("  - " + line) }
         out.append("  - A compensation that runs out of retries is parked in \(t.manualReview) with an alert and stays redrivable (`fulfillment dlq redrive`). Compensation never gives up silently.")
         return out.joined(separator: "\n")

@@ -51,13 +51,34 @@ public struct StepPolicy: Codable, Hashable, Sendable {
     public var heartbeatSeconds: Double?
     public var nonRetryable: [String]
     public var onExhausted: ExhaustedAction
+    /// `compensate_on`: the error classes that compensate the order when this step gives up
+    /// (retries exhausted or non-retryable); `States.ALL` matches every class. Any other class
+    /// parks the order in `orders.manual-review`: the Kafka analogue of a Step Functions error
+    /// no `Catch` handles, which fails the execution and leaves its effects in place. Parking
+    /// loses nothing and puts an operator in front of it. Only read when `onExhausted` is
+    /// `.compensate` (`park` parks whatever the error).
+    public var compensateOn: [String]
+    /// `undo`: the effects undone, in this order, when a failure here is compensated; `nil`
+    /// means the step's `SagaStep.undoOrderOnFailure` (itself and every earlier step, newest
+    /// first). Never holds `.notification`: a sent notification cannot be unsent.
+    public var undo: [SagaStep]?
 
-    public init(retry: [RetryRule] = [], timeoutSeconds: Double = 300, heartbeatSeconds: Double? = nil, nonRetryable: [String] = [], onExhausted: ExhaustedAction = .compensate) {
+    /// `compensate_on`'s default: every error compensates.
+    public static let compensateOnEveryError = ["States.ALL"]
+
+    public init(retry: [RetryRule] = [], timeoutSeconds: Double = 300, heartbeatSeconds: Double? = nil, nonRetryable: [String] = [], onExhausted: ExhaustedAction = .compensate, compensateOn: [String] = StepPolicy.compensateOnEveryError, undo: [SagaStep]? = nil) {
         self.retry = retry
         self.timeoutSeconds = timeoutSeconds
         self.heartbeatSeconds = heartbeatSeconds
         self.nonRetryable = nonRetryable
         self.onExhausted = onExhausted
+        self.compensateOn = compensateOn
+        self.undo = undo
+    }
+
+    /// Whether giving up with `errorClass` compensates the order (rather than parking it).
+    public func compensates(_ errorClass: String) -> Bool {
+        onExhausted == .compensate && (compensateOn.contains(errorClass) || compensateOn.contains("States.ALL"))
     }
 
     /// The rule that retries `errorClass`, unless it is non-retryable.

@@ -2,6 +2,10 @@ import Foundation
 import Yams
 
 extension SagaConfiguration {
+    /// The largest `vip.amount_threshold`: far above any order, and small enough to print
+    /// as a whole number (explain and graph do).
+    public static let maxVIPAmountThreshold: Double = 1e15
+
     /// Loads a YAML configuration; unknown keys, wrong types and bad values are errors that
     /// name the key and its line.
     public static func load(path: String) throws -> SagaConfiguration {
@@ -32,7 +36,7 @@ extension SagaConfiguration {
         if let vip = top["vip"] {
             let m = try reader.mapping(vip, "vip")
             try reader.onlyKeys(m, ["amount_threshold", "starvation_guard"], at: "vip")
-            if let v = m["amount_threshold"] { configuration.vipAmountThreshold = try reader.double(v, "vip.amount_threshold", min: 0) }
+            if let v = m["amount_threshold"] { configuration.vipAmountThreshold = try reader.double(v, "vip.amount_threshold", min: 0, max: maxVIPAmountThreshold) }
             if let v = m["starvation_guard"] { configuration.starvationGuard = try reader.int(v, "vip.starvation_guard", min: 1, max: 1000) }
         }
         if let steps = top["steps"] {
@@ -40,12 +44,12 @@ extension SagaConfiguration {
             try reader.onlyKeys(m, SagaStep.allCases.map(\.rawValue), at: "steps")
             for step in SagaStep.allCases {
                 if let v = m[step.rawValue] {
-                    configuration.steps[step] = try reader.policy(v, "steps.\(step.rawValue)", base: configuration[step])
+                    configuration.steps[step] = try reader.policy(v, "steps.\(step.rawValue)", base: configuration[step], isStep: true)
                 }
             }
         }
         if let v = top["compensation"] {
-            configuration.compensation = try reader.policy(v, "compensation", base: configuration.compensation)
+            configuration.compensation = try reader.policy(v, "compensation", base: configuration.compensation, isStep: false)
         }
         if let watchdog = top["watchdog"] {
             let m = try reader.mapping(watchdog, "watchdog")
@@ -133,10 +137,29 @@ private struct YAMLReader {
         return false
     }
 
-    func policy(_ node: Node, _ key: String, base: StepPolicy) throws -> StepPolicy {
+    /// `isStep`: a step's policy also takes `compensate_on` and `undo` (the compensation's does not).
+    func policy(_ node: Node, _ key: String, base: StepPolicy, isStep: Bool) throws -> StepPolicy {
         let m = try mapping(node, key)
-        try onlyKeys(m, ["retry", "timeout_seconds", "heartbeat_seconds", "non_retryable", "on_exhausted"], at: key)
+        try onlyKeys(m, ["retry", "timeout_seconds", "heartbeat_seconds", "non_retryable", "on_exhausted"] + (isStep ? ["compensate_on", "undo"] : []), at: key)
         var policy = base
+        if let v = m["compensate_on"] {
+            policy.compensateOn = try strings(v, "\(key).compensate_on")
+            if let empty = policy.compensateOn.firstIndex(of: "") { throw fail(v, "\(key).compensate_on[\(empty)] is empty; name an error class such as OutOfStock, or States.ALL") }
+        }
+        if let v = m["undo"] {
+            guard case .sequence(let items) = v else { throw fail(v, "\(key).undo must be a list of steps such as [inventory, payment]") }
+            var undo: [SagaStep] = []
+            for item in items {
+                let name = try string(item, "\(key).undo")
+                guard let step = SagaStep(rawValue: name) else {
+                    throw fail(item, "\(key).undo: unknown step '\(name)'; expected payment, inventory or shipping")
+                }
+                guard step != .notification else { throw fail(item, "\(key).undo cannot hold notification: a sent notification cannot be unsent") }
+                guard !undo.contains(step) else { throw fail(item, "\(key).undo names \(name) twice") }
+                undo.append(step)
+            }
+            policy.undo = undo
+        }
         if let v = m["timeout_seconds"] { policy.timeoutSeconds = try double(v, "\(key).timeout_seconds", min: 0.001) }
         if let v = m["heartbeat_seconds"] { policy.heartbeatSeconds = isNull(v) ? nil : try double(v, "\(key).heartbeat_seconds", min: 0.001) }
         if let v = m["non_retryable"] { policy.nonRetryable = try strings(v, "\(key).non_retryable") }

@@ -22,6 +22,15 @@ public struct SagaGraph: Sendable {
         s == s.rounded() ? "\(Int(s)) s" : "\(s) s"
     }
 
+    /// The dead-letter edge's label: "compensate" or "park", or which errors compensate (and
+    /// with which undos, when the step has its own list) and that the rest park.
+    static func exhaustedLabel(_ policy: StepPolicy, undo: [SagaStep]) -> String {
+        if policy.onExhausted == .park || policy.compensateOn.isEmpty { return "park" }
+        let undos = policy.undo == nil ? "" : " (" + (undo.isEmpty ? "nothing to undo" : undo.map(\.undoName).joined(separator: " → ")) + ")"
+        if policy.compensateOn.contains("States.ALL") { return "compensate" + undos }
+        return "\(policy.compensateOn.joined(separator: ", ")): compensate\(undos); other errors: park"
+    }
+
     func model() -> (nodes: [Node], edges: [Edge]) {
         let t = configuration.topics
         var nodes: [Node] = []
@@ -55,7 +64,7 @@ public struct SagaGraph: Sendable {
                 edges.append(Edge(from: topic(name), to: worker, dashed: true))
             }
             edges.append(Edge(from: worker, to: topic(t.deadLetter(step)), label: "exhausted or non-retryable"))
-            edges.append(Edge(from: topic(t.deadLetter(step)), to: driver, label: policy.onExhausted == .park ? "park" : "compensate"))
+            edges.append(Edge(from: topic(t.deadLetter(step)), to: driver, label: Self.exhaustedLabel(policy, undo: configuration.undoOrder(forFailureAt: step))))
             previous = worker
         }
         edges.append(Edge(from: previous, to: topic(t.completed), label: "ok"))

@@ -35,6 +35,16 @@ public enum SagaStep: String, Codable, CaseIterable, Hashable, Sendable, Compara
         }
     }
 
+    /// What the step leaves behind until it is undone, as users read it (`nil`: nothing to undo).
+    public var effectName: String? {
+        switch self {
+        case .payment: "the charge"
+        case .inventory: "the reservation"
+        case .shipping: "the shipment"
+        case .notification: nil
+        }
+    }
+
     /// What the step does, as users read it.
     public var actionName: String {
         switch self {
