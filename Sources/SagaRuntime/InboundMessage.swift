@@ -3,23 +3,22 @@ import Messaging
 import SagaDomain
 import Synchronization
 
-/// A consumed saga message with its headers read once.
-public struct InboundMessage: Sendable {
-    public var record: ConsumerRecord
-    public var orderID: String
-    public var step: SagaStep?
-    public var attempt: Int
-    public var priority: Priority
-    public var idempotencyKey: String
+/// A consumed saga message. A reference, so the runtime's pipeline (waiting, running,
+/// finished, flushed) passes one pointer along instead of copying the record's buffers; the
+/// order id is read once, the other headers when asked for.
+public final class InboundMessage: Sendable {
+    public let record: ConsumerRecord
+    public let orderID: String
 
     public init(record: ConsumerRecord) {
         self.record = record
         orderID = Self.orderID(of: record)
-        step = record.header(SagaHeader.step).flatMap(SagaStep.init(rawValue:))
-        attempt = record.header(SagaHeader.attempt).flatMap(Int.init) ?? 1
-        priority = record.header(SagaHeader.priority).flatMap(Priority.init(rawValue:)) ?? .standard
-        idempotencyKey = record.header(SagaHeader.idempotencyKey) ?? ""
     }
+
+    public var step: SagaStep? { record.header(SagaHeader.step).flatMap(SagaStep.init(rawValue:)) }
+    public var attempt: Int { record.header(SagaHeader.attempt).flatMap(Int.init) ?? 1 }
+    public var priority: Priority { record.header(SagaHeader.priority).flatMap(Priority.init(rawValue:)) ?? .standard }
+    public var idempotencyKey: String { record.header(SagaHeader.idempotencyKey) ?? "" }
 
     public var topicPartition: TopicPartition { record.topicPartition }
 
@@ -47,6 +46,7 @@ public struct InboundMessage: Sendable {
 extension InboundMessage {
     /// The message's idempotency key, defaulting to `<order>:<step>`.
     package func key(for step: SagaStep) -> String {
-        idempotencyKey.isEmpty ? IdempotencyKey.step(orderID, step) : idempotencyKey
+        let key = idempotencyKey
+        return key.isEmpty ? IdempotencyKey.step(orderID, step) : key
     }
 }

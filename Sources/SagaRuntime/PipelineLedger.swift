@@ -11,12 +11,39 @@ public struct PipelineLedger: Sendable {
         public var orderKey: String
     }
 
-    /// Pending offsets per partition in arrival order, and those already flushed.
-    private var pending: [TopicPartition: [Int64]] = [:]
-    private var pendingHead: [TopicPartition: Int] = [:]
-    private var flushedNotPopped: [TopicPartition: Set<Int64>] = [:]
-    private var nextCommit: [TopicPartition: Int64] = [:]
-    private var lastCommitted: [TopicPartition: Int64] = [:]
+    /// One partition's offsets: taken in arrival order, the head the commit has reached, and
+    /// those flushed ahead of an earlier unfinished one. Kept together so one lookup serves a
+    /// message (the hash of a topic name is not free at a million messages a minute).
+    struct PartitionOffsets: Sendable {
+        var pending: [Int64] = []
+        var head = 0
+        var flushedAhead: Set<Int64> = []
+        var nextCommit: Int64?
+        var lastCommitted: Int64?
+
+        mutating func flushed(_ offset: Int64) {
+            if head < pending.count, pending[head] == offset, flushedAhead.isEmpty {
+                // In order: the usual case.
+                nextCommit = offset + 1
+                head += 1
+            } else {
+                flushedAhead.insert(offset)
+                while head < pending.count, flushedAhead.remove(pending[head]) != nil {
+                    nextCommit = pending[head] + 1
+                    head += 1
+                }
+            }
+            if head == pending.count {
+                pending.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024 {
+                pending.removeFirst(head)
+                head = 0
+            }
+        }
+    }
+
+    private var partitions: [TopicPartition: PartitionOffsets] = [:]
     /// Orders with a message being handled, and the messages queued behind it.
     private var busyOrders: [String: [Int]] = [:]
     public private(set) var taken = 0
@@ -26,14 +53,20 @@ public struct PipelineLedger: Sendable {
     /// Registers a consumed message. Returns `true` when it may start now, `false` when it
     /// was queued behind another message of the same order (identified by `token`).
     public mutating func receive(_ entry: Entry, token: Int) -> Bool {
-        pending[entry.tp, default: []].append(entry.offset)
-        taken += 1
+        receiveInTurn(entry.tp, entry.offset)
         if busyOrders[entry.orderKey] != nil {
             busyOrders[entry.orderKey]!.append(token)
             return false
         }
         busyOrders[entry.orderKey] = []
         return true
+    }
+
+    /// Registers a consumed message whose order needs no turn (its handler runs in line, so
+    /// every message finishes before the next is received).
+    public mutating func receiveInTurn(_ tp: TopicPartition, _ offset: Int64) {
+        partitions[tp, default: PartitionOffsets()].pending.append(offset)
+        taken += 1
     }
 
     /// The message's handling finished (its result will be flushed); returns the next queued
@@ -53,21 +86,7 @@ public struct PipelineLedger: Sendable {
     /// earlier offset of the partition is too.
     public mutating func flushed(_ tp: TopicPartition, _ offset: Int64) {
         taken -= 1
-        flushedNotPopped[tp, default: []].insert(offset)
-        var head = pendingHead[tp] ?? 0
-        let list = pending[tp] ?? []
-        while head < list.count, flushedNotPopped[tp]!.remove(list[head]) != nil {
-            nextCommit[tp] = list[head] + 1
-            head += 1
-        }
-        if head == list.count {
-            pending[tp] = []
-            head = 0
-        } else if head > 1024 {
-            pending[tp] = Array(list[head...])
-            head = 0
-        }
-        pendingHead[tp] = head
+        partitions[tp]?.flushed(offset)
     }
 
     /// A message given back without an outcome (shutdown): it stays uncommitted.
@@ -78,21 +97,16 @@ public struct PipelineLedger: Sendable {
     /// Offsets that advanced since the last call: safe to commit.
     public mutating func takeCommittable() -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]
-        for (tp, offset) in nextCommit where lastCommitted[tp] != offset {
-            result[tp] = offset
-            lastCommitted[tp] = offset
+        for (tp, offsets) in partitions {
+            guard let next = offsets.nextCommit, offsets.lastCommitted != next else { continue }
+            result[tp] = next
+            partitions[tp]!.lastCommitted = next
         }
         return result
     }
 
     /// Forgets partitions that moved to another member.
     public mutating func revoke(_ partitions: Set<TopicPartition>) {
-        for tp in partitions {
-            pending[tp] = nil
-            pendingHead[tp] = nil
-            flushedNotPopped[tp] = nil
-            nextCommit[tp] = nil
-            lastCommitted[tp] = nil
-        }
+        for tp in partitions { self.partitions[tp] = nil }
     }
 }

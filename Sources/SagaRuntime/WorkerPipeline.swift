@@ -39,6 +39,9 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     }
 
     public let concurrency: Int
+    /// One message per order at a time. Off for in-line handlers, whose messages each finish
+    /// before the next is received, so no order ever waits and no turn needs keeping.
+    public let oneMessagePerOrder: Bool
     public let timeoutSeconds: Double
     public let heartbeatSeconds: Double?
     private var ledger = PipelineLedger()
@@ -50,8 +53,9 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     private var finished: [Finished] = []
     public private(set) var isStopping = false
 
-    public init(concurrency: Int, timeoutSeconds: Double, heartbeatSeconds: Double? = nil) {
+    public init(concurrency: Int, timeoutSeconds: Double, heartbeatSeconds: Double? = nil, oneMessagePerOrder: Bool = true) {
         self.concurrency = max(1, concurrency)
+        self.oneMessagePerOrder = oneMessagePerOrder
         self.timeoutSeconds = timeoutSeconds
         self.heartbeatSeconds = heartbeatSeconds
     }
@@ -74,7 +78,12 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func receive(_ message: InboundMessage, known: Outcome?, now: ContinuousClock.Instant) -> [Launch] {
         let token = nextToken
         nextToken += 1
-        let startsNow = ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: Self.orderKey(message)), token: token)
+        var startsNow = true
+        if oneMessagePerOrder {
+            startsNow = ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: Self.orderKey(message)), token: token)
+        } else {
+            ledger.receiveInTurn(message.topicPartition, message.record.offset)
+        }
         guard startsNow else {
             queued[token] = (message, known)
             return []
@@ -181,7 +190,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         while let done = current {
             current = nil
             finished.append(done)
-            guard let token = ledger.finishHandling(orderKey: Self.orderKey(done.message)), let next = queued.removeValue(forKey: token) else { break }
+            guard oneMessagePerOrder, let token = ledger.finishHandling(orderKey: Self.orderKey(done.message)), let next = queued.removeValue(forKey: token) else { break }
             if let known = next.known {
                 current = Finished(token: token, message: next.message, outcome: known)
             } else if let launch = start(Launch(token: token, message: next.message), now: now) {

@@ -111,7 +111,8 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         self.logger = logger
         state = Mutex(State(pipeline: Pipeline(
             concurrency: handler.performsInline ? Int.max : configuration.concurrency,
-            timeoutSeconds: configuration.policy.timeoutSeconds, heartbeatSeconds: configuration.policy.heartbeatSeconds)))
+            timeoutSeconds: configuration.policy.timeoutSeconds, heartbeatSeconds: configuration.policy.heartbeatSeconds,
+            oneMessagePerOrder: !handler.performsInline)))
     }
 
     public func run() async throws {
