@@ -84,7 +84,7 @@ import Testing
         _ = try processes.launch(["kafka-mock", "--config", fast], log: directory + "/mock.out")
         let brokers = try await Self.waitForLine(directory + "/mock.out")
         let stores = try StoreBackend.postgres.freshLocation(directory: directory + "/stores")
-        let common = ["--brokers", brokers, "--config", fast, "--store", stores, "--faults", "default"]
+        let common = ["--brokers", brokers, "--config", fast, "--store", stores, "--faults", "default", "--state-dir", directory + "/state"]
 
         let orders = 3000
         let produce = try CrashRecoveryTests.launch(["produce", "--generate", "\(orders)", "--brokers", brokers, "--config", fast], stdout: directory + "/produce.out")

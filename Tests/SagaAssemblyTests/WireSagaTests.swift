@@ -28,7 +28,7 @@ import Testing
         let broker = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-1.out")
         try await Loopback.waitUntilListening(port: port)
         let stores = try StoreBackend.sqlite.freshLocation(directory: directory + "/stores")
-        let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + stores, "--faults", "default"]
+        let common = ["--brokers", brokers, "--config", fast, "--store", "sqlite:" + stores, "--faults", "default", "--state-dir", directory + "/state"]
 
         let dispatcher = try processes.launch(["dispatcher"] + common, log: directory + "/dispatcher.out")
         try await Task.sleep(for: .seconds(2))
