@@ -13,7 +13,7 @@ RUN swift build -c release --product fulfillment \
 
 FROM swift:6.3-bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        librdkafka1 libsqlite3-0 libpq5 procps \
+        librdkafka1 libsqlite3-0 libpq5 procps curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/fulfillment /usr/local/bin/fulfillment
 COPY config /etc/fulfillment

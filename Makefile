@@ -9,7 +9,8 @@ DATA_DIR ?= ./fulfillment-data
 # System packages the build and tests need; installed with apt-get only when missing.
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
 # kcat: a Kafka client nobody here wrote, for the wire-protocol tests.
-APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql kcat
+# prometheus: promtool (checks /metrics and the alert rules) and a real server the tests scrape with.
+APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql kcat prometheus
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required: https://swift.org/install"; exit 2; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
     ],
     targets: [
         /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
@@ -40,6 +43,14 @@ let package = Package(
         .target(name: "IOThreads", swiftSettings: optimized),
         /// The messaging abstraction every other module talks to (`MessageBroker`,
         /// `GroupConsumer`, records, topics, errors): no C library, no transport.
+        /// Every metric of the product in one place (names, help, labels, buckets), the
+        /// handles services record through (swift-metrics), and the reading back of an
+        /// exposition into values. No backend: the process chooses one at start.
+        .target(
+            name: "FulfillmentMetrics",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: optimized
+        ),
         .target(
             name: "Messaging",
             dependencies: [.product(name: "Logging", package: "swift-log")],
@@ -52,6 +63,7 @@ let package = Package(
             dependencies: [
                 "Messaging",
                 "CCRC32C",
+                "FulfillmentMetrics",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: optimized
@@ -73,7 +85,7 @@ let package = Package(
         .target(
             name: "KafkaWire",
             dependencies: [
-                "Messaging", "Broker",
+                "Messaging", "Broker", "FulfillmentMetrics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,7 +102,7 @@ let package = Package(
         ),
         /// Step Functions definitions in and out: the ASL parser (statelint-style problems with
         /// JSON paths), import onto our saga configuration, export, and the compensation-gap lint.
-        .target(name: "StepFunctions", dependencies: ["SagaDomain"]),
+        .target(name: "StepFunctions", dependencies: ["SagaDomain"], swiftSettings: optimized),
         /// SQLite, the system library (Debian: libsqlite3-dev).
         .systemLibrary(
             name: "CSQLite",
@@ -113,7 +125,8 @@ let package = Package(
         .target(
             name: "SagaRuntime",
             dependencies: [
-                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "CCrashMarks",
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "CCrashMarks", "FulfillmentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -124,7 +137,8 @@ let package = Package(
         .target(
             name: "Workers",
             dependencies: [
-                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime",
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime", "FulfillmentMetrics",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -135,7 +149,34 @@ let package = Package(
         .target(
             name: "Dispatcher",
             dependencies: [
-                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime",
+                "Messaging", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime", "FulfillmentMetrics", "Alerting",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// The alerts: thresholds from the configuration as Prometheus rules (PromQL) and as an
+        /// in-process evaluator over the same metrics, and the Alertmanager-format webhook.
+        .target(
+            name: "Alerting",
+            dependencies: [
+                "SagaDomain", "FulfillmentMetrics",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// The operator listener (Hummingbird): health, readiness, Prometheus metrics, the
+        /// admin API and the web console, one `Service` per process.
+        .target(
+            name: "OperatorHTTP",
+            dependencies: [
+                "Messaging", "SagaDomain", "IOThreads", "StoreDatabase", "SagaRuntime", "Dispatcher", "FulfillmentMetrics", "Alerting",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -147,6 +188,7 @@ let package = Package(
             name: "SagaAssembly",
             dependencies: [
                 "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "IOThreads", "SagaRuntime", "Workers", "Dispatcher",
+                "FulfillmentMetrics", "Alerting", "OperatorHTTP",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -164,6 +206,7 @@ let package = Package(
             name: "fulfillment",
             dependencies: [
                 "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "SagaRuntime", "Workers", "Dispatcher", "SagaAssembly", "Benchmarks",
+                "FulfillmentMetrics", "Alerting", "OperatorHTTP", "StepFunctions",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -172,6 +215,7 @@ let package = Package(
         ),
         .testTarget(name: "BrokerTests", dependencies: ["Messaging", "Broker", "KafkaClient", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
+        .testTarget(name: "AlertingTests", dependencies: ["Alerting", "FulfillmentMetrics", "SagaDomain"]),
         .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
@@ -180,13 +224,18 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["StoreDatabase", "Broker", .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
         .testTarget(name: "StoreDatabaseTests", dependencies: ["StoreDatabase", "TestSupport"]),
         .testTarget(name: "IOThreadsTests", dependencies: ["IOThreads"]),
-        .testTarget(name: "DispatcherTests", dependencies: ["Dispatcher", "SagaRuntime", "Broker", "Messaging", "SagaDomain", "TestSupport"]),
+        .testTarget(name: "DispatcherTests", dependencies: [
+            "Dispatcher", "SagaRuntime", "Broker", "Messaging", "SagaDomain", "FulfillmentMetrics", "TestSupport",
+            .product(name: "MetricsTestKit", package: "swift-metrics"),
+        ]),
         .testTarget(name: "SagaRuntimeTests", dependencies: ["SagaRuntime", "Messaging", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(name: "WorkersTests", dependencies: ["SagaRuntime", "Workers", "Messaging", "Broker", "SagaDomain", "StoreDatabase", "TestSupport"]),
         .testTarget(
             name: "SagaAssemblyTests",
             dependencies: [
                 "SagaAssembly", "Dispatcher", "SagaRuntime", "Workers", "Messaging", "Broker", "KafkaClient", "SagaDomain", "StoreDatabase", "TestSupport",
+                "OperatorHTTP", "FulfillmentMetrics",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -42,8 +42,10 @@ extension EmbeddedBroker {
             }
             let base = try log.append(batch: &batch)
             if first < 0 { first = base }
+            metrics.appendedBytes[topic].increment(by: batch.count)
         }
         guard first >= 0 else { return (log.logEndOffset, .none) }
+        metrics.appendedRecords[topic].increment(by: Int(log.logEndOffset - first))
         return (first, try pendingDurability(log, upTo: log.logEndOffset))
     }
 
@@ -53,7 +55,9 @@ extension EmbeddedBroker {
     func pendingDurability(_ target: any Syncable, upTo mark: Int64) throws -> PendingDurability {
         switch configuration.fsync {
         case .always:
+            let started = ContinuousClock.now
             try target.sync()
+            metrics.recordFsync(.now - started)
             target.didSync(upTo: mark)
             return .none
         case .batch:

@@ -1,4 +1,5 @@
 import Foundation
+import FulfillmentMetrics
 import Logging
 import Messaging
 import Synchronization
@@ -48,6 +49,8 @@ public final class EmbeddedBroker: MessageBroker {
 
     public let configuration: Configuration
     let logger: Logger
+    /// Appends per topic, fsync rounds.
+    let metrics: BrokerMetrics
     let offsets: OffsetStore
     private let lock: DataDirectoryLock?
     let syncScheduler: SyncScheduler?
@@ -56,8 +59,9 @@ public final class EmbeddedBroker: MessageBroker {
     private let memberCounter = Atomic<Int>(0)
 
     /// Opens (creating if needed) a data directory: takes its lock, recovers every partition.
-    public init(configuration: Configuration, logger: Logger) throws {
+    public init(configuration: Configuration, metrics: BrokerMetrics = .disabled, logger: Logger) throws {
         self.configuration = configuration
+        self.metrics = metrics
         self.logger = logger
         let directory = configuration.dataDirectory
         if configuration.readOnly {
@@ -71,8 +75,9 @@ public final class EmbeddedBroker: MessageBroker {
         }
         offsets = try OffsetStore(path: directory + "/consumer-offsets.log", readOnly: configuration.readOnly)
         switch configuration.fsync {
-        case .batch: syncScheduler = SyncScheduler(intervalMilliseconds: nil, directory: directory, roundSpacing: configuration.groupCommitSpacing)
-        case .interval(let ms): syncScheduler = SyncScheduler(intervalMilliseconds: ms, directory: directory)
+        case .batch:
+            syncScheduler = SyncScheduler(intervalMilliseconds: nil, directory: directory, roundSpacing: configuration.groupCommitSpacing, onRound: metrics.recordFsync)
+        case .interval(let ms): syncScheduler = SyncScheduler(intervalMilliseconds: ms, directory: directory, onRound: metrics.recordFsync)
         case .always, .never: syncScheduler = nil
         }
         var registry = Registry()
@@ -247,6 +252,8 @@ public final class EmbeddedBroker: MessageBroker {
                 throw BrokerError(.recordTooLarge, "a batch of \(batch.count) bytes for \(tp) exceeds the \(configuration.maxBatchBytes)-byte limit")
             }
             let base = try log.append(batch: &batch)
+            metrics.appendedRecords[tp.topic].increment(by: indexes.count)
+            metrics.appendedBytes[tp.topic].increment(by: batch.count)
             for (delta, index) in indexes.enumerated() {
                 metadata[index] = RecordMetadata(topic: tp.topic, partition: tp.partition, offset: base + Int64(delta), timestamp: records[index].timestamp ?? now)
             }

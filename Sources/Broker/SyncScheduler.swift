@@ -35,13 +35,16 @@ final class SyncScheduler: @unchecked Sendable {
     private let roundSpacingMicroseconds: UInt32
     /// An open descriptor inside the data directory, for `syncfs`.
     private let fileSystem: FileDescriptor?
+    /// Told how long each round's syncing took.
+    private let onRound: @Sendable (Duration) -> Void
 
     /// Above this many dirty files in one round, one `syncfs` of the data directory's file
     /// system is cheaper than an `fdatasync` per file (measured here: 12 files, 4.0 ms vs 1.6 ms).
     static let syncfsThreshold = 4
 
-    init(intervalMilliseconds: Int?, directory: String, roundSpacing: Duration = .zero) {
+    init(intervalMilliseconds: Int?, directory: String, roundSpacing: Duration = .zero, onRound: @escaping @Sendable (Duration) -> Void = { _ in }) {
         self.intervalMilliseconds = intervalMilliseconds
+        self.onRound = onRound
         let (seconds, attoseconds) = roundSpacing.components
         roundSpacingMicroseconds = UInt32(clamping: max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
         #if os(Linux)
@@ -122,6 +125,7 @@ final class SyncScheduler: @unchecked Sendable {
             pthread_mutex_unlock(&mutex)
 
             var roundFailure: BrokerError?
+            let started = ContinuousClock.now
             if targets.count > Self.syncfsThreshold, let fileSystem {
                 #if os(Linux)
                 if syncfs(fileSystem.fd) != 0 {
@@ -133,6 +137,7 @@ final class SyncScheduler: @unchecked Sendable {
                     do { try entry.target.sync() } catch { roundFailure = (error as? BrokerError) ?? BrokerError(.io, "\(error)") }
                 }
             }
+            if !targets.isEmpty { onRound(.now - started) }
             if roundFailure == nil {
                 for (_, entry) in targets { entry.target.didSync(upTo: entry.mark) }
             }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import IOThreads
 import Logging
 import Messaging
@@ -15,10 +16,18 @@ public struct CompensationDriver: Service {
     let store: DispatcherStore
     let configuration: SagaConfiguration
     let logger: Logger
-    let alerts: WorkerMetrics
+    /// Counts every order parked with an alert.
+    let alerts: Counter
     let journal: PoisonJournal?
+    let metrics: RuntimeMetrics
+    /// Called once its consumer has joined (for `/readyz`).
+    public var onReady: (@Sendable () -> Void)?
 
-    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, alerts: WorkerMetrics, journal: PoisonJournal? = nil, logger: Logger) {
+    public init(
+        broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, alerts: Counter, journal: PoisonJournal? = nil,
+        metrics: RuntimeMetrics = .disabled, logger: Logger
+    ) {
+        self.metrics = metrics
         self.journal = journal
         self.broker = broker
         self.store = store
@@ -32,6 +41,8 @@ public struct CompensationDriver: Service {
         var runtime = WorkerRuntimeConfiguration(group: "compensation-driver", standardTopics: t.stepDeadLetters + [t.deadLetter(nil)], priorityTopics: [], policy: StepPolicy(), router: nil)
         runtime.batchSize = 500
         runtime.journal = journal
+        runtime.metrics = metrics
+        runtime.onReady = onReady
         runtime.poisonOutcome = { message, reason in [manualReview(message.record, reason: "a dead letter the compensation driver cannot handle: \(reason)")] }
         try await WorkerRuntime(broker: broker, handler: Decisions(driver: self), configuration: runtime, logger: logger).run()
     }
@@ -59,18 +70,34 @@ public struct CompensationDriver: Service {
         let errorMessage = record.header(SagaHeader.errorMessage) ?? ""
         if errorClass == "OrderCompensated" { return nil }
         let step = t.step(ofTopic: record.topic)
-        let park = record.header("on-exhausted") == ExhaustedAction.park.rawValue
-        if step == nil || park || message.orderID.isEmpty || errorClass == StepFailure.malformedClass {
+        let parkedByWorker = record.header("on-exhausted") == ExhaustedAction.park.rawValue
+        guard let step, !message.orderID.isEmpty, errorClass != StepFailure.malformedClass else {
             let why = step == nil
                 ? "compensation failed past its retry cap (\(errorClass): \(errorMessage))"
-                : park ? "\(step!.rawValue) exhausted its retries and its policy parks orders (\(errorClass): \(errorMessage))"
                 : "unreadable dead letter on \(record.topic) (\(errorClass): \(errorMessage))"
             try raiseAlert(orderID: message.orderID, why)
             return manualReview(record, reason: why)
         }
-        return SagaMessages(topics: t).compensation(
-            orderID: message.orderID, orderJSON: record.value, priority: message.priority,
-            reason: "\(step!.rawValue) failed: \(errorClass): \(errorMessage)")
+        let outcome = parkedByWorker
+            ? .park(reason: "\(step.rawValue) exhausted its retries and its policy parks orders")
+            : configuration.outcome(ofFailureAt: step, errorClass: errorClass)
+        switch outcome {
+        case .park(let reason):
+            let why = "\(reason) (\(errorClass): \(errorMessage))"
+            try raiseAlert(orderID: message.orderID, why)
+            return manualReview(record, reason: why)
+        case .compensate(let undo):
+            return SagaMessages(topics: t).compensation(
+                orderID: message.orderID, orderJSON: record.value, priority: message.priority,
+                reason: "\(step.rawValue) failed: \(errorClass): \(errorMessage)", extra: Self.undoHeader(undo, configured: configuration[step].undo != nil))
+        }
+    }
+
+    /// The undo list travels only when the configuration names one; without it the
+    /// compensation undoes every effect the order may hold, newest first (an order can be
+    /// further along than the failure the driver saw).
+    static func undoHeader(_ undo: [SagaStep], configured: Bool) -> [RecordHeader] {
+        configured ? [RecordHeader(SagaHeader.undo, undo.map(\.rawValue).joined(separator: ","))] : []
     }
 
     func manualReview(_ record: ConsumerRecord, reason: String) -> ProducerRecord {
@@ -80,7 +107,7 @@ public struct CompensationDriver: Service {
     }
 
     func raiseAlert(orderID: String, _ message: String) throws {
-        alerts.add("manual_review_alerts")
+        alerts.increment()
         logger.error("order parked for manual review", metadata: ["order.id": "\(orderID)", "error.message": "\(message)"])
         try store.connection.run("INSERT INTO alerts VALUES (?, ?, 'manual_review', ?)", [.integer(UnixClock.nowMillis()), .text(orderID), .text(message)])
     }

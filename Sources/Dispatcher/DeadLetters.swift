@@ -96,6 +96,60 @@ public struct DeadLetters: Sendable {
         return Array(result.sorted { ($0.timestamp, $0.partition, $0.offset) < ($1.timestamp, $1.partition, $1.offset) }.prefix(limit))
     }
 
+    /// One page of a dead-letter topic in (partition, offset) order, after `cursor`
+    /// (`partition/offset` of the last letter of the previous page); reads only the page.
+    public func page(topic: String, after cursor: String?, limit: Int) async throws -> (letters: [Letter], next: String?) {
+        let known = try await deadLetterTopics()
+        guard known.contains(topic) else {
+            throw StepFailure("UnknownTopic", "\(topic) is not a dead-letter topic; choose one of: \(known.joined(separator: ", "))")
+        }
+        var start = (partition: 0, offset: Int64(-1))
+        if let cursor {
+            let parts = cursor.split(separator: "/")
+            guard parts.count == 2, let p = Int(parts[0]), let o = Int64(parts[1]), p >= 0, o >= -1 else {
+                throw StepFailure("BadCursor", "the cursor '\(cursor)' is not one this list returned (partition/offset)")
+            }
+            start = (p, o)
+        }
+        let redriven = Set(try store.connection.query("SELECT partition, offset FROM redriven WHERE topic = ?", [.text(topic)]) { "\($0.int(0))/\($0.int(1))" })
+        var result: [Letter] = []
+        var hasMore = false
+        for partition in try await broker.describeTopic(topic).partitions.sorted(by: { $0.partition < $1.partition }) where partition.partition >= start.partition {
+            var offset = max(partition.beginOffset, partition.partition == start.partition ? start.offset + 1 : 0)
+            while offset < partition.endOffset {
+                if result.count == limit {
+                    hasMore = true
+                    break
+                }
+                let records = try await broker.read(topic: topic, partition: partition.partition, from: offset, maxRecords: min(5000, limit - result.count))
+                guard let last = records.last else { break }
+                for record in records {
+                    var headers: [String: String] = [:]
+                    for header in record.headers { headers[header.key] = header.stringValue }
+                    result.append(Letter(
+                        topic: topic, partition: record.partition, offset: record.offset, orderID: InboundMessage.orderID(of: record), timestamp: record.timestamp,
+                        headers: headers, value: record.valueString, redriven: redriven.contains("\(record.partition)/\(record.offset)")))
+                }
+                offset = last.offset + 1
+            }
+            if hasMore { break }
+        }
+        return (result, hasMore ? result.last.map { "\($0.partition)/\($0.offset)" } : nil)
+    }
+
+    /// Letters not yet redriven per dead-letter topic, without reading the letters: records
+    /// held less the redrive marks.
+    public func pendingCounts() async throws -> [String: Int] {
+        let redriven = Dictionary(uniqueKeysWithValues: try store.connection.query("SELECT topic, COUNT(*) FROM redriven GROUP BY topic") { ($0.text(0), Int($0.int(1))) })
+        var result: [String: Int] = [:]
+        for topic in try await deadLetterTopics() {
+            guard let description = try? await broker.describeTopic(topic) else { continue }
+            let held = description.partitions.reduce(0) { $0 + Int($1.endOffset - $1.beginOffset) }
+            result[topic] = max(0, held - (redriven[topic] ?? 0))
+        }
+        return result
+    }
+
     public func summaries() async throws -> [TopicSummary] {
         var result: [TopicSummary] = []
         for topic in try await deadLetterTopics() {
@@ -112,11 +166,17 @@ public struct DeadLetters: Sendable {
     /// failure headers dropped, `redriven` added). Letters of orders that already finished are
     /// skipped: their compensation already ran, and a redrive could do nothing.
     public func redrive(topics selected: [String], orderID: String?, dryRun: Bool) async throws -> RedriveResult {
+        try await redrive(topics: selected, orders: orderID.map { [$0] }, dryRun: dryRun)
+    }
+
+    /// The same, for the letters of `orders` (every pending letter when nil).
+    public func redrive(topics selected: [String], orders: Set<String>?, dryRun: Bool) async throws -> RedriveResult {
         var redriven: [Letter] = []
         var skipped: [String] = []
         var outgoing: [ProducerRecord] = []
         for topic in selected {
-            for letter in try await letters(topic: topic, orderID: orderID) where !letter.redriven {
+            let candidates = orders?.count == 1 ? try await letters(topic: topic, orderID: orders!.first!) : try await letters(topic: topic)
+            for letter in candidates where !letter.redriven && (orders?.contains(letter.orderID) ?? true) {
                 if let state = try store.order(letter.orderID)?.state, let parsed = OrderState(rawValue: state), parsed.isFinal {
                     skipped.append("\(letter.topic)/\(letter.partition)/\(letter.offset): order \(letter.orderID) is already \(state)")
                     continue

@@ -1,3 +1,5 @@
+import Alerting
+import Foundation
 import StoreDatabase
 import SagaDomain
 
@@ -31,6 +33,8 @@ public final class DispatcherStore: Sendable {
             finished_at INTEGER,
             recoveries INTEGER NOT NULL DEFAULT 0);
         DROP INDEX IF EXISTS orders_state;
+        CREATE INDEX IF NOT EXISTS orders_open ON orders(state, order_id) WHERE state NOT IN ('completed','compensated','manual_review');
+        CREATE INDEX IF NOT EXISTS orders_parked ON orders(order_id) WHERE state = 'manual_review';
         CREATE TABLE IF NOT EXISTS history (
             order_id TEXT NOT NULL,
             at INTEGER NOT NULL,
@@ -48,6 +52,8 @@ public final class DispatcherStore: Sendable {
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL,
             PRIMARY KEY (topic, partition, offset));
         CREATE TABLE IF NOT EXISTS alerts (at INTEGER NOT NULL, order_id TEXT, kind TEXT NOT NULL, message TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS firing_alerts (alert_key TEXT PRIMARY KEY, alert TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS alert_evaluations (id INTEGER PRIMARY KEY, evaluated_at DOUBLE PRECISION NOT NULL);
         """
 
     static let intakeSchema = """
@@ -167,6 +173,91 @@ public final class DispatcherStore: Sendable {
     /// Orders per state.
     public func stateCounts() throws -> [String: Int] {
         Dictionary(uniqueKeysWithValues: try connection.query("SELECT state, COUNT(*) FROM orders GROUP BY state") { ($0.text(0), Int($0.int(1))) })
+    }
+
+    /// Orders not finished, per state (manual review included): read from the partial
+    /// indexes, so it costs what is open, not every order ever tracked.
+    public func openStateCounts() throws -> [String: Int] {
+        var counts = Dictionary(uniqueKeysWithValues: try stateReader.query(
+            "SELECT state, COUNT(*) FROM orders WHERE state NOT IN ('completed','compensated','manual_review') GROUP BY state") { ($0.text(0), Int($0.int(1))) })
+        counts[OrderState.manualReview.rawValue] = Int(try stateReader.scalar("SELECT COUNT(*) FROM orders WHERE state = 'manual_review'") ?? 0)
+        return counts
+    }
+
+    /// Which orders a list shows.
+    public enum Selection: Sendable, Equatable {
+        /// Accepted and not yet finished or parked.
+        case inFlight
+        case manualReview
+        /// In flight and past their step's budget at `now` (ms): the watchdog's view.
+        case stuck(now: Int64, budgets: [OrderState: Int64])
+    }
+
+    /// One page of a list, in index order, after the cursor a previous page returned.
+    public func orders(_ selection: Selection, after cursor: String?, limit: Int) throws -> (orders: [OrderRecord], next: String?) {
+        let columns = "order_id, state, amount_cents, units, tier, priority, failed_step, error_class, error_message, created_at, updated_at, finished_at, recoveries"
+        var sql: String
+        var values: [SQLValue] = []
+        switch selection {
+        case .manualReview:
+            sql = "SELECT \(columns) FROM orders WHERE state = 'manual_review'"
+            if let cursor {
+                sql += " AND order_id > ?"
+                values.append(.text(cursor))
+            }
+            sql += " ORDER BY order_id"
+        case .inFlight, .stuck:
+            sql = "SELECT \(columns) FROM orders WHERE state NOT IN ('completed','compensated','manual_review')"
+            if let cursor {
+                // The cursor is `state/order_id`, the open index's order.
+                let parts = cursor.split(separator: "/", maxSplits: 1).map(String.init)
+                guard parts.count == 2 else { throw StoreError(.statementFailed, "the cursor '\(cursor)' is not one this list returned") }
+                sql += " AND (state > ? OR (state = ? AND order_id > ?))"
+                values += [.text(parts[0]), .text(parts[0]), .text(parts[1])]
+            }
+            if case .stuck(let now, let budgets) = selection {
+                let cases = budgets.sorted { $0.key.rawValue < $1.key.rawValue }
+                sql += " AND updated_at < CASE state " + cases.map { _ in "WHEN ? THEN ? " }.joined() + "ELSE 0 END"
+                for (state, budget) in cases { values += [.text(state.rawValue), .integer(now - budget)] }
+            }
+            sql += " ORDER BY state, order_id"
+        }
+        sql += " LIMIT ?"
+        values.append(.integer(Int64(limit + 1)))
+        var rows = try stateReader.query(sql, values) { row in
+            OrderRecord(
+                orderID: row.text(0), state: row.text(1), amountCents: row.int(2), units: Int(row.int(3)), tier: row.text(4), priority: row.text(5),
+                failedStep: row.optionalText(6), errorClass: row.optionalText(7), errorMessage: row.optionalText(8),
+                createdAt: row.int(9), updatedAt: row.int(10), finishedAt: row.optionalInt(11), recoveries: Int(row.int(12)))
+        }
+        var next: String?
+        if rows.count > limit {
+            rows.removeLast()
+            next = selection == .manualReview ? rows.last!.orderID : rows.last.map { "\($0.state)/\($0.orderID)" }
+        }
+        return (rows, next)
+    }
+
+    /// The alerts firing at the last in-process evaluation, for `stats` in another process.
+    public func saveFiringAlerts(_ alerts: [ActiveAlert], evaluatedAt: Double) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let rows = try alerts.map { ($0.key, String(decoding: try encoder.encode($0), as: UTF8.self)) }
+        try connection.transaction { db in
+            try db.run("DELETE FROM firing_alerts")
+            for (key, alert) in rows { try db.run("INSERT INTO firing_alerts VALUES (?, ?)", [.text(key), .text(alert)]) }
+            try db.run(
+                "INSERT INTO alert_evaluations VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET evaluated_at = excluded.evaluated_at", [.real(evaluatedAt)])
+        }
+    }
+
+    /// What `saveFiringAlerts` last saved, and when.
+    public func firingAlerts() throws -> (alerts: [ActiveAlert], evaluatedAt: Double?) {
+        let alerts = try connection.query("SELECT alert FROM firing_alerts ORDER BY alert_key") { row in
+            try JSONDecoder().decode(ActiveAlert.self, from: Data(row.text(0).utf8))
+        }
+        let at = try connection.query("SELECT evaluated_at FROM alert_evaluations WHERE id = 1") { $0.double(0) }.first
+        return (alerts, at)
     }
 
     public func rejectionCount() throws -> Int {

@@ -1,3 +1,4 @@
+import Alerting
 import Messaging
 import SagaDomain
 import SagaRuntime
@@ -37,11 +38,37 @@ public struct SagaStatistics: Codable, Sendable {
     public var deadLetterDepth: [String: Int]
     public var lag: [String: Int64]
     public var latencyMilliseconds: [String: Latency]
+    /// Alerts firing at the last in-process evaluation (`run`, `dispatcher`), and when that was
+    /// (Unix seconds; null when none ran against these stores).
+    public var alerts: [ActiveAlert]
+    public var alertsEvaluatedAt: Double?
 
     enum CodingKeys: String, CodingKey {
         case schemaVersion = "schema_version", orders, inFlight = "in_flight", states, rejected, rejectionReasons = "rejection_reasons", completedPerSecond = "completed_per_s"
         case successRate = "success_rate", steps, compensations, manualReviewAlerts = "manual_review_alerts"
         case deadLetterDepth = "dlt_depth", lag = "lag_records", latencyMilliseconds = "latency_ms"
+        case alerts, alertsEvaluatedAt = "alerts_evaluated_at"
+    }
+
+    /// Every key always present (`alerts_evaluated_at` null when no evaluation ran).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(schemaVersion, forKey: .schemaVersion)
+        try c.encode(orders, forKey: .orders)
+        try c.encode(inFlight, forKey: .inFlight)
+        try c.encode(states, forKey: .states)
+        try c.encode(rejected, forKey: .rejected)
+        try c.encode(rejectionReasons, forKey: .rejectionReasons)
+        try c.encode(completedPerSecond, forKey: .completedPerSecond)
+        try c.encode(successRate, forKey: .successRate)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(compensations, forKey: .compensations)
+        try c.encode(manualReviewAlerts, forKey: .manualReviewAlerts)
+        try c.encode(deadLetterDepth, forKey: .deadLetterDepth)
+        try c.encode(lag, forKey: .lag)
+        try c.encode(latencyMilliseconds, forKey: .latencyMilliseconds)
+        try c.encode(alerts, forKey: .alerts)
+        try c.encode(alertsEvaluatedAt, forKey: .alertsEvaluatedAt)
     }
 
     /// End-to-end latency of completed orders per lane, optionally of some orders only
@@ -65,6 +92,17 @@ public struct SagaStatistics: Codable, Sendable {
         return sorted[min(sorted.count - 1, max(0, rank - 1))]
     }
 
+    /// The consumer groups to report lag for: every group the broker knows, or on clusters
+    /// without ListGroups (librdkafka's mock) the saga's own.
+    public static func groups(_ broker: any MessageBroker) async throws -> [String] {
+        do {
+            return try await broker.listGroups()
+        } catch let error as BrokerError where error.code == .unsupported {
+            return ["dispatcher", "tracker", "compensation-driver", "compensation"]
+                + SagaStep.allCases.flatMap { [$0.rawValue, $0.rawValue + ".priority"] }
+        }
+    }
+
     public static func collect(store: DispatcherStore, broker: any MessageBroker, configuration: SagaConfiguration) async throws -> SagaStatistics {
         let states = try store.stateCounts()
         let orders = states.values.reduce(0, +)
@@ -80,9 +118,13 @@ public struct SagaStatistics: Codable, Sendable {
             if errorClass == "Timeout" || errorClass == "HeartbeatTimeout" { figures.timeouts += count }
             steps[step] = figures
         }
+        let firing = try store.firingAlerts()
         let compensations = Int(try store.connection.scalar("SELECT COUNT(DISTINCT order_id) FROM history WHERE event = 'compensation_requested'") ?? 0)
         let alerts = Int(try store.connection.scalar("SELECT COUNT(*) FROM alerts") ?? 0)
-        let window = try store.connection.query("SELECT MIN(created_at), MAX(finished_at), COUNT(*) FROM orders WHERE state = 'completed'") { ($0.int(0), $0.int(1), $0.int(2)) }.first ?? (0, 0, 0)
+        // Throughput: completed orders between the first acceptance and the last completion
+        // (what /metrics' two timestamp gauges give).
+        let window = try store.connection.query(
+            "SELECT (SELECT MIN(created_at) FROM orders), MAX(finished_at), COUNT(*) FROM orders WHERE state = 'completed'") { ($0.int(0), $0.int(1), $0.int(2)) }.first ?? (0, 0, 0)
         let completed = states[OrderState.completed.rawValue] ?? 0
         let compensated = states[OrderState.compensated.rawValue] ?? 0
         var depth: [String: Int] = [:]
@@ -94,15 +136,7 @@ public struct SagaStatistics: Codable, Sendable {
             }
         }
         var lag: [String: Int64] = [:]
-        let groups: [String]
-        do {
-            groups = try await broker.listGroups()
-        } catch let error as BrokerError where error.code == .unsupported {
-            // Clusters without ListGroups (librdkafka's mock): the saga's own groups.
-            groups = ["dispatcher", "tracker", "compensation-driver", "compensation"]
-                + SagaStep.allCases.flatMap { [$0.rawValue, $0.rawValue + ".priority"] }
-        }
-        for group in groups {
+        for group in try await groups(broker) {
             lag[group] = try await broker.lag(group: group).reduce(Int64(0)) { $0 + $1.lag }
         }
         return SagaStatistics(
@@ -110,6 +144,6 @@ public struct SagaStatistics: Codable, Sendable {
             completedPerSecond: window.1 > window.0 ? Double(window.2) / (Double(window.1 - window.0) / 1000) : 0,
             successRate: completed + compensated > 0 ? Double(completed) / Double(completed + compensated) : 0,
             steps: steps, compensations: compensations, manualReviewAlerts: alerts, deadLetterDepth: depth, lag: lag,
-            latencyMilliseconds: try latency(store))
+            latencyMilliseconds: try latency(store), alerts: firing.alerts, alertsEvaluatedAt: firing.evaluatedAt)
     }
 }

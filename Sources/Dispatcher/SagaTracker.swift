@@ -5,6 +5,7 @@ import SagaDomain
 import SagaRuntime
 import ServiceLifecycle
 import StoreDatabase
+import FulfillmentMetrics
 import Synchronization
 
 /// Records every saga event into each order's history and keeps its state: a choreography
@@ -20,8 +21,16 @@ public struct SagaTracker: Service {
     let configuration: SagaConfiguration
     let logger: Logger
     let journal: PoisonJournal?
+    /// What the tracker counts as it records: orders by outcome, their durations, rejections.
+    let metrics: OrderMetrics
+    /// Called once its consumer has joined (for `/readyz`).
+    public var onReady: (@Sendable () -> Void)?
 
-    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, journal: PoisonJournal? = nil, logger: Logger) {
+    public init(
+        broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, journal: PoisonJournal? = nil,
+        metrics: OrderMetrics = SagaMetrics(handles: .disabled, steps: []).orders, logger: Logger
+    ) {
+        self.metrics = metrics
         self.broker = broker
         self.store = store
         self.configuration = configuration
@@ -73,6 +82,12 @@ public struct SagaTracker: Service {
 
     public func run() async throws {
         let store = self.store
+        // The gauges of the first acceptance and the last completion start from what the store has.
+        let (first, last) = try await BlockingIO.run {
+            (try store.connection.scalar("SELECT MIN(created_at) FROM orders"), try store.connection.scalar("SELECT MAX(finished_at) FROM orders WHERE state = 'completed'"))
+        }
+        if let first { metrics.firstAccepted.offer(Double(first) / 1000) }
+        if let last { metrics.lastCompleted.offer(Double(last) / 1000) }
         let consumed = ConsumedOffsets(try await BlockingIO.run {
             try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
         })
@@ -82,6 +97,7 @@ public struct SagaTracker: Service {
         // (which skip what a redelivery repeats) assume.
         runtime.flushers = 1
         runtime.journal = journal
+        runtime.onReady = onReady
         try await WorkerRuntime(broker: broker, handler: Recorder(tracker: self, consumed: consumed), configuration: runtime, logger: logger).run()
     }
 
@@ -147,15 +163,42 @@ public struct SagaTracker: Service {
 
     /// The first event of an order (normally its payment request from the intake): keep its
     /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
-    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: StoreConnection.Transaction) throws {
-        guard let order = ParsedOrders.shared.order(orderID, bytes: record.value) ?? (try? Order.decode(record.value)) else { return }
+    /// Returns the order's lane and submission time when it is new to the tracker.
+    @discardableResult
+    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: StoreConnection.Transaction) throws -> (priority: String, createdAt: Int64)? {
+        guard let order = ParsedOrders.shared.order(orderID, bytes: record.value) ?? (try? Order.decode(record.value)) else { return nil }
         let createdAt = record.header(SagaHeader.createdAt).flatMap(Int64.init) ?? at
         let priority = record.header(SagaHeader.priority) ?? Priority.standard.rawValue
-        try db.run(
+        let inserted = try db.run(
             "INSERT OR IGNORE INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
             [.text(orderID), .blob(record.value), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
              .text(priority), .integer(createdAt), .integer(createdAt)])
         if record.header(SagaHeader.createdAt) != nil { try recordAcceptance(orderID, record, createdAt, db) }
+        return inserted == 1 ? (priority, createdAt) : nil
+    }
+
+    /// What one recorded batch changed, counted once its transaction committed.
+    struct Counts {
+        var accepted: [String: Int] = [:]
+        var rejected: [String: Int] = [:]
+        var finished: [(outcome: String, tier: String, seconds: Double, at: Int64)] = []
+        var compensationsStarted = 0
+        var firstAccepted: Int64?
+    }
+
+    func count(_ counts: Counts) {
+        for (tier, n) in counts.accepted { metrics.total["accepted", tier].increment(by: n) }
+        for (reason, n) in counts.rejected {
+            metrics.total["rejected", "unknown"].increment(by: n)
+            metrics.rejections[reason].increment(by: n)
+        }
+        for f in counts.finished {
+            metrics.total[f.outcome, f.tier].increment()
+            metrics.duration[f.tier, f.outcome].recordNanoseconds(Int64(max(0, f.seconds) * 1e9))
+            if f.outcome == OrderState.completed.rawValue { metrics.lastCompleted.offer(Double(f.at) / 1000) }
+        }
+        if counts.compensationsStarted > 0 { metrics.compensationsStarted.increment(by: counts.compensationsStarted) }
+        if let first = counts.firstAccepted { metrics.firstAccepted.offer(Double(first) / 1000) }
     }
 
     /// The `accepted` history entry, at the submission time and position the intake reported.
@@ -170,7 +213,9 @@ public struct SagaTracker: Service {
     func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws {
         let fresh = consumed.filter(records)
         guard !fresh.isEmpty else { return }
-        try store.connection.transaction { db in
+        let counts = try store.connection.transaction { db -> Counts in
+            var counts = Counts()
+            var compensating: Set<String> = []
             var history: [SQLValue] = []
             history.reserveCapacity(fresh.count * 10)
             var updates: [String: StateUpdate] = [:]
@@ -189,12 +234,21 @@ public struct SagaTracker: Service {
                             try db.run("UPDATE orders SET created_at = ? WHERE order_id = ?", [.integer(submitted), .text(event.orderID)])
                             try recordAcceptance(event.orderID, record, submitted, db)
                         }
-                    } else {
-                        try startTracking(event.orderID, record, at: at, db)
+                    } else if let new = try startTracking(event.orderID, record, at: at, db) {
+                        counts.accepted[new.priority, default: 0] += 1
+                        counts.firstAccepted = min(counts.firstAccepted ?? new.createdAt, new.createdAt)
                     }
                 }
                 let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)
                 let errorClass = record.header(SagaHeader.errorClass)
+                if event.name == "rejected" { counts.rejected[errorClass ?? "unknown", default: 0] += 1 }
+                if event.name == "compensation_requested", !compensating.contains(event.orderID) {
+                    compensating.insert(event.orderID)
+                    // Each order counted once, at its first request (a retried or redriven one is not new).
+                    if try db.scalar("SELECT 1 FROM history WHERE order_id = ? AND event = 'compensation_requested' LIMIT 1", [.text(event.orderID)]) == nil {
+                        counts.compensationsStarted += 1
+                    }
+                }
                 let errorMessage = record.header(SagaHeader.errorMessage)
                 history += [
                     .text(event.orderID), .integer(at), .text(record.topic), .integer(Int64(record.partition)), .integer(record.offset), .text(event.name),
@@ -230,22 +284,36 @@ public struct SagaTracker: Service {
             }
             for id in order {
                 let u = updates[id]!
-                try db.run(
-                    """
+                // A terminal state is counted when the order enters it: the update changes a
+                // row only then (a final order is never updated again; a parked one is not
+                // parked twice), and says when the order was accepted.
+                let entering = u.state.isTerminal ? " AND state <> '\(u.state.rawValue)' RETURNING created_at, priority" : ""
+                let sql = """
                     UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
                         failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
                         finished_at = COALESCE(?, finished_at)
                     WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ? = 1)
-                    """,
-                    [.text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
-                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
-                     u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0)])
+                    """ + entering
+                let values: [SQLValue] = [
+                    .text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
+                    u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
+                    u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0),
+                ]
+                if u.state.isTerminal {
+                    for (createdAt, priority) in try db.query(sql, values, { ($0.int(0), $0.text(1)) }) {
+                        counts.finished.append((u.state.rawValue, priority, Double(u.at - createdAt) / 1000, u.at))
+                    }
+                } else {
+                    try db.run(sql, values)
+                }
             }
             for (tp, next) in ConsumedOffsets.next(fresh) {
                 try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
             }
+            return counts
         }
         consumed.advance(fresh)
+        count(counts)
     }
 }
 

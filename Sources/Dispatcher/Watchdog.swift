@@ -1,3 +1,4 @@
+import CoreMetrics
 import IOThreads
 import Logging
 import Messaging
@@ -16,13 +17,16 @@ public struct Watchdog: Service {
     let store: DispatcherStore
     let configuration: SagaConfiguration
     let logger: Logger
-    let metrics: WorkerMetrics
+    /// Orders acted on, and orders parked with an alert.
+    let recovered: Counter
+    let alerts: Counter
 
-    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, metrics: WorkerMetrics, logger: Logger) {
+    public init(broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, recovered: Counter, alerts: Counter, logger: Logger) {
         self.broker = broker
         self.store = store
         self.configuration = configuration
-        self.metrics = metrics
+        self.recovered = recovered
+        self.alerts = alerts
         self.logger = logger
     }
 
@@ -31,7 +35,9 @@ public struct Watchdog: Service {
         // order is stuck only if it stays put for a whole budget of running time.
         let startedAt = UnixClock.nowMillis()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000)))
+            // A stop must not wait out the interval.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000))) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
                 try await sweep(now: UnixClock.nowMillis(), runningSince: startedAt)
             } catch {
@@ -41,7 +47,10 @@ public struct Watchdog: Service {
     }
 
     /// The longest an order may sit in `state` before it counts as stuck, in milliseconds.
-    public func budgetMilliseconds(_ state: OrderState) -> Int64 {
+    public func budgetMilliseconds(_ state: OrderState) -> Int64 { Self.budgetMilliseconds(state, configuration) }
+
+    /// The same, for any configuration (the stuck list of the admin API uses it).
+    public static func budgetMilliseconds(_ state: OrderState, _ configuration: SagaConfiguration) -> Int64 {
         let seconds: Double
         if let step = state.step {
             seconds = configuration[step].budgetSeconds
@@ -66,6 +75,7 @@ public struct Watchdog: Service {
         let messages = SagaMessages(topics: configuration.topics)
         var outgoing: [ProducerRecord] = []
         var updates: [(String, Int)] = []
+        var parked: [(String, String)] = []
         for order in candidates where now - max(order.updatedAt, runningSince) > budgetMilliseconds(order.state) {
             let marker = [RecordHeader(SagaHeader.recoveredBy, "watchdog")]
             if let step = order.state.step {
@@ -75,10 +85,21 @@ public struct Watchdog: Service {
                     outgoing.append(request)
                     logger.warning("stuck order: re-publishing its request", metadata: ["order.id": "\(order.id)", "saga.step": "\(step.rawValue)"])
                 } else {
-                    outgoing.append(messages.compensation(
-                        orderID: order.id, orderJSON: order.body, priority: order.priority,
-                        reason: "stuck in \(step.rawValue) past its budget", extra: marker))
-                    logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "saga.step": "\(step.rawValue)"])
+                    // Stuck twice is a timeout of the step: its policy says whether that compensates.
+                    switch configuration.outcome(ofFailureAt: step, errorClass: StepFailure.timeoutClass) {
+                    case .compensate(let undo):
+                        outgoing.append(messages.compensation(
+                            orderID: order.id, orderJSON: order.body, priority: order.priority,
+                            reason: "stuck in \(step.rawValue) past its budget",
+                            extra: marker + CompensationDriver.undoHeader(undo, configured: configuration[step].undo != nil)))
+                        logger.warning("stuck order: compensating", metadata: ["order.id": "\(order.id)", "saga.step": "\(step.rawValue)"])
+                    case .park(let reason):
+                        var headers = SagaMessages.headers(orderID: order.id, key: IdempotencyKey.step(order.id, step), step: step.rawValue, attempt: 1, priority: order.priority)
+                        headers.append(RecordHeader(SagaHeader.reason, "stuck in \(step.rawValue) past its budget; \(reason)"))
+                        outgoing.append(ProducerRecord(topic: configuration.topics.manualReview, key: Array(order.id.utf8), value: order.body, headers: headers + marker))
+                        logger.error("order parked for manual review", metadata: ["order.id": "\(order.id)", "error.message": "\(reason)"])
+                        parked.append((order.id, "stuck in \(step.rawValue) past its budget; \(reason)"))
+                    }
                 }
             } else if order.recoveries < 3 {
                 outgoing.append(messages.compensation(
@@ -87,20 +108,26 @@ public struct Watchdog: Service {
                 var headers = SagaMessages.headers(orderID: order.id, key: IdempotencyKey.compensation(order.id), step: "compensation", attempt: 1, priority: order.priority)
                 headers.append(RecordHeader(SagaHeader.reason, "compensation stuck past its budget three times"))
                 outgoing.append(ProducerRecord(topic: configuration.topics.manualReview, key: Array(order.id.utf8), value: order.body, headers: headers + marker))
-                logger.error("order parked for manual review", metadata: ["order.id": "\(order.id)", "reason": "compensation stuck"])
-                metrics.add("manual_review_alerts")
+                logger.error("order parked for manual review", metadata: ["order.id": "\(order.id)", "error.message": "compensation stuck"])
+                parked.append((order.id, "compensation stuck past its budget three times"))
             }
             updates.append((order.id, order.recoveries + 1))
         }
         guard !outgoing.isEmpty else { return 0 }
         _ = try await broker.produce(outgoing)
-        metrics.add("watchdog_recoveries", updates.count)
+        recovered.increment(by: updates.count)
         let done = updates
+        let alerted = parked
         try await BlockingIO.run { try store.connection.transaction { db in
             for (id, recoveries) in done {
                 try db.run("UPDATE orders SET recoveries = ?, updated_at = ? WHERE order_id = ?", [.integer(Int64(recoveries)), .integer(now), .text(id)])
             }
+            // Every parked order raises an alert, as the compensation driver's do.
+            for (id, message) in alerted {
+                try db.run("INSERT INTO alerts VALUES (?, ?, 'manual_review', ?)", [.integer(now), .text(id), .text(message)])
+            }
         } }
+        if !alerted.isEmpty { alerts.increment(by: alerted.count) }
         return updates.count
     }
 }

@@ -1,7 +1,9 @@
 import Broker
+import FulfillmentMetrics
 import Logging
 import Messaging
 import NIOCore
+import Synchronization
 import NIOPosix
 import ServiceLifecycle
 
@@ -32,15 +34,18 @@ public struct WireListener: Sendable {
     let broker: EmbeddedBroker
     let advertised: (host: String, port: Int)?
     let options: WireRequestHandler.Options
+    let metrics: WireMetrics
     let logger: Logger
+    private let openConnections = ConnectionCount()
 
     /// `advertised` is the address clients are told to connect to (Metadata, FindCoordinator);
     /// by default the one listened on. Set it when listening on 0.0.0.0 or behind a NAT.
     /// Port 0 listens on a free port, which `run` reports and advertises.
     public init(
         broker: EmbeddedBroker, host: String, port: Int, advertised: (host: String, port: Int)? = nil, maxRequestBytes: Int = 100 << 20,
-        options: WireRequestHandler.Options = .init(), logger: Logger
+        options: WireRequestHandler.Options = .init(), metrics: WireMetrics = .disabled, logger: Logger
     ) {
+        self.metrics = metrics
         self.host = host
         self.port = port
         self.maxRequestBytes = maxRequestBytes
@@ -64,7 +69,7 @@ public struct WireListener: Sendable {
             }
         let boundPort = server.channel.localAddress?.port ?? port
         let handler = WireRequestHandler(
-            broker: broker, advertisedHost: advertised?.host ?? host, advertisedPort: advertised?.port ?? boundPort, options: options, logger: logger)
+            broker: broker, advertisedHost: advertised?.host ?? host, advertisedPort: advertised?.port ?? boundPort, options: options, metrics: metrics, logger: logger)
         ready(boundPort)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await handler.runGroupExpiry() }
@@ -84,6 +89,8 @@ public struct WireListener: Sendable {
     private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, handler: WireRequestHandler) async {
         let peer = connection.channel.remoteAddress?.description ?? "?"
         let allocator = connection.channel.allocator
+        metrics.connections.record(openConnections.change(by: 1))
+        defer { metrics.connections.record(openConnections.change(by: -1)) }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let (replies, queue) = AsyncStream<WireRequestHandler.Reply>.makeStream()
@@ -141,4 +148,12 @@ public struct WireListenerService: Service {
             // Stopped by the group's graceful shutdown: a normal end.
         }
     }
+}
+
+/// Open connections of one listener.
+final class ConnectionCount: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Returns the count after the change.
+    func change(by delta: Int) -> Int { count.add(delta, ordering: .relaxed).newValue }
 }

@@ -1,4 +1,5 @@
 import Broker
+import FulfillmentMetrics
 import Logging
 import Messaging
 
@@ -87,8 +88,10 @@ public struct WireRequestHandler: Sendable {
     let logger: Logger
     let groups: GroupCoordinator
     let producers = ProducerSequences()
+    let metrics: WireMetrics
 
-    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), logger: Logger) {
+    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), metrics: WireMetrics = .disabled, logger: Logger) {
+        self.metrics = metrics
         self.broker = broker
         host = advertisedHost
         port = Int32(advertisedPort)
@@ -107,6 +110,8 @@ public struct WireRequestHandler: Sendable {
     public struct Reply: Sendable {
         public var bytes: [UInt8]?
         var durability: [EmbeddedBroker.PendingDurability] = []
+        /// A request-level error the answer carries (ApiVersions out of range), for the counter.
+        var topLevelError = "NONE"
 
         public func ready() async throws {
             for pending in durability { try await pending.wait() }
@@ -126,6 +131,51 @@ public struct WireRequestHandler: Sendable {
     /// request of the connection can be appended while this one's sync round runs; replies
     /// must still be sent in request order.
     public func reply(to frame: [UInt8], peer: String = "") async throws -> Reply {
+        let key = frame.count >= 2 ? Int16(bitPattern: UInt16(frame[0]) << 8 | UInt16(frame[1])) : -1
+        do {
+            let reply = try await answer(frame, peer: peer)
+            metrics.requests[Self.apiName(key), reply.bytes.map { _ in reply.topLevelError } ?? "NONE"].increment()
+            return reply
+        } catch let error as WireError {
+            metrics.requests[Self.apiName(key), Self.refusalCode(error.code)].increment()
+            throw error
+        }
+    }
+
+    /// The API's name for the requests counter (bounded: unknown keys share one name).
+    static func apiName(_ key: Int16) -> String {
+        switch key {
+        case produce: "Produce"
+        case fetch: "Fetch"
+        case listOffsets: "ListOffsets"
+        case metadata: "Metadata"
+        case offsetCommit: "OffsetCommit"
+        case offsetFetch: "OffsetFetch"
+        case findCoordinator: "FindCoordinator"
+        case joinGroup: "JoinGroup"
+        case heartbeat: "Heartbeat"
+        case leaveGroup: "LeaveGroup"
+        case syncGroup: "SyncGroup"
+        case describeGroups: "DescribeGroups"
+        case listGroups: "ListGroups"
+        case apiVersions: "ApiVersions"
+        case createTopics: "CreateTopics"
+        case deleteTopics: "DeleteTopics"
+        case initProducerID: "InitProducerId"
+        default: "unknown"
+        }
+    }
+
+    /// A refused frame (the connection closes) as the Kafka error name closest to why.
+    static func refusalCode(_ code: WireError.Code) -> String {
+        switch code {
+        case .unsupported: "UNSUPPORTED_VERSION"
+        case .tooLarge: "MESSAGE_TOO_LARGE"
+        default: "INVALID_REQUEST"
+        }
+    }
+
+    private func answer(_ frame: [UInt8], peer: String) async throws -> Reply {
         var r = WireReader(frame)
         let key = try r.int16()
         let version = try r.int16()
@@ -141,7 +191,7 @@ public struct WireRequestHandler: Sendable {
             let answered = version > range.max ? 0 : version
             if version >= 3 && version <= range.max { try r.taggedFields() }
             writeApiVersions(&w, version: answered, error: version > range.max ? .unsupportedVersion : .none)
-            return Reply(bytes: w.bytes)
+            return Reply(bytes: w.bytes, topLevelError: version > range.max ? "UNSUPPORTED_VERSION" : "NONE")
         }
         guard version >= range.min && version <= range.max else {
             throw WireError(.unsupported, "API key \(key) version \(version) is outside \(range.min)-\(range.max)")

@@ -1,4 +1,5 @@
 import Dispatcher
+import FulfillmentMetrics
 import Foundation
 import Logging
 import Messaging
@@ -49,16 +50,21 @@ public final class SagaNode: Sendable {
     public let shipping: ShippingStore?
     public let notifications: NotificationStore?
     public let dispatcherStore: DispatcherStore?
-    /// Counters per worker and for the dispatcher's alerts.
-    public let metrics: [String: WorkerMetrics]
+    /// What the services record (through the backend the process chose).
+    public let metrics: SagaMetrics
+    /// Told the name of each consumer group once its runtime has joined (for `/readyz`).
+    public let onConsumerReady: @Sendable (String) -> Void
     /// Where the consumers note the records in hand (poison quarantine); nil: no quarantine.
     public let journals: PoisonJournals?
     let logger: Logger
 
     public init(
         broker: any MessageBroker, configuration: SagaConfiguration, storeLocation: String, faults: FaultProfile,
-        roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, journals: PoisonJournals? = nil, logger: Logger
+        roles: Set<Role> = Set(Role.allCases), stockFile: [String: Int]? = nil, journals: PoisonJournals? = nil,
+        metrics: MetricHandles = .disabled, onConsumerReady: @escaping @Sendable (String) -> Void = { _ in }, logger: Logger
     ) throws {
+        self.metrics = SagaMetrics(handles: metrics, steps: SagaStep.allCases.map(\.rawValue) + ["compensation"])
+        self.onConsumerReady = onConsumerReady
         self.journals = journals
         self.broker = broker
         self.roles = roles
@@ -77,9 +83,15 @@ public final class SagaNode: Sendable {
         shipping = stores.contains(.shipping) ? try ShippingStore(location: storeLocation) : nil
         notifications = stores.contains(.notifications) ? try NotificationStore(location: storeLocation) : nil
         dispatcherStore = stores.contains(.dispatcher) ? try DispatcherStore(location: storeLocation) : nil
-        var metrics: [String: WorkerMetrics] = [:]
-        for role in Role.allCases { metrics[role.rawValue] = WorkerMetrics(name: role.rawValue) }
-        self.metrics = metrics
+        // Dead letters start at zero on every dead-letter topic, so a first one shows as an increase.
+        for topic in configuration.topics.stepDeadLetters + [configuration.topics.deadLetter(nil)] { _ = self.metrics.deadLetters[topic] }
+    }
+
+    /// The consumer groups the node's services join (what `/readyz` waits for).
+    public var consumerGroups: [String] {
+        Role.allCases.filter(roles.contains).flatMap { role in
+            role == .dispatcher ? ["dispatcher", "tracker", "compensation-driver"] : [role.rawValue]
+        }
     }
 
     /// The services of the node's roles (or of some of them: tests start roles one by one).
@@ -90,6 +102,8 @@ public final class SagaNode: Sendable {
         var services: [any Service] = []
         let journals = self.journals
         func journal(_ consumer: String) throws -> PoisonJournal? { try journals?.journal(consumer) }
+        let metrics = self.metrics
+        let onConsumerReady = self.onConsumerReady
         func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) throws -> WorkerRuntime<H> {
             var c = WorkerRuntimeConfiguration(
                 group: handler.name, standardTopics: standard, priorityTopics: priority, policy: policy,
@@ -98,7 +112,10 @@ public final class SagaNode: Sendable {
             c.batchSize = configuration.batchSize
             c.starvationGuard = configuration.starvationGuard
             c.journal = try journal(handler.name)
-            return WorkerRuntime(broker: broker, handler: handler, configuration: c, metrics: metrics[handler.name], logger: logger)
+            c.metrics = RuntimeMetrics(step: metrics.steps[step?.rawValue ?? "compensation"], deadLetters: metrics.deadLetters)
+            let group = c.group
+            c.onReady = { onConsumerReady(group) }
+            return WorkerRuntime(broker: broker, handler: handler, configuration: c, logger: logger)
         }
         func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) throws -> WorkerRuntime<H> {
             let policy = configuration[step]
@@ -115,12 +132,21 @@ public final class SagaNode: Sendable {
             intakeRuntime.concurrency = configuration.concurrency
             intakeRuntime.journal = try journal("dispatcher")
             intakeRuntime.poisonOutcome = { message, reason in [intake.poisonRejection(message, reason: reason)] }
-            services.append(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, metrics: metrics["dispatcher"], logger: logger))
-            services.append(SagaTracker(broker: broker, store: dispatcherStore, configuration: configuration, journal: try journal("tracker"), logger: logger))
-            services.append(CompensationDriver(
-                broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics["dispatcher"]!, journal: try journal("compensation-driver"),
+            intakeRuntime.metrics = RuntimeMetrics(step: nil, deadLetters: metrics.deadLetters)
+            intakeRuntime.onReady = { onConsumerReady("dispatcher") }
+            services.append(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, logger: logger))
+            var tracker = SagaTracker(
+                broker: broker, store: dispatcherStore, configuration: configuration, journal: try journal("tracker"), metrics: metrics.orders, logger: logger)
+            tracker.onReady = { onConsumerReady("tracker") }
+            services.append(tracker)
+            var driver = CompensationDriver(
+                broker: broker, store: dispatcherStore, configuration: configuration, alerts: metrics.manualReviewAlerts, journal: try journal("compensation-driver"),
+                metrics: RuntimeMetrics(step: nil, deadLetters: metrics.deadLetters), logger: logger)
+            driver.onReady = { onConsumerReady("compensation-driver") }
+            services.append(driver)
+            services.append(Watchdog(
+                broker: broker, store: dispatcherStore, configuration: configuration, recovered: metrics.stuckOrdersRecovered, alerts: metrics.manualReviewAlerts,
                 logger: logger))
-            services.append(Watchdog(broker: broker, store: dispatcherStore, configuration: configuration, metrics: metrics["dispatcher"]!, logger: logger))
         }
         if roles.contains(.payment), let payments, let gateway {
             services.append(try stepRuntime(PaymentHandler(store: payments, gateway: gateway, messages: messages), .payment))
@@ -136,7 +162,8 @@ public final class SagaNode: Sendable {
         }
         if roles.contains(.compensation), let payments, let gateway, let inventory, let shipping, let notifications {
             let handler = CompensationHandler(
-                payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages)
+                payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages,
+                actions: metrics.compensations)
             let policy = configuration.compensation
             services.append(try runtime(
                 handler, step: nil, standard: [t.compensation] + (0..<policy.retryTiers).map { t.retry(nil, tier: $0 + 1) },

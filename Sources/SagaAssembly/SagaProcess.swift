@@ -1,4 +1,5 @@
 import Dispatcher
+import FulfillmentMetrics
 import Foundation
 import Logging
 import Messaging
@@ -24,6 +25,8 @@ public struct SagaProcess: Sendable {
     public let stateDirectory: String
     /// How long a worker waits for the saga's topics (the dispatcher may be creating them).
     public let startTimeout: Duration
+    /// `--http`, the admin token and the alert webhook.
+    public var operatorOptions = OperatorOptions()
     let logger: Logger
 
     public init(
@@ -50,14 +53,20 @@ public struct SagaProcess: Sendable {
         }
         let label = roles.map(\.rawValue).sorted().joined(separator: "+")
         let journals = try PoisonJournals.firstFree(base: stateDirectory, label: label, logger: logger)
+        let operatorSide = OperatorAssembly(options: operatorOptions, logger: logger)
+        let readiness = operatorSide.readiness
         let node = try SagaNode(
             broker: broker, configuration: configuration, storeLocation: storeLocation, faults: try configuration.faultProfile(named: faults),
-            roles: roles, journals: journals, logger: logger)
+            roles: roles, journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
         if let dispatcherStore = node.dispatcherStore {
             try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
         }
+        // Only a process hosting the dispatcher takes admin writes (orders, redrive).
+        let adminToken = roles.contains(.dispatcher) ? try operatorSide.adminToken(announce: status) : nil
+        let operatorServices = operatorSide.services(
+            node: node, broker: broker, configuration: configuration, role: label, adminToken: adminToken, notice: status)
         var groupConfiguration = ServiceGroupConfiguration(
-            services: try node.services().map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: (try node.services() + operatorServices).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A stop must end even when the brokers are gone (finishing work then needs them):
         // past 30 s the services are cancelled, past 10 s more the process ends. What was not
         // committed is redelivered to the next instance, where it is a no-op (idempotency).
@@ -66,11 +75,9 @@ public struct SagaProcess: Sendable {
         let group = ServiceGroup(configuration: groupConfiguration)
         let names = roles.map(\.rawValue).sorted().joined(separator: ", ")
         status("serving \(names) (stores in \(StoreConnection.isPostgres(storeLocation) ? "PostgreSQL" : storeLocation), concurrency \(configuration.concurrency)); stop with SIGINT/SIGTERM")
+        let backend = operatorSide.backend
         let report: @Sendable () -> String = {
-            roles.map(\.rawValue).sorted().map { role in
-                let m = node.metrics[role]!
-                return "\(role): handled \(m[WorkerMetrics.handled]), ok \(m[WorkerMetrics.succeeded]), retried \(m[WorkerMetrics.retried]), dead-lettered \(m[WorkerMetrics.deadLettered])"
-            }.joined(separator: " · ")
+            StatusLine.make(roles: roles, configuration: configuration, snapshot: backend.snapshot(at: 0))
         }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -102,5 +109,24 @@ public struct SagaProcess: Sendable {
         } catch let error as BrokerError where error.code == missingTopics {
             throw BrokerError(.unknownTopic, "the saga's topics are not all there (\(error.message)); start the dispatcher first or run `fulfillment topics create --saga --brokers ...`")
         }
+    }
+}
+
+/// A worker or dispatcher process's periodic status line, read from its own metrics.
+enum StatusLine {
+    static func make(roles: Set<SagaNode.Role>, configuration: SagaConfiguration, snapshot: MetricsSnapshot) -> String {
+        let attempts = MetricCatalogue.stepAttempts.name
+        return roles.map(\.rawValue).sorted().map { role in
+            if role == SagaNode.Role.dispatcher.rawValue {
+                let orders = snapshot.sums(MetricCatalogue.ordersTotal.name, by: "outcome")
+                let figures = ["accepted", "rejected", "completed", "compensated", "manual_review"].map { "\($0.replacingOccurrences(of: "_", with: "-")) \(Int(orders[$0] ?? 0))" }
+                return "dispatcher: " + figures.joined(separator: ", ")
+            }
+            let results = snapshot.sums(attempts, by: "result", ["step": role])
+            let retried = snapshot.sum(MetricCatalogue.retries.name, ["step": role])
+            let step = SagaStep(rawValue: role)
+            let deadLetters = snapshot.sum(MetricCatalogue.deadLetters.name, ["topic": configuration.topics.deadLetter(step)])
+            return "\(role): attempts \(Int(results.values.reduce(0, +))), ok \(Int(results["ok"] ?? 0)), retried \(Int(retried)), dead-lettered \(Int(deadLetters))"
+        }.joined(separator: " · ")
     }
 }

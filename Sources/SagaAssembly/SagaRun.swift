@@ -1,5 +1,7 @@
 import Broker
 import Dispatcher
+import Foundation
+import FulfillmentMetrics
 import IOThreads
 import KafkaWire
 import Logging
@@ -30,6 +32,8 @@ public struct SagaRun: Sendable {
         /// Also serve the data directory over the Kafka protocol here (host, port).
         public var listenHost: String?
         public var listenPort: Int = 9092
+        /// The operator side: `--http`, the admin token, the alert webhook.
+        public var operatorOptions = OperatorOptions()
 
         public init(dataDirectory: String, configuration: SagaConfiguration) {
             self.dataDirectory = dataDirectory
@@ -70,19 +74,25 @@ public struct SagaRun: Sendable {
     }
 
     /// Runs; returns the summary (nil when serving was ended by a signal without a load).
-    public func run(progress: @escaping @Sendable (String) -> Void) async throws -> Summary? {
+    /// `progress` gets the periodic progress line; `notice` the lines said once (where it
+    /// listens, the admin token's file, alerts firing and resolving).
+    public func run(progress: @escaping @Sendable (String) -> Void, notice: @escaping @Sendable (String) -> Void) async throws -> Summary? {
+        var operatorOptions = options.operatorOptions
+        if operatorOptions.generatedTokenFile == nil { operatorOptions.generatedTokenFile = options.dataDirectory + "/admin-token" }
+        let operatorSide = OperatorAssembly(options: operatorOptions, logger: logger)
         var brokerConfiguration = EmbeddedBroker.Configuration(dataDirectory: options.dataDirectory)
         brokerConfiguration.fsync = options.fsync
-        let broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
+        let broker = try EmbeddedBroker(configuration: brokerConfiguration, metrics: BrokerMetrics(handles: operatorSide.backend.handles), logger: logger)
         defer { broker.shutdown() }
         let configuration = options.configuration
         try await SagaTopology.create(configuration, on: broker, logger: logger)
         let faults = try configuration.faultProfile(named: options.faults)
         let storeLocation = options.storeLocation ?? options.dataDirectory
         let journals = try PoisonJournals(directory: options.dataDirectory + "/poison-journal", logger: logger)
+        let readiness = operatorSide.readiness
         let node = try SagaNode(
             broker: broker, configuration: configuration, storeLocation: storeLocation, faults: faults, stockFile: options.stockFile,
-            journals: journals, logger: logger)
+            journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
         let dispatcherStore = node.dispatcherStore!
         try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
         let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
@@ -93,10 +103,12 @@ public struct SagaRun: Sendable {
         if let host = options.listenHost {
             var wire = WireRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
-            services.append(WireListenerService(WireListener(broker: broker, host: host, port: options.listenPort, options: wire, logger: logger)) { bound in
-                progress("Kafka protocol on \(host):\(bound)")
-            })
+            let listener = WireListener(
+                broker: broker, host: host, port: options.listenPort, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+            services.append(WireListenerService(listener) { bound in notice("Kafka protocol on \(host):\(bound)") })
         }
+        let adminToken = try operatorSide.adminToken(announce: notice)
+        services += operatorSide.services(node: node, broker: broker, configuration: configuration, role: "run", adminToken: adminToken, notice: notice)
         let group = ServiceGroup(
             configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         let start = ContinuousClock.now
@@ -126,7 +138,10 @@ public struct SagaRun: Sendable {
                             lastReport = ContinuousClock.now
                             let rate = elapsed > 0 ? Double(counts.finished) / elapsed : 0
                             let head = generator.map { "produced \(marks.produced.load(ordering: .relaxed))/\($0.count)" } ?? "queued \(drainTarget!)"
-                            progress("[\(Int(elapsed))s] \(head) · accepted \(counts.accepted) · completed \(counts.completed) · compensated \(counts.compensated) · manual-review \(counts.manualReview) · rejected \(counts.rejected) · in flight \(counts.inFlight) · \(Int(rate)) orders/s")
+                            let total = Double(generator?.count ?? Int(drainTarget ?? 0))
+                            let left = max(0, total - Double(counts.finished + counts.rejected))
+                            let eta = rate > 0 && left > 0 ? " · ETA \(Self.clock(left / rate))" : ""
+                            progress("[\(Self.clock(elapsed))] \(head) · accepted \(counts.accepted) · completed \(counts.completed) · compensated \(counts.compensated) · manual-review \(counts.manualReview) · rejected \(counts.rejected) · in flight \(counts.inFlight) · \(Int(rate)) orders/s\(eta)")
                         }
                         var done: Bool
                         if let generator {
@@ -141,7 +156,7 @@ public struct SagaRun: Sendable {
                         if done { done = try await broker.lag(group: "tracker").allSatisfy { $0.lag == 0 } }
                         let timedOut = options.maxSeconds.map { elapsed > $0 } ?? false
                         if done || timedOut {
-                            if timedOut { progress("stopping: --max-seconds \(options.maxSeconds!) reached with orders still in flight") }
+                            if timedOut { notice("stopping: --max-seconds \(options.maxSeconds!) reached with orders still in flight") }
                             marks.finishedAt.withLock { $0 = ContinuousClock.now }
                             await group.triggerGracefulShutdown()
                             return
@@ -169,6 +184,12 @@ public struct SagaRun: Sendable {
             orders_per_s: Double(counts.finished) / duration, duration_s: duration, tracked_s: tracked, faults: options.faults,
             latency_ms: try scope.latency(dispatcherStore), retries: try scope.events(dispatcherStore, "retry_scheduled"),
             dead_letters: try scope.events(dispatcherStore, "dead_lettered"), check: check)
+    }
+
+    /// `m:ss` (or `h:mm:ss`) for progress lines.
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }
 
     static func seconds(_ d: Duration) -> Double {

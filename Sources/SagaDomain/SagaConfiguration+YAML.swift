@@ -26,7 +26,7 @@ extension SagaConfiguration {
         guard let root else { return configuration }
         let reader = YAMLReader(source: source)
         let top = try reader.mapping(root, "the top level")
-        try reader.onlyKeys(top, ["topics", "vip", "steps", "compensation", "watchdog", "workers", "inventory", "faults"], at: "the top level")
+        try reader.onlyKeys(top, ["topics", "vip", "steps", "compensation", "watchdog", "workers", "inventory", "faults", "alerts"], at: "the top level")
         if let topics = top["topics"] {
             let m = try reader.mapping(topics, "topics")
             try reader.onlyKeys(m, ["prefix", "partitions"], at: "topics")
@@ -68,6 +68,9 @@ extension SagaConfiguration {
             try reader.onlyKeys(m, ["sku_count", "initial_stock"], at: "inventory")
             if let v = m["sku_count"] { configuration.skuCount = try reader.int(v, "inventory.sku_count", min: 1, max: 1_000_000) }
             if let v = m["initial_stock"] { configuration.initialStock = try reader.int(v, "inventory.initial_stock", min: 0, max: Int(Int32.max)) }
+        }
+        if let alerts = top["alerts"] {
+            configuration.alerts = try reader.alertPolicy(alerts)
         }
         if let faults = top["faults"] {
             let m = try reader.mapping(faults, "faults")
@@ -135,6 +138,36 @@ private struct YAMLReader {
     func isNull(_ node: Node) -> Bool {
         if case .scalar(let s) = node { return s.string == "~" || s.string == "null" || (s.string.isEmpty && s.style == .plain) }
         return false
+    }
+
+    /// `alerts:`: windows in seconds, thresholds as numbers, or `off` to leave an alert out.
+    func alertPolicy(_ node: Node) throws -> AlertPolicy {
+        let m = try mapping(node, "alerts")
+        var policy = AlertPolicy()
+        let thresholds: [(String, WritableKeyPath<AlertPolicy, Double?>, Double, Double?)] = [
+            ("success_rate_below", \.successRateBelow, 0, 1),
+            ("reserve_failure_rate_above", \.reserveFailureRateAbove, 0, 1),
+            ("retry_rate_above", \.retryRateAbove, 0, 1),
+            ("step_timeouts_above", \.stepTimeoutsAbove, 0, nil),
+            ("manual_review_above", \.manualReviewAbove, 0, nil),
+            ("vip_p99_seconds_above", \.vipP99SecondsAbove, 0, nil),
+            ("standard_p99_seconds_above", \.standardP99SecondsAbove, 0, nil),
+            ("stuck_orders_per_hour_above", \.stuckOrdersPerHourAbove, 0, nil),
+            ("consumer_lag_above", \.consumerLagAbove, 0, nil),
+        ]
+        try onlyKeys(m, ["window_seconds", "for_seconds", "evaluation_interval_seconds", "dead_letters_pending_growing"] + thresholds.map(\.0), at: "alerts")
+        if let v = m["window_seconds"] { policy.windowSeconds = try double(v, "alerts.window_seconds", min: 1, max: 86_400) }
+        if let v = m["for_seconds"] { policy.forSeconds = try double(v, "alerts.for_seconds", min: 0, max: 86_400) }
+        if let v = m["evaluation_interval_seconds"] { policy.evaluationIntervalSeconds = try double(v, "alerts.evaluation_interval_seconds", min: 0.1, max: 3600) }
+        if let v = m["dead_letters_pending_growing"] {
+            guard let flag = v.bool else { throw fail(v, "alerts.dead_letters_pending_growing must be true or false") }
+            policy.deadLettersPendingGrowing = flag
+        }
+        for (key, path, low, high) in thresholds {
+            guard let v = m[key] else { continue }
+            policy[keyPath: path] = v.string == "off" ? nil : try double(v, "alerts.\(key) (a number, or off)", min: low, max: high)
+        }
+        return policy
     }
 
     /// `isStep`: a step's policy also takes `compensate_on` and `undo` (the compensation's does not).

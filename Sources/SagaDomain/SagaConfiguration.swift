@@ -24,6 +24,9 @@ public struct SagaConfiguration: Hashable, Sendable {
     public var skuCount = 50
     public var initialStock = 1_000_000
     public var faultProfiles: [String: FaultProfile] = SagaConfiguration.builtInFaultProfiles
+    /// The alert thresholds (`alerts:`), evaluated in process by `run` and rendered as a
+    /// Prometheus rule file by `alerts rules`.
+    public var alerts = AlertPolicy()
 
     public init() {}
 

@@ -11,9 +11,11 @@ public enum SagaHeader {
     public static let errorClass = "error-class"
     public static let errorMessage = "error-message"
     public static let failedAt = "failed-at"
-    /// Steps to undo, comma-separated, newest first (compensation requests).
     /// Why the saga is being compensated (compensation requests).
     public static let reason = "reason"
+    /// Steps to undo, comma-separated, in order (compensation requests of a step whose
+    /// configuration names its `undo` list; without it every effect is undone, newest first).
+    public static let undo = "undo"
     /// Set on a request re-emitted by the watchdog.
     public static let recoveredBy = "recovered-by"
     /// Set on a message put back by `dlq redrive`.

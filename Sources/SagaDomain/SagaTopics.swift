@@ -10,6 +10,8 @@ public struct SagaTopics: Hashable, Sendable {
     public var compensated: String { prefix + "orders.compensated" }
     public var manualReview: String { prefix + "orders.manual-review" }
     public var compensation: String { prefix + "compensation.requested" }
+    /// Every write of the admin API: who, what, when, with what result.
+    public var audit: String { prefix + "admin.audit" }
 
     public func requested(_ step: SagaStep, priority: Priority = .standard) -> String {
         prefix + step.topicStem + ".requested" + (priority == .vip ? ".priority" : "")

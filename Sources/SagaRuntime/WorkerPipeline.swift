@@ -23,6 +23,8 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         public var token: Int
         public var message: InboundMessage
         public var outcome: Outcome
+        /// The outcome of an attempt (not one decided before, such as a recorded outcome).
+        public var attempted = false
     }
 
     /// An attempt the runtime must launch now.
@@ -103,11 +105,11 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
             launches.append(next)
         }
         if let reason = attempt.cancelReason {
-            launches += complete(Finished(token: token, message: attempt.message, outcome: .failed(reason)), now: now)
+            launches += complete(Finished(token: token, message: attempt.message, outcome: .failed(reason), attempted: true), now: now)
         } else if handedBack {
             ledger.abandoned()
         } else {
-            launches += complete(Finished(token: token, message: attempt.message, outcome: outcome), now: now)
+            launches += complete(Finished(token: token, message: attempt.message, outcome: outcome, attempted: true), now: now)
         }
         return launches
     }

@@ -1,3 +1,4 @@
+import FulfillmentMetrics
 import IOThreads
 import Logging
 import Messaging
@@ -38,6 +39,10 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// dead letter (so the order is compensated, or parked when it is a compensation), or
     /// nothing for a role without a router.
     public var poisonOutcome: (@Sendable (InboundMessage, String) -> [ProducerRecord])?
+    /// What the runtime records (nothing by default).
+    public var metrics: RuntimeMetrics = .disabled
+    /// Called once the consumers are made and joined their groups (what `/readyz` waits for).
+    public var onReady: (@Sendable () -> Void)?
 
     public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter?) {
         self.group = group
@@ -82,7 +87,6 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     public let handler: Handler
     public let configuration: WorkerRuntimeConfiguration
-    public let metrics: WorkerMetrics
     private let broker: any MessageBroker
     private let logger: Logger
     private let state: Mutex<State>
@@ -101,11 +105,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     /// different stages (handling, applying, publishing) at once.
     private var capacity: Int { max(configuration.concurrency * 4, configuration.batchSize * 4) }
 
-    public init(broker: any MessageBroker, handler: Handler, configuration: WorkerRuntimeConfiguration, metrics: WorkerMetrics? = nil, logger: Logger) {
+    public init(broker: any MessageBroker, handler: Handler, configuration: WorkerRuntimeConfiguration, logger: Logger) {
         self.broker = broker
         self.handler = handler
         self.configuration = configuration
-        self.metrics = metrics ?? WorkerMetrics(name: handler.name)
         var logger = logger
         logger[metadataKey: "saga.worker"] = "\(handler.name)"
         self.logger = logger
@@ -130,6 +133,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
         let consumers = [standard] + (priority.map { [$0] } ?? [])
         members.withLock { $0 = consumers }
+        configuration.onReady?()
 
         let flusher = Task {
             await withDiscardingTaskGroup { group in
@@ -239,7 +243,8 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             logger.warning("could not read recorded outcomes; handling the batch afresh", metadata: ["error.message": "\(error)"])
             recorded = [:]
         }
-        metrics.add(WorkerMetrics.handled, messages.count)
+        let duplicates = recorded.values.filter { if case .success = $0 { true } else { false } }.count
+        if duplicates > 0 { configuration.metrics.step?.duplicate(duplicates) }
         let journal = configuration.journal
         let known: [Pipeline.Outcome?] = messages.enumerated().map { i, message in
             if let journal, journal.isQuarantined(RecordCoordinates(message.topicPartition, message.record.offset)) {
@@ -279,10 +284,11 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             "kafka.topic": "\(message.record.topic)", "kafka.partition": "\(message.record.partition)", "kafka.offset": "\(message.record.offset)",
             "order.id": "\(message.orderID)", "error.message": "\(reason)",
         ])
-        metrics.add(WorkerMetrics.quarantined)
+        configuration.metrics.deadLetters[PoisonRecord.topic(for: message.record.topic)].increment()
         let outcome = configuration.poisonOutcome?(message, reason)
             ?? configuration.router.map { [$0.route(message, failure: StepFailure(PoisonRecord.errorClass, reason), now: UnixClock.nowMillis(), random: 0)] }
             ?? []
+        for record in outcome where record.topic == configuration.router?.deadLetterTopic { configuration.metrics.deadLetters[record.topic].increment() }
         return [PoisonRecord.make(message.record, reason: reason)] + outcome
     }
 
@@ -301,7 +307,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private func launch(_ launch: Pipeline.Launch) {
         let heartbeat = Heartbeat()
         let task = Task {
+            let started = ContinuousClock.now
             let outcome = await perform(launch.message, heartbeat: heartbeat)
+            configuration.metrics.step?.attemptTook(.now - started)
             // Handed back at shutdown when cancelled without an overdue mark (that mark wins).
             let handedBack = Task.isCancelled
             let next = state.withLock { state in
@@ -332,10 +340,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 return state.pipeline.markOverdue(now: .now) { heartbeats[$0]?.secondsSinceLastBeat }
                     .map { (state.tasks[$0.token], $0.failure) }
             }
-            for (task, failure) in overdue {
-                metrics.add(failure.errorClass == StepFailure.heartbeatTimeoutClass ? WorkerMetrics.heartbeatMissed : WorkerMetrics.timedOut)
-                task?.cancel()
-            }
+            for (task, _) in overdue { task?.cancel() }
         }
     }
 
@@ -368,14 +373,12 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     private func flush(_ batch: [Pipeline.Finished]) async {
         var outgoing: [ProducerRecord] = []
         var toApply: [(message: InboundMessage, work: Handler.Work)] = []
-        var failures: [(InboundMessage, StepFailure)] = []
+        var failures: [(message: InboundMessage, failure: StepFailure, attempted: Bool)] = []
         for finished in batch {
             switch finished.outcome {
-            case .recorded(let records):
-                outgoing += records
-                metrics.add(WorkerMetrics.reemitted)
+            case .recorded(let records): outgoing += records
             case .work(let work): toApply.append((finished.message, work))
-            case .failed(let failure): failures.append((finished.message, failure))
+            case .failed(let failure): failures.append((finished.message, failure, finished.attempted))
             }
         }
         if !toApply.isEmpty {
@@ -387,22 +390,27 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 switch result {
                 case .result(.success(let records)):
                     outgoing += records
-                    metrics.add(WorkerMetrics.succeeded)
+                    configuration.metrics.step?.attempt(.ok)
                 case .result(.failure(let failure)):
-                    failures.append((item.message, failure))
+                    failures.append((item.message, failure, true))
                 case .poison(let reason):
                     outgoing += poisonRecords(item.message, reason: reason)
                 }
             }
         }
         let now = UnixClock.nowMillis()
-        for (message, failure) in failures {
+        for (message, failure, attempted) in failures {
             guard let router = configuration.router else {
                 outgoing += poisonRecords(message, reason: "its handler reported \(failure) and \(configuration.group) has no retry policy")
                 continue
             }
             let routed = router.route(message, failure: failure, now: now, random: Double.random(in: 0..<1))
-            metrics.add(routed.topic == router.deadLetterTopic ? WorkerMetrics.deadLettered : WorkerMetrics.retried)
+            if attempted { configuration.metrics.step?.attempt(Self.result(of: failure, policy: router.policy)) }
+            if routed.topic == router.deadLetterTopic {
+                configuration.metrics.deadLetters[routed.topic].increment()
+            } else {
+                configuration.metrics.step?.retried(tier: message.priority.rawValue)
+            }
             logger.debug("attempt failed", metadata: ["order.id": "\(message.orderID)", "error.type": "\(failure.errorClass)", "kafka.topic": "\(routed.topic)"])
             outgoing.append(routed)
         }
@@ -421,6 +429,15 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         state.withLock { $0.pipeline.flushed(batch) }
         capacitySignal.signal()
+    }
+
+    /// How a failed attempt counts in `fulfillment_step_attempts_total`.
+    static func result(of failure: StepFailure, policy: StepPolicy) -> StepMetrics.Result {
+        switch failure.errorClass {
+        case StepFailure.timeoutClass: .timeout
+        case StepFailure.heartbeatTimeoutClass: .heartbeatMissed
+        default: policy.rule(for: failure.errorClass) == nil ? .nonRetryable : .retryable
+        }
     }
 
     /// Applies finished work in one store transaction, retried in place while it throws

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Broker
 import Foundation
+import SagaDomain
+import SagaAssembly
+import OperatorHTTP
+import FulfillmentMetrics
 import KafkaWire
 import Logging
 import Messaging
@@ -31,6 +35,9 @@ struct BrokerCommand: AsyncParsableCommand {
     var groupCommitSpacingMs = 2
     @Option(help: "Create a topic with this many partitions when a client's Metadata request names one that does not exist (off by default).")
     var autoCreateTopics: Int?
+    @OptionGroup var http: HTTPOptions
+
+    func validate() throws { _ = try http.address(default: "off") }
 
     func run() async throws {
         try await reportingFailures {
@@ -41,7 +48,10 @@ struct BrokerCommand: AsyncParsableCommand {
             configuration.groupCommitSpacing = .milliseconds(groupCommitSpacingMs)
             var logger = Logger(label: "kafka-listener") { StreamLogHandler.standardError(label: $0) }
             logger.logLevel = .notice
-            let broker = try EmbeddedBroker(configuration: configuration, logger: logger)
+            var operatorOptions = OperatorOptions()
+            operatorOptions.http = try http.address(default: "off")
+            let operatorSide = OperatorAssembly(options: operatorOptions, logger: logger)
+            let broker = try EmbeddedBroker(configuration: configuration, metrics: BrokerMetrics(handles: operatorSide.backend.handles), logger: logger)
             defer { broker.shutdown() }
             var options = WireRequestHandler.Options()
             if let autoCreateTopics {
@@ -54,11 +64,15 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             let listener = WireListener(
                 broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
-                maxRequestBytes: maxRequestBytes, options: options, logger: logger)
+                maxRequestBytes: maxRequestBytes, options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
             let service = WireListenerService(listener) { bound in
                 writeStderr("Kafka protocol on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
             }
-            var groupConfiguration = ServiceGroupConfiguration(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            // Health, readiness, metrics and topics: the broker hosts no saga, so no orders or writes.
+            let operatorServices = operatorSide.services(
+                node: nil, broker: broker, configuration: SagaConfiguration(), role: "broker", adminToken: nil, notice: { writeStderr($0) })
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: ([service] + operatorServices).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             // Connections are cut at once on a stop; what is durable is durable. The bounds only
             // guarantee that a stop ends.
             groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)

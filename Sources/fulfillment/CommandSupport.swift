@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import Messaging
 import SagaDomain
+import Synchronization
 
 /// A runtime failure reported the way every command reports it: one line saying what went
 /// wrong and what to do, exit code 2.
@@ -64,4 +65,38 @@ func quietLogger(_ label: String) -> Logger {
     var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = .notice
     return logger
+}
+
+/// Progress of long work on stderr: one line rewritten in place on a terminal, nothing when
+/// stderr is not a terminal (a log, a pipe) or the output is `--json`. Notices (said once)
+/// print on their own line either way, above the progress line.
+final class ProgressLine: Sendable {
+    let enabled: Bool
+    private let current = Mutex<String?>(nil)
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ line: String) {
+        guard enabled else { return }
+        current.withLock { current in
+            current = line
+            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+        }
+    }
+
+    func say(_ line: String) {
+        current.withLock { current in
+            if enabled && current != nil { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+            if enabled, let current { FileHandle.standardError.write(Data(current.utf8)) }
+        }
+    }
+
+    /// Ends the progress line so what follows starts on a fresh one.
+    func finish() {
+        current.withLock { current in
+            if enabled && current != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+            current = nil
+        }
+    }
 }

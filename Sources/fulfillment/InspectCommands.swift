@@ -104,32 +104,14 @@ struct OrderCommand: AsyncParsableCommand {
     @Argument(help: "The order_id.") var id: String
     @Flag(help: "Print JSON.") var json = false
 
-    struct Output: Codable {
-        var schema_version = 1
-        var order: DispatcherStore.OrderRecord?
-        var history: [DispatcherStore.HistoryEntry]
-        var rejections: [String]
-
-        /// `order` is `null` for an order that was only rejected.
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(schema_version, forKey: .schema_version)
-            try c.encode(order, forKey: .order)
-            try c.encode(history, forKey: .history)
-            try c.encode(rejections, forKey: .rejections)
-        }
-    }
-
     func run() async throws {
         try await reportingFailures {
             let store = try saga.openDispatcherStore()
-            let order = try store.order(id)
-            let history = try store.history(id)
-            let rejections = try store.rejections(orderID: id).map { "\($0.reason): \($0.message)" }
-            guard order != nil || !rejections.isEmpty else {
+            guard let report = try OrderReport.load(id, from: store) else {
                 throw CommandFailure(message: "no order \(id) in \(try saga.storeLocation); check the id, or whether it is still queued on `orders`")
             }
-            if json { return try printJSON(Output(order: order, history: history, rejections: rejections)) }
+            if json { return try printJSON(report) }
+            let (order, history, rejections) = (report.order, report.history, report.rejections)
             if let order {
                 print("order \(order.orderID): \(order.state)  (\(Money.format(cents: order.amountCents)), \(order.units) units, \(order.tier), lane \(order.priority))")
                 if let error = order.errorClass { print("last error: \(error): \(order.errorMessage ?? "")") }
@@ -178,6 +160,16 @@ struct StatsCommand: AsyncParsableCommand {
             }
             if !stats.rejectionReasons.isEmpty {
                 print("rejections    " + stats.rejectionReasons.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
+            if let at = stats.alertsEvaluatedAt {
+                let age = Date().timeIntervalSince1970 - at
+                let stale = age > max(60, try saga.loadConfiguration().alerts.evaluationIntervalSeconds * 3) ? " (as of \(Int(age)) s ago: is the saga running?)" : ""
+                if stats.alerts.isEmpty {
+                    print("alerts        none firing\(stale)")
+                } else {
+                    print("alerts        \(stats.alerts.count) firing\(stale)")
+                    for alert in stats.alerts { print("  [\(alert.severity)] \(alert.name): \(alert.summary)") }
+                }
             }
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import KafkaClient
 import Messaging
+import OperatorHTTP
 import ServiceLifecycle
 import SagaAssembly
 import SagaDomain
@@ -22,7 +23,7 @@ struct ProcessOptions: ParsableArguments {
 
 extension SagaOptions {
     /// Runs some roles against the cluster of --brokers until SIGINT/SIGTERM.
-    func serve(_ roles: Set<SagaNode.Role>, process: ProcessOptions, createTopics: Bool, label: String) async throws {
+    func serve(_ roles: Set<SagaNode.Role>, process: ProcessOptions, operatorOptions: OperatorOptions, createTopics: Bool, label: String) async throws {
         guard let broker = try kafkaBroker(label) else {
             throw CommandFailure(message: "--brokers is required: this command runs against a Kafka cluster (on one machine, `fulfillment run` hosts every role on the embedded broker)")
         }
@@ -30,9 +31,10 @@ extension SagaOptions {
         try await kafka.waitUntilReachable(broker)
         var configuration = try loadConfiguration()
         if let concurrency = process.concurrency { configuration.concurrency = concurrency }
-        let saga = SagaProcess(
+        var saga = SagaProcess(
             broker: broker, configuration: configuration, storeLocation: try storeLocation, roles: roles, faults: process.faults,
             createTopics: createTopics, stateDirectory: process.stateDir, startTimeout: kafka.timeoutDuration, logger: logger(label))
+        saga.operatorOptions = operatorOptions
         let healthFile = process.healthFile
         try await saga.run(statusInterval: .milliseconds(Int(process.statusSeconds * 1000))) { line in
             writeStderr("[\(label)] \(line)")
@@ -58,10 +60,17 @@ struct WorkerCommand: AsyncParsableCommand {
     @Argument(help: "payment, inventory, shipping, notification or compensation.") var step: Step
     @OptionGroup var saga: SagaOptions
     @OptionGroup var process: ProcessOptions
+    @OptionGroup var http: HTTPOptions
+    @OptionGroup var lint: LintGate
+
+    func validate() throws { _ = try http.address(default: "off") }
 
     func run() async throws {
         try await reportingFailures {
-            try await saga.serve([SagaNode.Role(rawValue: step.rawValue)!], process: process, createTopics: false, label: step.rawValue)
+            try lint.check(try saga.loadConfiguration(), source: saga.settings.config)
+            var operatorOptions = OperatorOptions()
+            operatorOptions.http = try http.address(default: "off")
+            try await saga.serve([SagaNode.Role(rawValue: step.rawValue)!], process: process, operatorOptions: operatorOptions, createTopics: false, label: step.rawValue)
         }
     }
 }
@@ -76,13 +85,22 @@ struct DispatcherCommand: AsyncParsableCommand {
 
     @OptionGroup var saga: SagaOptions
     @OptionGroup var process: ProcessOptions
+    @OptionGroup var http: HTTPOptions
+    @OptionGroup var admin: AdminOptions
+    @OptionGroup var lint: LintGate
     @Flag(help: "Do not host the compensation worker in this process.") var withoutCompensationWorker = false
+
+    func validate() throws { _ = try http.address(default: "off") }
 
     func run() async throws {
         try await reportingFailures {
+            try lint.check(try saga.loadConfiguration(), source: saga.settings.config)
             var roles: Set<SagaNode.Role> = [.dispatcher]
             if !withoutCompensationWorker { roles.insert(.compensation) }
-            try await saga.serve(roles, process: process, createTopics: true, label: "dispatcher")
+            var operatorOptions = OperatorOptions()
+            operatorOptions.http = try http.address(default: "off")
+            try admin.apply(to: &operatorOptions)
+            try await saga.serve(roles, process: process, operatorOptions: operatorOptions, createTopics: true, label: "dispatcher")
         }
     }
 }

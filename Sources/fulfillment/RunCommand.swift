@@ -28,6 +28,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Handlers per worker running at once (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
     @Option(help: "Also serve the data directory over the Kafka protocol on HOST:PORT (e.g. 127.0.0.1:9092), so kcat can watch the saga.") var listen: String?
+    @OptionGroup var http: HTTPOptions
+    @OptionGroup var admin: AdminOptions
+    @OptionGroup var lint: LintGate
     @Flag(help: "Print the summary as one JSON object.") var json = false
 
     func validate() throws {
@@ -36,12 +39,16 @@ struct RunCommand: AsyncParsableCommand {
         guard (0...1).contains(vipShare) else { throw ValidationError("--vip-share must be between 0 and 1") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
         if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
+        _ = try http.address(default: Self.defaultHTTP)
     }
+
+    static let defaultHTTP = "127.0.0.1:8080"
 
     func run() async throws {
         var exitCode: Int32 = 0
         try await reportingFailures {
             var configuration = try saga.settings.loadConfiguration()
+            try lint.check(configuration, source: saga.settings.config)
             if let concurrency { configuration.concurrency = concurrency }
             var options = SagaRun.Options(dataDirectory: saga.dataDir, configuration: configuration)
             options.storeLocation = try saga.storeLocation
@@ -58,18 +65,17 @@ struct RunCommand: AsyncParsableCommand {
                 options.listenPort = port
             }
             if let stock { options.stockFile = try InventoryStore.loadStockFile(stock) }
-            let interactive = isatty(STDERR_FILENO) != 0
+            options.operatorOptions.http = try http.address(default: Self.defaultHTTP)
+            try admin.apply(to: &options.operatorOptions)
+            // Progress (records, rate, ETA) rewrites one line on a terminal; piped, or with
+            // --json, it stays quiet. What is said once (where it listens, alerts) always shows.
+            let progress = ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json)
             if orders == nil && !drain {
                 writeStderr("serving on \(saga.dataDir); stop with Ctrl-C (SIGINT) or SIGTERM")
             }
-            let summary = try await SagaRun(options: options, logger: saga.log.logger("fulfillment")).run { line in
-                if interactive {
-                    FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
-                } else {
-                    writeStderr(line)
-                }
-            }
-            if interactive { writeStderr("") }
+            let summary = try await SagaRun(options: options, logger: saga.log.logger("fulfillment")).run(
+                progress: { progress.show($0) }, notice: { progress.say($0) })
+            progress.finish()
             guard let summary else { return }
             if json {
                 try printJSON(summary)

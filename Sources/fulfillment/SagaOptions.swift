@@ -5,6 +5,7 @@ import Foundation
 import KafkaClient
 import Logging
 import Messaging
+import OperatorHTTP
 import SagaAssembly
 import SagaDomain
 import StoreDatabase
@@ -150,3 +151,35 @@ struct SagaOptions: ParsableArguments, StoreReading {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `--http`: the operator listener of a long-running process.
+struct HTTPOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Serve /healthz, /readyz, /metrics, the admin API (/api/) and the web console on HOST:PORT, or off.",
+        discussion: "Default: 127.0.0.1:8080 for run, off for worker, dispatcher and broker. Port 0 takes a free port and says which."))
+    var http: String?
+
+    func address(default fallback: String) throws -> HTTPAddress {
+        do { return try HTTPAddress.parse(http ?? fallback) } catch let error as HTTPAddressError { throw ValidationError(error.message) }
+    }
+}
+
+/// Options of the processes that take admin writes and evaluate alerts (`run`, `dispatcher`).
+struct AdminOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "File whose first line is the admin API's bearer token (16 characters at least).",
+        discussion: "Writes (POST /api/orders, redrive) need it as Authorization: Bearer <token>. Without it a token is generated at start: run writes it to <data-dir>/admin-token, the dispatcher prints it once. A --http address other machines can reach needs this file."))
+    var adminTokenFile: String?
+    @Option(help: "POST each alert that fires or resolves to this URL, in Alertmanager's webhook format (version 4).")
+    var alertWebhook: String?
+
+    func apply(to options: inout OperatorOptions) throws {
+        options.adminTokenFile = adminTokenFile
+        if let alertWebhook {
+            guard let url = URL(string: alertWebhook), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw ValidationError("--alert-webhook must be an http:// or https:// URL, got '\(alertWebhook)'")
+            }
+            options.alertWebhook = url
+        }
+    }
+}

@@ -48,9 +48,14 @@ import Yams
             let command = service["command"] as? [String] ?? []
             if command.first == "dispatcher" || command.first == "worker" {
                 #expect(service["healthcheck"] != nil, "\(name) has a health check")
-                let health = try #require(command.firstIndex(of: "--health-file").map { command[$0 + 1] })
+                // The health check asks the process's own operator listener whether it is ready.
+                let http = try #require(command.firstIndex(of: "--http").map { command[$0 + 1] }, "\(name) serves --http")
+                let port = try #require(http.split(separator: ":").last.map(String.init))
                 let test = ((service["healthcheck"] as? [String: Any])?["test"] as? [String])?.joined(separator: " ") ?? ""
-                #expect(test.contains(health), "\(name)'s health check reads the file its command writes")
+                #expect(test.contains("http://127.0.0.1:\(port)/readyz"), "\(name)'s health check calls its /readyz: \(test)")
+                if !http.hasPrefix("127.") && command.first == "dispatcher" {
+                    #expect(command.contains("--admin-token-file"), "a dispatcher listening beyond loopback needs its admin token")
+                }
                 #expect(command.contains("--store") && command.contains("--brokers"))
             }
         }

@@ -5,6 +5,8 @@ import Messaging
 import SagaDomain
 import SagaRuntime
 import TestSupport
+import FulfillmentMetrics
+import MetricsTestKit
 import Testing
 @testable import Dispatcher
 
@@ -112,7 +114,8 @@ import Testing
         let broker = try broker()
         defer { broker.shutdown() }
         let store = try store()
-        let alerts = WorkerMetrics(name: "dispatcher")
+        let recorded = TestMetrics()
+        let alerts = MetricHandles(factory: recorded).counter(MetricCatalogue.manualReviewAlerts)
         let driver = CompensationDriver(broker: broker, store: store, configuration: configuration, alerts: alerts, logger: logger)
         let failure = [RecordHeader(SagaHeader.errorClass, "CardDeclined"), RecordHeader(SagaHeader.errorMessage, "declined")]
         let out = try [
@@ -126,6 +129,6 @@ import Testing
         #expect(out[1].headers.first { $0.key == SagaHeader.reason }?.stringValue.contains("policy parks") == true)
         #expect(out[2].headers.first { $0.key == SagaHeader.reason }?.stringValue.contains("compensation failed past its retry cap") == true)
         #expect(try store.connection.scalar("SELECT COUNT(*) FROM alerts WHERE kind = 'manual_review'") == 2, "every parked order raises an alert")
-        #expect(alerts["manual_review_alerts"] == 2)
+        #expect(try recorded.expectCounter(alerts).totalValue == 2)
     }
 }

@@ -3,6 +3,7 @@ import Dispatcher
 import Foundation
 import Logging
 import Messaging
+import OperatorHTTP
 import SagaAssembly
 import SagaDomain
 import ServiceLifecycle
@@ -26,6 +27,8 @@ final class SagaHarness: @unchecked Sendable {
     let configuration: SagaConfiguration
     let broker: EmbeddedBroker
     let node: SagaNode
+    /// What the node records, read back as Prometheus would scrape it.
+    let metrics = PrometheusBackend()
     private var group: ServiceGroup?
     private var running: Task<Void, any Error>?
 
@@ -39,7 +42,8 @@ final class SagaHarness: @unchecked Sendable {
         brokerConfiguration.retentionCheckInterval = nil
         broker = try EmbeddedBroker(configuration: brokerConfiguration, logger: logger)
         try await SagaTopology.create(self.configuration, on: broker)
-        node = try SagaNode(broker: broker, configuration: self.configuration, storeLocation: storeLocation, faults: faults, logger: logger)
+        node = try SagaNode(
+            broker: broker, configuration: self.configuration, storeLocation: storeLocation, faults: faults, metrics: metrics.handles, logger: logger)
     }
 
     func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) throws {
@@ -99,6 +103,11 @@ final class SagaHarness: @unchecked Sendable {
             }
             try await Task.sleep(for: .milliseconds(25))
         }
+    }
+
+    /// The sum of a metric's series whose labels include `labels`.
+    func metric(_ name: String, _ labels: [String: String] = [:]) -> Double {
+        metrics.snapshot(at: 0).sum(name, labels)
     }
 
     func history(_ id: String) throws -> [DispatcherStore.HistoryEntry] { try node.dispatcherStore!.history(id) }

@@ -129,7 +129,7 @@ import Testing
         try await saga.submit([H.order("refund-broken", token: "tok_refund_fail_always", country: "XX")])
         let record = try #require(try await saga.waitUntilTerminal(["refund-broken"])["refund-broken"])
         #expect(record.state == "manual_review")
-        #expect(saga.node.metrics["dispatcher"]!["manual_review_alerts"] == 1)
+        #expect(saga.metric("fulfillment_manual_review_alerts_total") == 1)
         #expect(try saga.ledger("refund-broken") == ["charge:charged:1000"], "money still held: that is why an operator must look")
         let letters = DeadLetters(broker: saga.broker, store: saga.node.dispatcherStore!, topics: saga.configuration.topics)
         let parked = try await letters.letters(topic: "orders.manual-review", orderID: "refund-broken")
@@ -167,7 +167,7 @@ import Testing
         #expect(try saga.node.inventory!.connection.scalar("SELECT COUNT(*) FROM reservations WHERE order_id = 'twice'") == 1)
         #expect(try saga.node.notifications!.connection.scalar("SELECT COUNT(*) FROM outbox WHERE order_id = 'twice'") == 1)
         #expect(try saga.node.dispatcherStore!.order("twice")?.state == "completed")
-        #expect(saga.node.metrics["payment"]![WorkerMetrics.reemitted] >= 2, "the stored outcome was re-emitted")
+        #expect(saga.metric("fulfillment_duplicates_total", ["step": "payment"]) >= 2, "the stored outcome was re-emitted")
         #expect(try saga.check().ok)
     }
 
