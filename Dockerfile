@@ -9,13 +9,16 @@ COPY Package.swift ./
 COPY Sources ./Sources
 COPY Tests ./Tests
 RUN swift build -c release --product fulfillment \
-    && cp "$(swift build -c release --show-bin-path)/fulfillment" /usr/local/bin/fulfillment
+    && cp "$(swift build -c release --show-bin-path)/fulfillment" /usr/local/bin/fulfillment \
+    && cp -R "$(swift build -c release --show-bin-path)/fulfillment_OperatorHTTP.resources" /usr/local/bin/
 
 FROM swift:6.3-bookworm-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         librdkafka1 libsqlite3-0 libpq5 procps curl \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/fulfillment /usr/local/bin/fulfillment
+# The web console's files sit beside the binary, where it looks for them.
+COPY --from=build /usr/local/bin/fulfillment_OperatorHTTP.resources /usr/local/bin/fulfillment_OperatorHTTP.resources
 COPY config /etc/fulfillment
 WORKDIR /var/lib/fulfillment
 ENTRYPOINT ["fulfillment"]

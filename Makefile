@@ -10,7 +10,8 @@ DATA_DIR ?= ./fulfillment-data
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
 # kcat: a Kafka client nobody here wrote, for the wire-protocol tests.
 # prometheus: promtool (checks /metrics and the alert rules) and a real server the tests scrape with.
-APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql kcat prometheus
+# chromium + chromium-driver: the web console's tests run in a real (headless) browser.
+APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql kcat prometheus chromium chromium-driver
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required: https://swift.org/install"; exit 2; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,12 +24,13 @@ deps:
 # Kafka clients nobody here wrote, for the wire-protocol compatibility tests: confluent-kafka
 # (its own, newer librdkafka) and kafka-python (pure Python); jsonschema, the validator the
 # tests of the commands' --json output use (docs/schemas). Installed with pip when missing
-# (falling back to --break-system-packages on a Debian-managed Python).
-PYTHON_TEST_PACKAGES := confluent-kafka kafka-python jsonschema
+# (falling back to --break-system-packages on a Debian-managed Python). selenium drives the
+# system chromium for the console's tests (SE_AVOID_STATS keeps it offline).
+PYTHON_TEST_PACKAGES := confluent-kafka kafka-python jsonschema selenium
 python-deps:
 	@command -v python3 >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3 python3-pip; }
 	@python3 -m pip --version >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-pip; }
-	@python3 -c "import confluent_kafka, kafka, jsonschema" 2>/dev/null || { echo "installing $(PYTHON_TEST_PACKAGES) from PyPI"; \
+	@python3 -c "import confluent_kafka, kafka, jsonschema, selenium" 2>/dev/null || { echo "installing $(PYTHON_TEST_PACKAGES) from PyPI"; \
 		python3 -m pip install -q $(PYTHON_TEST_PACKAGES) 2>/dev/null || python3 -m pip install -q --break-system-packages $(PYTHON_TEST_PACKAGES); }
 
 build: deps

@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
@@ -174,12 +175,14 @@ let package = Package(
             dependencies: [
                 "Messaging", "SagaDomain", "IOThreads", "StoreDatabase", "SagaRuntime", "Dispatcher", "FulfillmentMetrics", "Alerting",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            resources: [.copy("Console")],
             swiftSettings: optimized
         ),
         /// The saga assembled: topic layout, the services of each role, the load generator,
@@ -238,7 +241,8 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["Console"]
         ),
     ],
     swiftLanguageModes: [.v6]

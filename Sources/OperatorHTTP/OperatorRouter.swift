@@ -31,6 +31,7 @@ public enum OperatorRouter {
         }
 
         router.get("api/orders/:id") { _, context in try await api.order(try context.parameters.require("id")) }
+        router.get("api/orders/:id/body") { _, context in try await api.orderBody(try context.parameters.require("id")) }
         router.get("api/orders") { request, _ in try await api.orders(request) }
         router.post("api/orders") { request, context in try await api.write(request, context) { try await api.submitOrders(request) } }
         router.get("api/stats") { _, _ in try await api.stats() }
@@ -41,6 +42,7 @@ public enum OperatorRouter {
         router.post("api/dlq/:topic/redrive") { request, context in
             try await api.write(request, context) { try await api.redrive(try context.parameters.require("topic"), request) }
         }
+        ConsoleRoutes.add(to: router, surface: surface)
         return router
     }
 

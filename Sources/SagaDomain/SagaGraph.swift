@@ -5,17 +5,32 @@ public struct SagaGraph: Sendable {
 
     public init(configuration: SagaConfiguration) { self.configuration = configuration }
 
-    struct Edge {
-        var from: String
-        var to: String
-        var label: String?
-        var dashed = false
+    public struct Edge: Codable, Sendable {
+        public var from: String
+        public var to: String
+        public var label: String?
+        public var dashed = false
     }
 
-    struct Node {
-        var id: String
-        var label: String
-        var isTopic: Bool
+    public struct Node: Codable, Sendable {
+        public var id: String
+        public var label: String
+        public var isTopic: Bool
+        /// The topic's name (topics only).
+        public var topic: String?
+
+        enum CodingKeys: String, CodingKey { case id, label, isTopic = "is_topic", topic }
+    }
+
+    /// The drawing's elements, for the web console (which lays them out itself).
+    public struct Model: Codable, Sendable {
+        public var nodes: [Node]
+        public var edges: [Edge]
+    }
+
+    public var elements: Model {
+        let (nodes, edges) = model()
+        return Model(nodes: nodes, edges: edges)
     }
 
     static func seconds(_ s: Double) -> String {
@@ -38,11 +53,11 @@ public struct SagaGraph: Sendable {
         func id(_ text: String) -> String { text.map { $0.isLetter || $0.isNumber ? String($0) : "_" }.joined() }
         func topic(_ name: String) -> String {
             let nodeID = "t_" + id(name)
-            if !nodes.contains(where: { $0.id == nodeID }) { nodes.append(Node(id: nodeID, label: name, isTopic: true)) }
+            if !nodes.contains(where: { $0.id == nodeID }) { nodes.append(Node(id: nodeID, label: name, isTopic: true, topic: name)) }
             return nodeID
         }
         func service(_ name: String, _ label: String) -> String {
-            if !nodes.contains(where: { $0.id == name }) { nodes.append(Node(id: name, label: label, isTopic: false)) }
+            if !nodes.contains(where: { $0.id == name }) { nodes.append(Node(id: name, label: label, isTopic: false, topic: nil)) }
             return name
         }
         let dispatcher = service("dispatcher", "dispatcher: validate, route VIP (tier vip or amount > \(Int(configuration.vipAmountThreshold)))")
