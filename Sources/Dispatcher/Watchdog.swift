@@ -66,7 +66,7 @@ public struct Watchdog: Service {
         let shortest = OrderState.allCases.filter { !$0.isTerminal }.map(budgetMilliseconds).min() ?? 0
         let store = self.store
         let candidates = try await BlockingIO.run { try store.connection.query(
-            "SELECT order_id, state, body, priority, recoveries, updated_at FROM orders WHERE state NOT IN \(OrderState.terminalSQL) AND updated_at < ? LIMIT 10000",
+            "SELECT o.order_id, o.state, o.body, o.priority, o.recoveries, o.updated_at \(DispatcherStore.openJoin) WHERE o.state NOT IN \(OrderState.terminalSQL) AND o.updated_at < ? LIMIT 10000",
             [.integer(now - shortest)]
         ) { row in
             (id: row.text(0), state: OrderState(rawValue: row.text(1)) ?? .accepted, body: row.blob(2), priority: Priority(rawValue: row.text(3)) ?? .standard,

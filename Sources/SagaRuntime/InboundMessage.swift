@@ -3,22 +3,40 @@ import Messaging
 import SagaDomain
 import Synchronization
 
-/// A consumed saga message. A reference, so the runtime's pipeline (waiting, running,
-/// finished, flushed) passes one pointer along instead of copying the record's buffers; the
-/// order id is read once, the other headers when asked for.
+/// A consumed saga message, its headers read in one pass. A reference, so the runtime's
+/// pipeline (waiting, running, finished, flushed) passes one pointer along instead of
+/// copying the record's buffers.
 public final class InboundMessage: Sendable {
     public let record: ConsumerRecord
     public let orderID: String
+    public let step: SagaStep?
+    public let attempt: Int
+    public let priority: Priority
+    public let idempotencyKey: String
 
     public init(record: ConsumerRecord) {
         self.record = record
-        orderID = Self.orderID(of: record)
+        var step: SagaStep?
+        var attempt = 1
+        var priority = Priority.standard
+        var idempotencyKey = ""
+        var sagaID: String?
+        for header in record.headers {
+            switch header.key {
+            case SagaHeader.step: step = SagaStep(rawValue: header.stringValue)
+            case SagaHeader.attempt: attempt = Int(header.stringValue) ?? 1
+            case SagaHeader.priority: priority = Priority(rawValue: header.stringValue) ?? .standard
+            case SagaHeader.idempotencyKey: idempotencyKey = header.stringValue
+            case SagaHeader.sagaID: sagaID = header.stringValue
+            default: continue
+            }
+        }
+        self.step = step
+        self.attempt = attempt
+        self.priority = priority
+        self.idempotencyKey = idempotencyKey
+        orderID = record.keyString ?? sagaID.map { $0.hasPrefix("saga-") ? String($0.dropFirst(5)) : $0 } ?? ""
     }
-
-    public var step: SagaStep? { record.header(SagaHeader.step).flatMap(SagaStep.init(rawValue:)) }
-    public var attempt: Int { record.header(SagaHeader.attempt).flatMap(Int.init) ?? 1 }
-    public var priority: Priority { record.header(SagaHeader.priority).flatMap(Priority.init(rawValue:)) ?? .standard }
-    public var idempotencyKey: String { record.header(SagaHeader.idempotencyKey) ?? "" }
 
     public var topicPartition: TopicPartition { record.topicPartition }
 
@@ -46,7 +64,6 @@ public final class InboundMessage: Sendable {
 extension InboundMessage {
     /// The message's idempotency key, defaulting to `<order>:<step>`.
     package func key(for step: SagaStep) -> String {
-        let key = idempotencyKey
-        return key.isEmpty ? IdempotencyKey.step(orderID, step) : key
+        idempotencyKey.isEmpty ? IdempotencyKey.step(orderID, step) : idempotencyKey
     }
 }
