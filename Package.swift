@@ -201,7 +201,7 @@ let package = Package(
         /// order parser against Foundation's decoders. Each prints figures (and JSON).
         .target(
             name: "Benchmarks",
-            dependencies: ["Messaging", "Broker", "KafkaClient", "SagaDomain", "SagaAssembly", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Messaging", "Broker", "KafkaClient", "SagaDomain", "StoreDatabase", "Dispatcher", "SagaAssembly", .product(name: "Logging", package: "swift-log")],
             swiftSettings: optimized
         ),
         /// The `fulfillment` executable: argument parsing only, everything else is library code.

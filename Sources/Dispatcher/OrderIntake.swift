@@ -28,7 +28,7 @@ public struct OrderIntake: StepHandler {
     }
 
     public static func priority(of order: Order, threshold: Double) -> Priority {
-        order.customerTier == .vip || Double(order.amountCents) > threshold * 100 ? .vip : .standard
+        order.lane(vipAbove: threshold)
     }
 
     public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }

@@ -43,7 +43,7 @@ public final class SagaSampler: Sendable {
     }
 
     private func sampleNow() async throws {
-        let saga = Set([configuration.topics.orders] + SagaTracker.topics(configuration))
+        let saga = Set([configuration.topics.orders, configuration.topics.ordersPriority] + SagaTracker.topics(configuration))
         for topic in try await broker.listTopics() where saga.contains(topic.name) || topic.name.hasSuffix(PoisonRecord.suffix) {
             gauges.topicRecords[topic.name].record(topic.partitions.reduce(Int64(0)) { $0 + $1.endOffset - $1.beginOffset })
         }

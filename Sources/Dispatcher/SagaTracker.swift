@@ -82,6 +82,7 @@ public struct SagaTracker: Service {
 
     public func run() async throws {
         let store = self.store
+        try await BlockingIO.run { try store.backfillOpenOrders() }
         // The gauges of the first acceptance and the last completion start from what the store has.
         let (first, last) = try await BlockingIO.run {
             (try store.connection.scalar("SELECT MIN(created_at) FROM orders"), try store.connection.scalar("SELECT MAX(finished_at) FROM orders WHERE state = 'completed'"))
@@ -174,7 +175,9 @@ public struct SagaTracker: Service {
             [.text(orderID), .blob(record.value), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
              .text(priority), .integer(createdAt), .integer(createdAt)])
         if record.header(SagaHeader.createdAt) != nil { try recordAcceptance(orderID, record, createdAt, db) }
-        return inserted == 1 ? (priority, createdAt) : nil
+        guard inserted == 1 else { return nil }
+        try db.run("INSERT OR IGNORE INTO open_orders VALUES (?)", [.text(orderID)])
+        return (priority, createdAt)
     }
 
     /// What one recorded batch changed, counted once its transaction committed.
@@ -302,6 +305,7 @@ public struct SagaTracker: Service {
                 if u.state.isTerminal {
                     for (createdAt, priority) in try db.query(sql, values, { ($0.int(0), $0.text(1)) }) {
                         counts.finished.append((u.state.rawValue, priority, Double(u.at - createdAt) / 1000, u.at))
+                        if u.state.isFinal { try db.run("DELETE FROM open_orders WHERE order_id = ?", [.text(id)]) }
                     }
                 } else {
                     try db.run(sql, values)

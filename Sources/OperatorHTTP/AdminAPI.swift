@@ -126,7 +126,7 @@ struct AdminAPI: Sendable {
             switch validator.validate(Array(line)) {
             case .success(let order):
                 let priority = OrderIntake.priority(of: order, threshold: surface.configuration.vipAmountThreshold)
-                records.append(ProducerRecord(topic: topics.orders, key: Array(order.orderID.utf8), value: Array(line)))
+                records.append(ProducerRecord(topic: topics.orders(priority), key: Array(order.orderID.utf8), value: Array(line)))
                 accepted.append(.init(order_id: order.orderID, priority: priority.rawValue))
             case .failure(let rejection):
                 rejected.append(.init(line: index + 1, order_id: rejection.orderID, reason: rejection.reason.rawValue, field: rejection.field, message: rejection.message))

@@ -10,6 +10,8 @@ public struct LoadGenerator: Sendable {
     public var rate: Double?
     public var skuCount: Int
     public var runTag: String
+    /// VIP orders (tier, or amount above this) go to `orders.priority`.
+    public var vipThreshold: Double = 10_000
 
     public init(count: Int, vipShare: Double, rate: Double?, skuCount: Int, runTag: String = LoadGenerator.newRunTag()) {
         self.count = count
@@ -36,8 +38,9 @@ public struct LoadGenerator: Sendable {
             email: "c\(n % 5000)@example.com")
     }
 
-    public static func record(_ order: Order, topics: SagaTopics) -> ProducerRecord {
-        ProducerRecord(topic: topics.orders, key: Array(order.orderID.utf8), value: order.canonicalJSON())
+    /// The order's record, on the intake topic of its lane.
+    public static func record(_ order: Order, topics: SagaTopics, vipThreshold: Double) -> ProducerRecord {
+        ProducerRecord(topic: topics.orders(order.lane(vipAbove: vipThreshold)), key: Array(order.orderID.utf8), value: order.canonicalJSON())
     }
 
     /// Produces every order; calls `progress` with the number produced so far.
@@ -47,7 +50,7 @@ public struct LoadGenerator: Sendable {
         let batch = rate.map { max(1, min(500, Int($0 / 20))) } ?? 500
         while n < count {
             let end = min(count, n + batch)
-            _ = try await broker.produce((n..<end).map { Self.record(order($0), topics: topics) })
+            _ = try await broker.produce((n..<end).map { Self.record(order($0), topics: topics, vipThreshold: vipThreshold) })
             n = end
             progress(n)
             if let rate {

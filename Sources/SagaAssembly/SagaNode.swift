@@ -126,10 +126,11 @@ public final class SagaNode: Sendable {
         if roles.contains(.dispatcher), let dispatcherStore {
             let intake = OrderIntake(store: dispatcherStore, vipThreshold: configuration.vipAmountThreshold, messages: messages)
             var intakeRuntime = WorkerRuntimeConfiguration(
-                group: "dispatcher", standardTopics: [t.orders], priorityTopics: [], policy: StepPolicy(timeoutSeconds: 30),
+                group: "dispatcher", standardTopics: [t.orders], priorityTopics: [t.ordersPriority], policy: StepPolicy(timeoutSeconds: 30),
                 router: RetryRouter(policy: StepPolicy(), retryTopic: { _ in t.rejected }, deadLetterTopic: t.rejected))
             intakeRuntime.batchSize = configuration.batchSize
             intakeRuntime.concurrency = configuration.concurrency
+            intakeRuntime.starvationGuard = configuration.starvationGuard
             intakeRuntime.journal = try journal("dispatcher")
             intakeRuntime.poisonOutcome = { message, reason in [intake.poisonRejection(message, reason: reason)] }
             intakeRuntime.metrics = RuntimeMetrics(step: nil, deadLetters: metrics.deadLetters)

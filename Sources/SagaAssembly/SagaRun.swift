@@ -95,9 +95,17 @@ public struct SagaRun: Sendable {
             journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
         let dispatcherStore = node.dispatcherStore!
         try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
-        let generator = options.orders.map { LoadGenerator(count: $0, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount) }
+        let generator = options.orders.map { count in
+            var generator = LoadGenerator(count: count, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount)
+            generator.vipThreshold = configuration.vipAmountThreshold
+            return generator
+        }
         let scope = generator.map { OrderScope.run($0.runTag) } ?? .all
-        let drainTarget: Int64? = options.drain ? try await broker.describeTopic(configuration.topics.orders).partitions.reduce(0) { $0 + $1.endOffset } : nil
+        var queued: Int64 = 0
+        for topic in [configuration.topics.orders, configuration.topics.ordersPriority] where options.drain {
+            queued += try await broker.describeTopic(topic).partitions.reduce(0) { $0 + $1.endOffset }
+        }
+        let drainTarget: Int64? = options.drain ? queued : nil
 
         var services = try node.services()
         if let host = options.listenHost {
@@ -147,7 +155,10 @@ public struct SagaRun: Sendable {
                         if let generator {
                             done = counts.finished + counts.rejected >= generator.count
                         } else {
-                            let intakeLag = try await broker.lag(group: "dispatcher").filter { $0.topic == configuration.topics.orders }.reduce(Int64(0)) { $0 + $1.lag }
+                            var intakeLag: Int64 = 0
+                            for (group, topic) in [("dispatcher", configuration.topics.orders), ("dispatcher.priority", configuration.topics.ordersPriority)] {
+                                intakeLag += try await broker.lag(group: group).filter { $0.topic == topic }.reduce(Int64(0)) { $0 + $1.lag }
+                            }
                             // Intake commits only after storing and publishing, so no lag means every
                             // queued record is accepted (and tracked) or rejected.
                             done = intakeLag == 0 && counts.inFlight == 0

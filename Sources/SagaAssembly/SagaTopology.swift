@@ -8,7 +8,7 @@ public enum SagaTopology {
     public static func specs(_ configuration: SagaConfiguration) -> [TopicSpec] {
         let t = configuration.topics
         let p = configuration.partitions
-        var specs = [t.orders, t.rejected, t.completed, t.compensated, t.manualReview, t.compensation, t.deadLetter(nil)].map { TopicSpec(name: $0, partitions: p) }
+        var specs = [t.orders, t.ordersPriority, t.rejected, t.completed, t.compensated, t.manualReview, t.compensation, t.deadLetter(nil)].map { TopicSpec(name: $0, partitions: p) }
         for step in SagaStep.allCases {
             specs.append(TopicSpec(name: t.requested(step), partitions: p))
             specs.append(TopicSpec(name: t.requested(step, priority: .vip), partitions: p))

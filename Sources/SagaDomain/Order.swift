@@ -38,6 +38,13 @@ public struct Order: Hashable, Sendable {
         }
     }
 
+    /// Which lane the order rides: VIP when its customer's tier is `vip` or its amount is
+    /// above `vipAbove` (the configuration's `vip.amount_threshold`). One rule for every
+    /// producer (`produce`, the admin API, the load generator) and the intake.
+    public func lane(vipAbove threshold: Double) -> Priority {
+        customerTier == .vip || Double(amountCents) > threshold * 100 ? .vip : .standard
+    }
+
     public var totalUnits: Int {
         items.reduce(0) { total, item in
             let (sum, overflow) = total.addingReportingOverflow(item.quantity)

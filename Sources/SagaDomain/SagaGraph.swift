@@ -62,6 +62,7 @@ public struct SagaGraph: Sendable {
         }
         let dispatcher = service("dispatcher", "dispatcher: validate, route VIP (tier vip or amount > \(Int(configuration.vipAmountThreshold)))")
         edges.append(Edge(from: topic(t.orders), to: dispatcher))
+        edges.append(Edge(from: topic(t.ordersPriority), to: dispatcher, label: "VIP, drained first"))
         edges.append(Edge(from: dispatcher, to: topic(t.rejected), label: "invalid"))
         var previous = dispatcher
         let driver = service("compensation_driver", "compensation driver")

@@ -5,6 +5,11 @@ public struct SagaTopics: Hashable, Sendable {
     public init(prefix: String = "") { self.prefix = prefix }
 
     public var orders: String { prefix + "orders" }
+    /// Orders producers know to be VIP: the intake drains it first.
+    public var ordersPriority: String { prefix + "orders.priority" }
+
+    /// Where a producer puts an order of this lane.
+    public func orders(_ lane: Priority) -> String { lane == .vip ? ordersPriority : orders }
     public var rejected: String { prefix + "orders.rejected" }
     public var completed: String { prefix + "orders.completed" }
     public var compensated: String { prefix + "orders.compensated" }

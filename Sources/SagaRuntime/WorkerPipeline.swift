@@ -53,6 +53,10 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     private var readyVIP = FIFO<Launch>()
     private var readyStandard = FIFO<Launch>()
     private var finished: [Finished] = []
+    /// VIP outcomes, flushed ahead of standard ones: a batch never holds a VIP result back
+    /// behind a thousand standard ones. (In-line pipelines keep one queue: their outcomes
+    /// leave in consumption order.)
+    private var finishedVIP: [Finished] = []
     public private(set) var isStopping = false
 
     public init(concurrency: Int, timeoutSeconds: Double, heartbeatSeconds: Double? = nil, oneMessagePerOrder: Bool = true) {
@@ -67,7 +71,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public var runningCount: Int { running.count }
     /// Nothing running and nothing waiting behind a running message of its order.
     public var isIdle: Bool { running.isEmpty && queued.isEmpty }
-    public var hasFinished: Bool { !finished.isEmpty }
+    public var hasFinished: Bool { !finished.isEmpty || !finishedVIP.isEmpty }
     public func isRunning(_ token: Int) -> Bool { running[token] != nil }
 
     /// One order's messages are handled one at a time; a message without an order is its own.
@@ -139,8 +143,11 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
 
     /// Up to `max` finished outcomes, oldest first, for one flush.
     public mutating func takeFinished(max: Int) -> [Finished] {
-        let take = Array(finished.prefix(max))
-        finished.removeFirst(take.count)
+        var take = Array(finishedVIP.prefix(max))
+        finishedVIP.removeFirst(take.count)
+        let standard = finished.prefix(max - take.count)
+        take += standard
+        finished.removeFirst(standard.count)
         return take
     }
 
@@ -191,7 +198,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         var current: Finished? = first
         while let done = current {
             current = nil
-            finished.append(done)
+            if oneMessagePerOrder && done.message.priority == .vip { finishedVIP.append(done) } else { finished.append(done) }
             guard oneMessagePerOrder, let token = ledger.finishHandling(orderKey: Self.orderKey(done.message)), let next = queued.removeValue(forKey: token) else { break }
             if let known = next.known {
                 current = Finished(token: token, message: next.message, outcome: known)

@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks that print their figures (and --json).",
-        subcommands: [BrokerBench.self, KafkaProducerBench.self, JSONBench.self]
+        subcommands: [SagaBench.self, VIPBench.self, BrokerBench.self, KafkaProducerBench.self, JSONBench.self]
     )
 }
 
@@ -142,6 +142,83 @@ struct JSONBench: AsyncParsableCommand {
                 print("  \(decoder.name.padding(toLength: 46, withPad: " ", startingAt: 0)) \(Int(decoder.orders_per_s)) orders/s  \(Int(decoder.ns_per_order)) ns/order  \(String(format: "%.1f", decoder.mb_per_s)) MB/s")
             }
             print("ours is \(String(format: "%.1f", report.ours_speedup))x faster than Foundation's fastest full decode")
+        }
+    }
+}
+
+struct SagaBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "saga",
+        abstract: "The whole saga on the embedded broker: N generated orders, durable; total time, orders/s, peak memory, latency per tier.",
+        discussion: """
+            Runs what `run --orders N` runs (fsync batch, SQLite synchronous=FULL) on a fresh temporary data directory (removed afterwards), with the configuration's policy, and reports the time until every order ended, finished orders per second, the process's peak resident memory (VmHWM), p50/p99 per tier and the conservation check. --store postgres://... puts the stores in PostgreSQL.
+            """)
+    @Option(help: "Orders to generate.") var orders = 100_000
+    @Option(help: "Fault profile: none, default, chaos, or one from the config.") var faults = "none"
+    @Option(help: "Where the stores live: postgres://... (default: SQLite files in the temporary data directory).") var store: String?
+    @OptionGroup var settings: ConfigOptions
+    @Flag(help: "Print one JSON object with the figures.") var json = false
+
+    func validate() throws {
+        if orders <= 0 { throw ValidationError("--orders must be positive") }
+        if let store, !store.hasPrefix("postgres://") && !store.hasPrefix("postgresql://") { throw ValidationError("--store must be a postgres:// URL") }
+    }
+
+    func run() async throws {
+        try await reportingFailures {
+            let directory = NSTemporaryDirectory() + "fulfillment-bench-saga-\(ProcessInfo.processInfo.processIdentifier)"
+            try? FileManager.default.removeItem(atPath: directory)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let progress = ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json)
+            let report = try await SagaThroughputBenchmark(orders: orders, faults: faults, configuration: try settings.loadConfiguration(), storeLocation: store)
+                .run(directory: directory, logger: quietLogger("bench-saga"), progress: { progress.show($0) })
+            progress.finish()
+            if json { return try printJSON(report) }
+            print("orders        \(report.orders) (faults \(report.faults)): \(report.completed) completed, \(report.compensated) compensated")
+            print(String(format: "total         %.1f s until every order ended; %.1f s until the history was recorded", report.total_s, report.tracked_s))
+            print(String(format: "throughput    %.0f orders/s", report.orders_per_s))
+            print(String(format: "peak memory   %.0f MiB resident", report.peak_rss_mib))
+            for (tier, l) in report.latency_ms.sorted(by: { $0.key < $1.key }) where l.count > 0 {
+                print(String(format: "latency %@ p50 %.0f ms, p99 %.0f ms (%d orders)", tier.padding(toLength: 9, withPad: " ", startingAt: 0), l.p50, l.p99, l.count))
+            }
+            print("check         \(report.check_ok ? "ok" : "FAILED")")
+            if !report.check_ok { throw ExitCode(1) }
+        }
+    }
+}
+
+struct VIPBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vip",
+        abstract: "VIP orders added at a rate while a standard backlog drains: their latency, and what they cost the backlog.",
+        discussion: """
+            Queues --backlog standard orders, then runs the saga adding --vip VIP orders at --rate per second while the backlog drains. Reports the VIP orders' latency (produced to completed: p50, p99, max), the standard orders finished per second meanwhile, the same backlog's rate draining alone for as long (a second run on a fresh directory), and the backlog left when the last VIP order finished. Fresh temporary data directories, removed afterwards.
+            """)
+    @Option(help: "Standard orders queued before the VIP orders come.") var backlog = 50_000
+    @Option(help: "VIP orders to add.") var vip = 500
+    @Option(help: "VIP orders per second.") var rate = 100.0
+    @Option(help: "Fault profile: none, default, chaos, or one from the config.") var faults = "none"
+    @OptionGroup var settings: ConfigOptions
+    @Flag(help: "Print one JSON object with the figures.") var json = false
+
+    func validate() throws {
+        if backlog < 0 || vip <= 0 || rate <= 0 { throw ValidationError("--backlog must not be negative; --vip and --rate must be positive") }
+    }
+
+    func run() async throws {
+        try await reportingFailures {
+            let directory = NSTemporaryDirectory() + "fulfillment-bench-vip-\(ProcessInfo.processInfo.processIdentifier)"
+            try? FileManager.default.removeItem(atPath: directory)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let progress = ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json)
+            let report = try await VIPLatencyBenchmark(backlog: backlog, vip: vip, rate: rate, faults: faults, configuration: try settings.loadConfiguration())
+                .run(directory: directory, logger: quietLogger("bench-vip"), progress: { progress.show($0) })
+            progress.finish()
+            if json { return try printJSON(report) }
+            let l = report.vip_latency_ms
+            print("VIP latency   p50 \(Int(l.p50)) ms, p99 \(Int(l.p99)) ms, max \(Int(l.max)) ms (\(l.count) orders at \(report.rate)/s over a backlog of \(report.backlog))")
+            print(String(format: "standard      %.0f orders/s meanwhile, %.0f orders/s alone (%.1f %% slower)", report.standard_orders_per_s, report.standard_orders_per_s_without_vip, report.standard_slowdown * 100))
+            print("backlog left  \(report.backlog_left) when the last VIP order finished (after \(String(format: "%.1f", report.run_s)) s)")
         }
     }
 }

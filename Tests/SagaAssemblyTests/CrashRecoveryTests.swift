@@ -48,7 +48,9 @@ import Testing
         var configuration = EmbeddedBroker.Configuration(dataDirectory: directory)
         configuration.readOnly = true
         let broker = try EmbeddedBroker(configuration: configuration, logger: Logger(label: "check"))
-        let produced = try await broker.describeTopic("orders").partitions.reduce(Int64(0)) { $0 + $1.endOffset }
+        // VIP orders were produced to orders.priority, the others to orders.
+        var produced: Int64 = 0
+        for topic in ["orders", "orders.priority"] { produced += try await broker.describeTopic(topic).partitions.reduce(Int64(0)) { $0 + $1.endOffset } }
         let store = try DispatcherStore(location: directory, readOnly: true)
         let terminal = try store.connection.scalar("SELECT COUNT(*) FROM orders WHERE state IN ('completed','compensated','manual_review')") ?? 0
         let submitted = try store.intake.scalar("SELECT COUNT(*) FROM submitted") ?? 0

@@ -129,6 +129,21 @@ import Testing
         #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [2, 3, 4])
     }
 
+    @Test func vipOutcomesLeaveAheadOfStandardOnesButInLineOutcomesKeepTheirOrder() {
+        var pipeline = Pipeline(concurrency: 8, timeoutSeconds: 10)
+        var inLine = Pipeline(concurrency: 8, timeoutSeconds: 10, oneMessagePerOrder: false)
+        for (i, vip) in [false, false, true, false, true].enumerated() {
+            for p in [0, 1] {
+                let launch = p == 0 ? pipeline.receive(message("o-\(i)", offset: Int64(i), vip: vip), known: nil, now: t0)
+                    : inLine.receive(message("o-\(i)", offset: Int64(i), vip: vip), known: nil, now: t0)
+                if p == 0 { _ = pipeline.attemptEnded(launch[0].token, outcome: .work("\(i)"), now: t0) } else { _ = inLine.attemptEnded(launch[0].token, outcome: .work("\(i)"), now: t0) }
+            }
+        }
+        #expect(pipeline.takeFinished(max: 3).map(\.message.record.offset) == [2, 4, 0], "a batch never holds a VIP result behind standard ones")
+        #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [1, 3])
+        #expect(inLine.takeFinished(max: 10).map(\.message.record.offset) == [0, 1, 2, 3, 4], "in line: consumption order")
+    }
+
     @Test func theFIFOKeepsOrderAcrossCompaction() {
         var fifo = FIFO<Int>()
         var out: [Int] = []

@@ -276,7 +276,7 @@ function layoutGraph(model) {
   const bottom = [];
   for (const node of model.nodes) {
     const t = node.topic || "";
-    if (node.id === "dispatcher" || /(^|\.)orders$/.test(t) || t.endsWith("orders.rejected")) columns[0].push(node);
+    if (node.id === "dispatcher" || /(^|\.)orders$/.test(t) || t.endsWith("orders.priority") || t.endsWith("orders.rejected")) columns[0].push(node);
     else if (steps.includes(node.id)) columns[steps.indexOf(node.id) + 1].push(node);
     else if (t.endsWith("orders.completed")) columns[5].push(node);
     else {
@@ -287,7 +287,8 @@ function layoutGraph(model) {
   let tallest = 0;
   columns.forEach((list, c) => {
     list.sort((a, b) => (a.is_topic ? rank(a.topic) : 2) - (b.is_topic ? rank(b.topic) : 2));
-    if (c === 0) list.sort((a, b) => ((a.topic || "").endsWith("orders") ? 0 : a.id === "dispatcher" ? 1 : 2) - ((b.topic || "").endsWith("orders") ? 0 : b.id === "dispatcher" ? 1 : 2));
+    const intake = (n) => ((n.topic || "").endsWith("orders.priority") ? 0 : (n.topic || "").endsWith("orders") ? 1 : n.id === "dispatcher" ? 2 : 3);
+    if (c === 0) list.sort((a, b) => intake(a) - intake(b));
     list.forEach((node, i) => place(node.id, c, i, 16));
     tallest = Math.max(tallest, list.length);
   });
