@@ -68,6 +68,9 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
 
     /// Messages taken and not yet flushed (or handed back).
     public var taken: Int { ledger.taken }
+    /// Of those, the VIP ones: the priority lane has a budget of its own, so a full pipeline
+    /// of standard work never keeps a VIP message from being taken.
+    public private(set) var takenVIP = 0
     public var runningCount: Int { running.count }
     /// Nothing running and nothing waiting behind a running message of its order.
     public var isIdle: Bool { running.isEmpty && queued.isEmpty }
@@ -84,6 +87,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func receive(_ message: InboundMessage, known: Outcome?, now: ContinuousClock.Instant) -> [Launch] {
         let token = nextToken
         nextToken += 1
+        if message.priority == .vip { takenVIP += 1 }
         var startsNow = true
         if oneMessagePerOrder {
             startsNow = ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: Self.orderKey(message)), token: token)
@@ -112,6 +116,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
             launches += complete(Finished(token: token, message: attempt.message, outcome: .failed(reason), attempted: true), now: now)
         } else if handedBack {
             ledger.abandoned()
+            if attempt.message.priority == .vip { takenVIP -= 1 }
         } else {
             launches += complete(Finished(token: token, message: attempt.message, outcome: outcome, attempted: true), now: now)
         }
@@ -153,12 +158,18 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
 
     /// The batch's results are durably published: its offsets may be committed.
     public mutating func flushed(_ batch: [Finished]) {
-        for f in batch { ledger.flushed(f.message.topicPartition, f.message.record.offset) }
+        for f in batch {
+            ledger.flushed(f.message.topicPartition, f.message.record.offset)
+            if f.message.priority == .vip { takenVIP -= 1 }
+        }
     }
 
     /// The batch is given back unpublished (shutdown while its store refused it).
     public mutating func handBack(_ batch: [Finished]) {
-        for _ in batch { ledger.abandoned() }
+        for f in batch {
+            ledger.abandoned()
+            if f.message.priority == .vip { takenVIP -= 1 }
+        }
     }
 
     /// Offsets that advanced since the last call: safe to commit.
@@ -170,6 +181,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func stop() -> [Int] {
         isStopping = true
         for _ in 0..<(readyVIP.count + readyStandard.count + queued.count) { ledger.abandoned() }
+        takenVIP -= readyVIP.count + queued.values.filter { $0.message.priority == .vip }.count
         readyVIP = FIFO()
         readyStandard = FIFO()
         queued.removeAll()

@@ -186,20 +186,22 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 try await handleAlone(standard: standard, priority: priority, journal: journal)
                 continue
             }
-            let room = state.withLock { capacity - $0.pipeline.taken }
-            if room <= 0 {
-                await capacitySignal.wait(timeout: .milliseconds(100))
-                continue
-            }
-            let take = min(room, configuration.batchSize)
+            // The VIP lane has a budget of its own: standard work filling the pipeline never
+            // keeps a VIP message waiting to be taken.
+            let (room, vipRoom) = state.withLock { ($0.pipeline.taken - $0.pipeline.takenVIP, $0.pipeline.takenVIP) }
+            let standardRoom = capacity - room
             var records: [ConsumerRecord] = []
-            if let priority, priorityStreak < configuration.starvationGuard {
-                records = try await priority.poll(maxRecords: take, maxWait: .zero)
+            if let priority, priorityStreak < configuration.starvationGuard || standardRoom <= 0, capacity - vipRoom > 0 {
+                records = try await priority.poll(maxRecords: min(capacity - vipRoom, configuration.batchSize), maxWait: .zero)
             }
             if records.isEmpty {
                 priorityStreak = 0
+                guard standardRoom > 0 else {
+                    await capacitySignal.wait(timeout: priority == nil ? .milliseconds(100) : .milliseconds(2))
+                    continue
+                }
                 let idle = state.withLock { $0.pipeline.taken == 0 }
-                records = try await standard.poll(maxRecords: take, maxWait: priority == nil || idle ? .milliseconds(20) : .zero)
+                records = try await standard.poll(maxRecords: min(standardRoom, configuration.batchSize), maxWait: priority == nil || idle ? .milliseconds(20) : .zero)
                 if records.isEmpty && priority != nil && !idle {
                     await capacitySignal.wait(timeout: .milliseconds(2))
                 }

@@ -144,6 +144,21 @@ import Testing
         #expect(inLine.takeFinished(max: 10).map(\.message.record.offset) == [0, 1, 2, 3, 4], "in line: consumption order")
     }
 
+    @Test func vipMessagesAreCountedApartUntilFlushedOrHandedBack() {
+        var pipeline = Pipeline(concurrency: 1, timeoutSeconds: 10)
+        let first = pipeline.receive(message("v-1", offset: 0, vip: true), known: nil, now: t0)
+        _ = pipeline.receive(message("s-1", offset: 1), known: nil, now: t0)
+        _ = pipeline.receive(message("v-2", offset: 2, vip: true), known: nil, now: t0)
+        #expect(pipeline.taken == 3 && pipeline.takenVIP == 2)
+        let next = pipeline.attemptEnded(first[0].token, outcome: .work("v-1"), now: t0)
+        pipeline.flushed(pipeline.takeFinished(max: 10))
+        #expect(pipeline.taken == 2 && pipeline.takenVIP == 1, "a flushed VIP message leaves the VIP budget")
+        #expect(next.map(\.message.orderID) == ["v-2"])
+        _ = pipeline.stop()
+        _ = pipeline.attemptEnded(next[0].token, outcome: .work("x"), handedBack: true, now: t0)
+        #expect(pipeline.taken == 0 && pipeline.takenVIP == 0, "handed back: nothing left in either budget")
+    }
+
     @Test func theFIFOKeepsOrderAcrossCompaction() {
         var fifo = FIFO<Int>()
         var out: [Int] = []
