@@ -36,27 +36,6 @@ import Testing
         #expect(c.undoOrder(forFailureAt: .payment) == [.payment])
     }
 
-    @Test(arguments: [
-        ("steps:\n  payment:\n    undo: [notification]\n", "line 3", "notification"),
-        ("steps:\n  payment:\n    undo: [refund]\n", "line 3", "refund"),
-        ("steps:\n  payment:\n    undo: [payment, payment]\n", "line 3", "twice"),
-        ("steps:\n  payment:\n    undo: payment\n", "line 3", "steps.payment.undo"),
-        ("steps:\n  payment:\n    compensate_on: OutOfStock\n", "line 3", "steps.payment.compensate_on"),
-        ("compensation:\n  compensate_on: [States.ALL]\n", "line 2", "compensate_on"),
-        ("compensation:\n  undo: [payment]\n", "line 2", "undo"),
-    ])
-    func badValuesNameTheKeyAndTheLine(yaml: String, line: String, key: String) {
-        do {
-            _ = try SagaConfiguration.parse(yaml, source: "test.yaml")
-            Issue.record("accepted \(yaml)")
-        } catch let error as ConfigurationError {
-            #expect(error.message.contains("test.yaml:\(line.dropFirst(5))"), "\(error.message)")
-            #expect(error.message.contains(key), "\(error.message)")
-        } catch {
-            Issue.record("unexpected error \(error)")
-        }
-    }
-
     @Test func theDefaultExplanationIsWordForWordWhatItWas() {
         let text = PolicyExplanation(configuration: SagaConfiguration()).text()
         #expect(text.contains("  - The order is then compensated: refund (payment), newest effect first; undoing something that never happened is a no-op."))

@@ -48,6 +48,14 @@ import Testing
         ("vip:\n  amount_threshold: -5\n", "line 2", "vip.amount_threshold"),
         ("steps:\n  payment:\n    on_exhausted: retry-forever\n", "line 3", "on_exhausted"),
         ("workers: [1, 2]\n", "line 1", "workers"),
+        // compensate_on and undo (bad values, and keys the compensation's policy does not take).
+        ("steps:\n  payment:\n    undo: [notification]\n", "line 3", "notification"),
+        ("steps:\n  payment:\n    undo: [refund]\n", "line 3", "refund"),
+        ("steps:\n  payment:\n    undo: [payment, payment]\n", "line 3", "twice"),
+        ("steps:\n  payment:\n    undo: payment\n", "line 3", "steps.payment.undo"),
+        ("steps:\n  payment:\n    compensate_on: OutOfStock\n", "line 3", "steps.payment.compensate_on"),
+        ("compensation:\n  compensate_on: [States.ALL]\n", "line 2", "compensate_on"),
+        ("compensation:\n  undo: [payment]\n", "line 2", "undo"),
     ])
     func errorsNameTheKeyAndTheLine(yaml: String, line: String, key: String) {
         do {
