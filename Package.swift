@@ -219,7 +219,7 @@ let package = Package(
         .testTarget(name: "BrokerTests", dependencies: ["Messaging", "Broker", "KafkaClient", "TestSupport"]),
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
         .testTarget(name: "AlertingTests", dependencies: ["Alerting", "FulfillmentMetrics", "SagaDomain"]),
-        .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain"]),
+        .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain", "TestSupport"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built

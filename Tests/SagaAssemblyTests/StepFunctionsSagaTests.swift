@@ -7,9 +7,9 @@ import Testing
 /// are fixed in the imported YAML the saga runs 2,000 orders with the default faults and the
 /// conservation check holds.
 @Suite struct StepFunctionsSagaTests {
-    /// The ASL definition in the first answer of ../shared/reference/step-functions-questions.txt.
-    static func seedDefinition() throws -> String {
-        let questions = SagaHarness.repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared/reference/step-functions-questions.txt")
+    /// The ASL definition in the first answer of shared/reference/step-functions-questions.txt.
+    static func questionsFileDefinition(_ reference: URL) throws -> String {
+        let questions = reference.appendingPathComponent("step-functions-questions.txt")
         let text = try String(contentsOf: questions, encoding: .utf8)
         guard let start = text.range(of: "```json "), let end = text.range(of: " ```", range: start.upperBound..<text.endIndex) else {
             throw TestSupportError("no ASL definition in \(questions.path)")
@@ -17,10 +17,19 @@ import Testing
         return String(text[start.upperBound..<end.lowerBound])
     }
 
+    /// The seed the tests import is the one in the questions file, to the last field.
+    @Test(.enabled(if: SharedReference.folder != nil, Comment(rawValue: SharedReference.missing)))
+    func theSeedIsTheQuestionsFilesDefinition() throws {
+        let fromFile = try Self.questionsFileDefinition(try #require(SharedReference.folder))
+        let file = try JSONSerialization.jsonObject(with: Data(fromFile.utf8)) as? NSDictionary
+        let kept = try JSONSerialization.jsonObject(with: Data(SharedReference.seedDefinition.utf8)) as? NSDictionary
+        #expect(file != nil && file == kept)
+    }
+
     @Test func theSeedImportsLintsWithItsGapsIsRefusedAndOnceFixedRunsTwoThousandOrders() throws {
         let directory = TemporaryDirectory("asl-seed")
         let seed = directory.path + "/seed.asl.json"
-        try Self.seedDefinition().write(toFile: seed, atomically: true, encoding: .utf8)
+        try SharedReference.seedDefinition.write(toFile: seed, atomically: true, encoding: .utf8)
         let imported = directory.path + "/imported.yaml"
         let importing = try runFulfillment(["asl", "import", seed, "-o", imported])
         #expect(importing.status == 0, "\(importing.stderr)")

@@ -1,10 +1,11 @@
 import Testing
+import TestSupport
 import SagaDomain
 @testable import StepFunctions
 
 /// The eleven AWS definitions in ../shared/reference/asl: each imports or is refused cleanly
 /// (every reason with its path), and lint finds the gaps SOURCES.md describes for it.
-@Suite struct ReferenceDefinitionTests {
+@Suite(.enabled(if: Reference.available, Comment(rawValue: SharedReference.missing))) struct ReferenceDefinitionTests {
     enum Outcome {
         case imported(ASLDefinition, ASLImportResult)
         case refused(ASLDefinition, ASLImportRefusal)

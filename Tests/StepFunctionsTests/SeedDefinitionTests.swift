@@ -57,8 +57,11 @@ import SagaDomain
         let yaml = imported.yaml
         #expect(yaml.hasPrefix("# Imported from seed.json by `fulfillment asl import`."))
         #expect(try SagaConfiguration.parse(yaml, source: "imported.yaml") == imported.configuration)
-        let travel = try ASLDefinition.parse(try Reference.bytes("order-long-lived-transaction.json"))
-        #expect(Set((0..<5).map { _ in (try? ASLImport().run(travel))?.yaml ?? "" }).count == 1, "the same file every time, notes in order")
+        #expect(Set((0..<5).map { _ in (try? ASLImport().run(definition))?.yaml ?? "" }).count == 1, "the same file every time, notes in order")
+        if Reference.available {
+            let travel = try ASLDefinition.parse(try Reference.bytes("order-long-lived-transaction.json"))
+            #expect(Set((0..<5).map { _ in (try? ASLImport().run(travel))?.yaml ?? "" }).count == 1, "the same file every time, notes in order")
+        }
     }
 
     @Test func lintFindsTheGapsTheIssueNames() {
