@@ -8,13 +8,18 @@ import Testing
 
 /// `fulfillment run` as a real child process, killed with SIGKILL mid-way and restarted.
 @Suite(.serialized) struct CrashRecoveryTests {
-    static func launch(_ arguments: [String], stdout: String) throws -> Process {
+    static func launch(_ arguments: [String], stdout: String, stderr: String? = nil) throws -> Process {
         _ = FileManager.default.createFile(atPath: stdout, contents: nil)
         let process = Process()
         process.executableURL = try fulfillmentExecutable()
         process.arguments = arguments
         process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdout))
-        process.standardError = FileHandle.nullDevice
+        if let stderr {
+            _ = FileManager.default.createFile(atPath: stderr, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderr))
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
     }

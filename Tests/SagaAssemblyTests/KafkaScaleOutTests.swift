@@ -15,8 +15,8 @@ import Testing
         var running: [Process] = []
         deinit { stopAll() }
 
-        func launch(_ arguments: [String], log: String) throws -> Process {
-            let process = try CrashRecoveryTests.launch(arguments, stdout: log)
+        func launch(_ arguments: [String], log: String, stderr: String? = nil) throws -> Process {
+            let process = try CrashRecoveryTests.launch(arguments, stdout: log, stderr: stderr)
             running.append(process)
             return process
         }
@@ -74,6 +74,40 @@ import Testing
         }.joined(separator: "; ")
     }
 
+    /// The dispatcher process's console and API on a Kafka deployment: the page, its live
+    /// stream with the open orders per step, an order's history, the dead letters.
+    static func expectConsoleServed(log: String, stores: String) async throws {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        let marker = try #require(text.range(of: "HTTP on http://127.0.0.1:"), "the dispatcher reports its listener: \(text.suffix(2000))")
+        let port = try #require(Int(text[marker.upperBound...].prefix { $0.isNumber }))
+        let client = OperatorClient(port: port)
+        let page = try await client.get("/")
+        #expect(page.status == 200 && page.text.contains("console.js"))
+        #expect(try await client.get("/console.js").status == 200)
+        #expect(try await client.get("/readyz").status == 200)
+        let store = try DispatcherStore(location: stores, readOnly: true)
+        let id = try #require(try store.connection.query("SELECT order_id FROM orders LIMIT 1") { $0.text(0) }.first)
+        let order = try await client.get("/api/orders/" + id)
+        #expect(order.status == 200 && order.json["history"] is [Any], "\(order.text)")
+        #expect(try await client.get("/api/dlq").status == 200)
+        #expect(try await client.get("/api/graph").json["nodes"] is [Any])
+        // One frame of the graph page's stream: every step with its figures.
+        // (curl: swift-corelibs-foundation's URLSession has no streaming bytes API.)
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        curl.arguments = ["-sN", "--max-time", "4", "http://127.0.0.1:\(port)/api/events?view=graph"]
+        let output = Pipe()
+        curl.standardOutput = output
+        try curl.run()
+        let streamed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        curl.waitUntilExit()
+        let line = try #require(streamed.split(separator: "\n").first { $0.hasPrefix("data: ") }, "no event in \(streamed.prefix(500))")
+        let frame = (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any]) ?? [:]
+        let steps = try #require(frame["steps"] as? [String: [String: Any]], "\(frame)")
+        #expect(Set(steps.keys) == ["payment", "inventory", "shipping", "notification", "compensation"])
+        #expect(steps.values.allSatisfy { $0["in_flight"] is Int })
+    }
+
     @Test func separateProcessesFinishEveryOrderWhenAPaymentInstanceIsKilled() async throws {
         let temporary = TemporaryDirectory("saga-kafka")
         let directory = temporary.path
@@ -91,7 +125,8 @@ import Testing
         produce.waitUntilExit()
         #expect(produce.terminationStatus == 0)
 
-        _ = try processes.launch(["dispatcher"] + common, log: directory + "/dispatcher.out")
+        // The dispatcher serves the operator side too: the API and the console, over its store.
+        _ = try processes.launch(["dispatcher", "--http", "127.0.0.1:0"] + common, log: directory + "/dispatcher.out", stderr: directory + "/dispatcher.err")
         try await Task.sleep(for: .seconds(2))
         let doomed = try processes.launch(["worker", "payment"] + common, log: directory + "/payment-1.out")
         _ = try processes.launch(["worker", "payment"] + common, log: directory + "/payment-2.out")
@@ -111,6 +146,7 @@ import Testing
         let deadline = ContinuousClock.now + .seconds(180)
         while Self.terminalCount(stores) < Int64(orders), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(250)) }
         #expect(Self.terminalCount(stores) == Int64(orders), "every order ends after the kill")
+        try await Self.expectConsoleServed(log: directory + "/dispatcher.err", stores: stores)
         processes.stopAll()
 
         let report = try ConservationCheck(location: stores).run()
