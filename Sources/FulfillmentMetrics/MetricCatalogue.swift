@@ -101,11 +101,14 @@ public enum MetricCatalogue {
         help: "Kafka protocol requests answered, by API and error code (NONE when it succeeded).", labels: ["api", "error_code"])
     public static let wireConnections = MetricDefinition(
         name: "fulfillment_wire_connections", kind: .gauge, help: "Open Kafka protocol connections.", labels: [])
+    public static let wireRefusals = MetricDefinition(
+        name: "fulfillment_wire_refused_total", kind: .counter,
+        help: "Kafka protocol connections refused or cut off by a listener limit, by reason.", labels: ["reason"])
 
     public static let all: [MetricDefinition] = [
         ordersTotal, orderDuration, rejections, compensationsStarted, ordersInFlight, firstAcceptedTimestamp, lastCompletedTimestamp,
         manualReviewAlerts, stuckOrdersRecovered, stepAttempts, stepDuration, duplicates, retries, deadLetters, compensations, deadLettersPending,
-        topicRecords, consumerLag, appendedRecords, appendedBytes, fsyncDuration, wireRequests, wireConnections,
+        topicRecords, consumerLag, appendedRecords, appendedBytes, fsyncDuration, wireRequests, wireConnections, wireRefusals,
     ]
 
     private static let byName: [String: MetricDefinition] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

@@ -104,10 +104,13 @@ public final class WireMetrics: Sendable {
     /// `[api, error_code]`.
     public let requests: HandleFamily<Counter>
     public let connections: Gauge
+    /// `[reason]`: connections a listener limit refused or cut off.
+    public let refusals: HandleFamily<Counter>
 
     public init(handles: MetricHandles) {
         requests = HandleFamily { handles.counter(MetricCatalogue.wireRequests, $0) }
         connections = handles.gauge(MetricCatalogue.wireConnections)
+        refusals = HandleFamily { handles.counter(MetricCatalogue.wireRefusals, $0) }
     }
 
     public static let disabled = WireMetrics(handles: .disabled)

@@ -16,6 +16,10 @@ struct WireError: Error, CustomStringConvertible {
         static let unsupported = Code(name: "unsupported")
         /// The frame is bigger than the door accepts.
         static let tooLarge = Code(name: "too_large")
+        /// A frame's bytes stopped arriving before it was whole (`ListenerLimits.frameDeadline`).
+        static let deadline = Code(name: "frame_deadline")
+        /// Nothing was sent or received for `ListenerLimits.idleTimeout`.
+        static let idle = Code(name: "idle_timeout")
     }
 
     var code: Code

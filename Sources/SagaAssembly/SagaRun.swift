@@ -32,6 +32,7 @@ public struct SagaRun: Sendable {
         /// Also serve the data directory over the Kafka protocol here (host, port).
         public var listenHost: String?
         public var listenPort: Int = 9092
+        public var listenLimits = ListenerLimits()
         /// The operator side: `--http`, the admin token, the alert webhook.
         public var operatorOptions = OperatorOptions()
 
@@ -112,7 +113,7 @@ public struct SagaRun: Sendable {
             var wire = WireRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
             let listener = WireListener(
-                broker: broker, host: host, port: options.listenPort, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+                broker: broker, host: host, port: options.listenPort, limits: options.listenLimits, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
             services.append(WireListenerService(listener) { bound in notice("Kafka protocol on \(host):\(bound)") })
         }
         let adminToken = try operatorSide.adminToken(announce: notice)

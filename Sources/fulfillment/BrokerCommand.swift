@@ -28,16 +28,19 @@ struct BrokerCommand: AsyncParsableCommand {
     @Option(help: "HOST:PORT clients are told to connect to (default: the --listen address); set it when listening on 0.0.0.0 or behind NAT.")
     var advertise: String?
     @Option(help: "Broker durability: always, batch, interval:MS, never.") var fsync: FsyncPolicy = .batch
-    @Option(help: "Largest request accepted, in bytes; bigger ones close the connection.") var maxRequestBytes = 100 << 20
     @Option(help: ArgumentHelp(
         "Under --fsync batch, milliseconds the group commit pauses between rounds to gather more appends.",
         discussion: "Fewer fsyncs under a steady stream of produce requests, each acknowledgement up to this much later; 0 syncs as soon as anything is pending."))
     var groupCommitSpacingMs = 2
     @Option(help: "Create a topic with this many partitions when a client's Metadata request names one that does not exist (off by default).")
     var autoCreateTopics: Int?
+    @OptionGroup(title: "Limits per client") var limits: ListenerLimitOptions
     @OptionGroup var http: HTTPOptions
 
-    func validate() throws { _ = try http.address(default: "off") }
+    func validate() throws {
+        _ = try http.address(default: "off")
+        _ = try limits.limits()
+    }
 
     func run() async throws {
         try await reportingFailures {
@@ -64,7 +67,7 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             let listener = WireListener(
                 broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
-                maxRequestBytes: maxRequestBytes, options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+                limits: try limits.limits(), options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
             let service = WireListenerService(listener) { bound in
                 writeStderr("Kafka protocol on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
             }

@@ -28,6 +28,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Handlers per worker running at once (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
     @Option(help: "Also serve the data directory over the Kafka protocol on HOST:PORT (e.g. 127.0.0.1:9092), so kcat can watch the saga.") var listen: String?
+    @OptionGroup(title: "Limits per Kafka client (with --listen)") var listenerLimits: ListenerLimitOptions
     @OptionGroup var http: HTTPOptions
     @OptionGroup var admin: AdminOptions
     @OptionGroup var lint: LintGate
@@ -40,6 +41,7 @@ struct RunCommand: AsyncParsableCommand {
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
         if let concurrency, concurrency <= 0 { throw ValidationError("--concurrency must be positive") }
         _ = try http.address(default: Self.defaultHTTP)
+        _ = try listenerLimits.limits()
     }
 
     static let defaultHTTP = "127.0.0.1:8080"
@@ -63,6 +65,7 @@ struct RunCommand: AsyncParsableCommand {
                 let (host, port) = try parseListenAddress(listen)
                 options.listenHost = host
                 options.listenPort = port
+                options.listenLimits = try listenerLimits.limits()
             }
             if let stock { options.stockFile = try InventoryStore.loadStockFile(stock) }
             options.operatorOptions.http = try http.address(default: Self.defaultHTTP)

@@ -3,6 +3,7 @@ import Broker
 import Dispatcher
 import Foundation
 import KafkaClient
+import KafkaWire
 import Logging
 import Messaging
 import OperatorHTTP
@@ -181,5 +182,40 @@ struct AdminOptions: ParsableArguments {
             }
             options.alertWebhook = url
         }
+    }
+}
+
+/// The limits of a Kafka protocol listener (`broker`, `run --listen`): what one client may hold.
+struct ListenerLimitOptions: ParsableArguments {
+    @Option(help: "Open Kafka connections at most, all clients together; more are closed at once.")
+    var maxConnections = ListenerLimits().maxConnections
+    @Option(help: "Open Kafka connections at most from one client address.")
+    var maxConnectionsPerAddress = ListenerLimits().maxConnectionsPerAddress
+    @Option(help: ArgumentHelp(
+        "Largest request frame accepted, in bytes; a bigger one closes the connection.",
+        discussion: "A produce batch travels inside one request, so this also caps a batch. Default 16 MiB."))
+    var maxRequestBytes = ListenerLimits().maxFrameBytes
+    @Option(help: "Seconds a request frame may take to arrive once its first byte has (cuts off a byte-a-second sender).")
+    var requestDeadline: Double = 30
+    @Option(help: "Seconds a connection may send and receive nothing before it is closed (Kafka's connections.max.idle.ms is 540 s too).")
+    var idleTimeout: Double = 540
+    @Option(help: "Requests one connection may have unanswered; past it the listener stops reading that connection until an answer goes out.")
+    var maxInFlight = ListenerLimits().maxInFlightRequests
+
+    func limits() throws -> ListenerLimits {
+        var limits = ListenerLimits()
+        limits.maxConnections = maxConnections
+        limits.maxConnectionsPerAddress = maxConnectionsPerAddress
+        limits.maxFrameBytes = maxRequestBytes
+        guard requestDeadline > 0, requestDeadline <= 86_400 else {
+            throw ValidationError("--request-deadline must be between 0 and 86400 seconds, got \(requestDeadline)")
+        }
+        guard idleTimeout > 0, idleTimeout <= 604_800 else {
+            throw ValidationError("--idle-timeout must be between 0 and 604800 seconds (a week), got \(idleTimeout)")
+        }
+        limits.frameDeadline = .milliseconds(Int64((requestDeadline * 1000).rounded(.up)))
+        limits.idleTimeout = .milliseconds(Int64((idleTimeout * 1000).rounded(.up)))
+        if let problem = limits.problem() { throw ValidationError(problem) }
+        return limits
     }
 }

@@ -83,4 +83,33 @@ import TestSupport
         let (committedStatus, committedOutput) = try await Self.python("restart_client.py", ["committed", bootstrap, "restart", "g-restart"])
         #expect(committedStatus == 0, "\(committedOutput)")
     }
+
+    /// The listener's limits against hostile clients (Clients/listener_limits_suite.py): 2,000
+    /// connections at once from one address leave the broker serving kcat from another and
+    /// write one log line; a byte-a-second sender is cut off at the request deadline while
+    /// whole requests a second apart are not; an idle connection is closed; an oversized frame
+    /// closes its connection; 50 pipelined requests past the in-flight cap are all answered.
+    @Test func listenerLimitsHoldAgainstAFloodASlowSenderAndIdleClients() async throws {
+        let temporary = TemporaryDirectory("py-limits")
+        let dir = temporary.path
+        try FileManager.default.createDirectory(atPath: dir + "/data", withIntermediateDirectories: true)
+        let log = dir + "/broker.log"
+        let (broker, port) = try await launchBroker(
+            dataDirectory: dir + "/data", log: log,
+            extra: [
+                "--request-deadline", "2", "--idle-timeout", "6", "--max-request-bytes", "16384", "--max-in-flight", "2",
+                "--auto-create-topics", "1", "--http", "127.0.0.1:0",
+            ])
+        defer { Self.stop(broker) }
+        var http: Substring?
+        for _ in 0..<100 where http == nil {
+            let text = try String(contentsOfFile: log, encoding: .utf8)
+            http = text.range(of: "HTTP on http://127.0.0.1:").map { text[$0.upperBound...].prefix { $0.isNumber } }
+            if http == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let metricsPort = try #require(http, "the broker did not say where its HTTP listener is")
+        let (status, output) = try await Self.python("listener_limits_suite.py", ["\(port)", log, "http://127.0.0.1:\(metricsPort)/metrics"])
+        #expect(status == 0, "listener_limits_suite.py failed:\n\(output)\nbroker log:\n\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(output.hasSuffix("OK\n"), "\(output)")
+    }
 }
