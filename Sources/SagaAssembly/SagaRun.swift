@@ -136,12 +136,23 @@ public struct SagaRun: Sendable {
             if generator != nil || drainTarget != nil {
                 tasks.addTask {
                     var lastReport = ContinuousClock.now
+                    var storeDown = false
                     while true {
                         try await Task.sleep(for: .milliseconds(250))
                         // Stopped by SIGINT/SIGTERM before the orders finished: report what there is.
                         if marks.servicesEnded.load(ordering: .acquiring) { return }
                         let store = dispatcherStore
-                        let counts = try await BlockingIO.run { try scope.counts(store) }
+                        let counts: OrderScope.Counts
+                        do {
+                            counts = try await BlockingIO.run { try scope.counts(store) }
+                            if storeDown { notice("the dispatcher's store answers again") }
+                            storeDown = false
+                        } catch let error as StoreError where error.code == .unreachable {
+                            // A restarting database server: the workers retry their batches; wait with them.
+                            if !storeDown { notice("waiting for the dispatcher's store: \(error.message)") }
+                            storeDown = true
+                            continue
+                        }
                         let elapsed = Self.seconds(ContinuousClock.now - start)
                         if ContinuousClock.now - lastReport >= .seconds(1) {
                             lastReport = ContinuousClock.now

@@ -21,7 +21,11 @@ final class PostgresSession {
         // lock_timeout mirrors SQLite's busy_timeout: a writer never waits forever.
         var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET search_path TO \"\(schema)\";"
         if readOnly { setup += " SET default_transaction_read_only = on;" }
-        if synchronous.uppercased() != "FULL" { setup += " SET synchronous_commit = off;" }
+        // `synchronous` is SQLite's notion (NORMAL: durable across a crash of our process).
+        // PostgreSQL has no middle ground: with synchronous_commit off, a crash of the *server*
+        // forgets commits it confirmed (the chaos harness's server restarts lost gateway
+        // charges that way), so every store here commits synchronously.
+        _ = synchronous
         self.setup = setup
         // FNV-1a of the schema name: a stable advisory-lock key per store.
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
