@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps python-deps build release demo test fuzz bench-broker bench-saga bench-kafka-producer bench-wire clean
+.PHONY: deps python-deps build release demo test chaos fuzz bench-broker bench-saga bench-kafka-producer bench-wire clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
@@ -73,7 +73,14 @@ test: deps python-deps
 	@url=$$(./scripts/test-postgres.sh start) && trap './scripts/test-postgres.sh stop' EXIT && \
 		echo "PostgreSQL for the store tests: $$url" && \
 		FULFILLMENT_TEST_POSTGRES=$$url timeout 45m $(SWIFT) test --skip-build --no-parallel
+	timeout 15m python3 scripts/chaos.py --quick --binary .build/debug/fulfillment
 	FUZZ_SECONDS=60 ./scripts/fuzz.sh
+
+# The saga and its broker under injected faults, every scenario at full size (scripts/chaos.py:
+# 100,000 orders through 20 SIGKILLs, torn segment tails after kills, ...). One line per
+# scenario with its seed; `scripts/chaos.py --scenario NAME --seed N` replays a failure.
+chaos: release python-deps
+	python3 scripts/chaos.py --binary .build/release/fulfillment
 
 # libFuzzer on the order validator and the wire-protocol request handler (Fuzz/), with
 # AddressSanitizer: 10 minutes each here (FUZZ_SECONDS=… for another bound), 60 s each in

@@ -111,11 +111,22 @@ struct KafkaMockCommand: AsyncParsableCommand {
         abstract: "Serve librdkafka's mock Kafka cluster on loopback, with the saga's topics (for trying and testing scale-out without Kafka).",
         discussion: """
             Prints the bootstrap servers as the first line on stdout, then serves until SIGINT/SIGTERM. The mock speaks the real Kafka protocol (producers, consumer groups, commits) but keeps everything in memory and has no CreateTopics: the saga's topics from --config are made here.
+
+            With --inject-faults N it also misbehaves as a real cluster does, N times on a schedule fixed by --fault-seed: a broker off the network for up to 2 s, or the next Produce, Fetch or OffsetCommit requests answered with NOT_LEADER_OR_FOLLOWER, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS or NOT_COORDINATOR. Each fault is one line on stderr; "faults done" follows the last.
             """)
 
     @Option(help: "Mock brokers.") var brokerCount = 3
     @OptionGroup var settings: ConfigOptions
     @Option(help: "Extra topics to create, NAME:PARTITIONS (repeatable).") var topic: [String] = []
+    @Option(help: "Inject this many broker faults, then serve cleanly (0: none).") var injectFaults = 0
+    @Option(help: "Seed of the fault schedule (the same seed, the same faults in the same order).") var faultSeed: UInt64 = 1
+    @Option(help: "Milliseconds between faults, on average.") var faultIntervalMs = 2_000
+
+    func validate() throws {
+        guard (1...16).contains(brokerCount) else { throw ValidationError("--broker-count must be 1-16") }
+        guard injectFaults >= 0 else { throw ValidationError("--inject-faults must be 0 or more") }
+        guard (10...600_000).contains(faultIntervalMs) else { throw ValidationError("--fault-interval-ms must be 10-600000") }
+    }
 
     func run() async throws {
         try await reportingFailures {
@@ -132,11 +143,35 @@ struct KafkaMockCommand: AsyncParsableCommand {
             }
             FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
             writeStderr("mock Kafka cluster with \(brokerCount) brokers on \(cluster.bootstrapServers); stop with Ctrl-C")
+            var services: [any Service] = [ServedUntilShutdown()]
+            if injectFaults > 0 {
+                let schedule = MockClusterFaultSchedule(
+                    seed: faultSeed, brokers: brokerCount, count: injectFaults, interval: .milliseconds(faultIntervalMs))
+                services.append(MockFaultInjector(cluster: cluster, schedule: schedule))
+            }
             let group = ServiceGroup(configuration: .init(
-                services: [.init(service: ServedUntilShutdown())], gracefulShutdownSignals: [.sigterm, .sigint], logger: quietLogger("kafka-mock")))
+                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: quietLogger("kafka-mock")))
             try await group.run()
             withExtendedLifetime(cluster) {}
         }
+    }
+}
+
+/// Applies a fault schedule to the mock cluster, one line on stderr per fault, then idles.
+struct MockFaultInjector: Service {
+    let cluster: KafkaMockCluster
+    let schedule: MockClusterFaultSchedule
+
+    func run() async throws {
+        var number = 0
+        for step in schedule {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: step.after) }
+            number += 1
+            writeStderr("fault \(number): \(step.fault)")
+            try await cluster.inject(step.fault)
+        }
+        writeStderr("faults done: \(number)")
+        try? await gracefulShutdown()
     }
 }
 
