@@ -337,16 +337,21 @@ public final class EmbeddedBroker: MessageBroker {
     public func makeEmbeddedConsumer(group: String, topics: [String], configuration: ConsumerConfiguration) async throws -> EmbeddedGroupConsumer {
         guard !group.isEmpty else { throw BrokerError(.invalidConfiguration, "a consumer group needs a name") }
         let memberID = "\(configuration.clientID)-\(memberCounter.add(1, ordering: .relaxed).newValue)-\(UInt32.random(in: 0...UInt32.max))"
+        try groupJoin(group: group, memberID: memberID, topics: topics, sessionTimeout: configuration.sessionTimeout)
+        return EmbeddedGroupConsumer(broker: self, group: group, memberID: memberID, topics: topics, configuration: configuration)
+    }
+
+    /// Adds a member to a group (creating the group), or takes back one the group expelled.
+    func groupJoin(group: String, memberID: String, topics: [String], sessionTimeout: Duration) throws {
         let wake = try registry.withLock { (registry) -> [Waiter] in
             try checkOpen(registry)
-            var entry = registry.groups[group] ?? Group(state: ConsumerGroupState(sessionTimeout: configuration.sessionTimeout))
+            var entry = registry.groups[group] ?? Group(state: ConsumerGroupState(sessionTimeout: sessionTimeout))
             entry.state.join(memberID: memberID, topics: Set(topics), now: .now)
             let waiters = Array(entry.waiters.values)
             registry.groups[group] = entry
             return waiters
         }
         for waiter in wake { waiter.signal() }
-        return EmbeddedGroupConsumer(broker: self, group: group, memberID: memberID, topics: topics, configuration: configuration)
     }
 
     func groupSync(group: String, memberID: String) throws -> ConsumerGroupState.SyncResult {

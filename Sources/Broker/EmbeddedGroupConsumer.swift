@@ -67,7 +67,22 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
 
     /// Applies what the group coordinator decided since the last poll.
     private func rebalance() async throws {
-        let sync = try broker.groupSync(group: group, memberID: memberID)
+        let sync: ConsumerGroupState.SyncResult
+        do {
+            sync = try broker.groupSync(group: group, memberID: memberID)
+        } catch let error as BrokerError where error.code == .unknownMember {
+            // Expelled after a silence past the session timeout (a handler or a store stalled
+            // that long): as Kafka clients do, give up what it held without committing (its
+            // new owners resume from the last commit) and join again.
+            state.withLock { state in
+                state.paused.subtract(state.owned)
+                state.owned = []
+                state.positions = [:]
+                state.logs = [:]
+            }
+            try broker.groupJoin(group: group, memberID: memberID, topics: topics, sessionTimeout: configuration.sessionTimeout)
+            sync = try broker.groupSync(group: group, memberID: memberID)
+        }
         if !sync.revoke.isEmpty {
             await configuration.onRevoke?(sync.revoke)
             state.withLock { state in
