@@ -483,10 +483,24 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             return nil
         }
         for i in suspects {
-            switch await applyAlone(items[i]) {
-            case .success(let result): applied[i] = .result(result)
-            case .failure(let error):
-                applied[i] = .poison(reason: "its store transaction kept failing alone while the rest of its batch went through (\(configuration.group)): \(error)")
+            var waited = false
+            while applied[i] == nil {
+                switch await applyAlone(items[i]) {
+                case .success(let result): applied[i] = .result(result)
+                case .failure(let error as StoreError) where error.code.isRetriable:
+                    // A full disk, an I/O error, a server away: the store's trouble, not the
+                    // message's (the others got through only while there was room). Wait for it.
+                    if !waited {
+                        logger.error("the store is failing, not the message: retrying it until the store recovers", metadata: [
+                            "order.id": "\(items[i].message.orderID)", "error.message": "\(error)",
+                        ])
+                        waited = true
+                    }
+                    if state.withLock({ $0.pipeline.isStopping }) { return nil }
+                    try? await Task.sleep(for: .seconds(1))
+                case .failure(let error):
+                    applied[i] = .poison(reason: "its store transaction kept failing alone while the rest of its batch went through (\(configuration.group)): \(error)")
+                }
             }
         }
         return applied.map { $0! }

@@ -68,6 +68,11 @@ final class PostgresSession {
         let state = String(cString: field)
         if state.hasPrefix("23") { return .constraint }
         if state.hasPrefix("40") || state == "55P03" { return .busy }
+        // 53: insufficient resources (53100 disk full); 58: system or I/O error; 57P0x: the
+        // server is shutting down or restarting; 08: the connection broke.
+        if state.hasPrefix("53") { return .storageFull }
+        if state.hasPrefix("58") { return .storageFailed }
+        if state.hasPrefix("57P") || state.hasPrefix("08") { return .unreachable }
         return .statementFailed
     }
 

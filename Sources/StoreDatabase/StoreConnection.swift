@@ -38,6 +38,10 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         public static let constraint = Code(name: "constraint")
         /// Any other failed statement.
         public static let statementFailed = Code(name: "statement_failed")
+        /// The disk (or the server's) is full: writes fail until space is freed.
+        public static let storageFull = Code(name: "storage_full", isRetriable: true)
+        /// The storage under the database failed (an I/O error, a file system gone read-only).
+        public static let storageFailed = Code(name: "storage_failed", isRetriable: true)
     }
 
     public var code: Code
@@ -58,6 +62,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
         case SQLITE_BUSY, SQLITE_LOCKED: .busy
         case SQLITE_CONSTRAINT: .constraint
         case SQLITE_CANTOPEN, SQLITE_NOTADB, SQLITE_PERM: .cannotOpen
+        case SQLITE_FULL: .storageFull
+        case SQLITE_IOERR, SQLITE_READONLY: .storageFailed
         default: .statementFailed
         }
     }

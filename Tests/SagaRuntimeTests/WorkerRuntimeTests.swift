@@ -4,6 +4,7 @@ import Logging
 import Messaging
 import SagaDomain
 @testable import SagaRuntime
+import StoreDatabase
 import Synchronization
 import TestSupport
 import Testing
@@ -11,15 +12,19 @@ import Testing
 /// The one consume -> handle -> publish -> commit loop on the real embedded broker, with
 /// handlers whose store transaction fails on purpose.
 @Suite struct WorkerRuntimeTests {
-    /// A store whose transaction throws for some orders, or for everything a number of times.
+    /// A store whose transaction throws for some orders, or for everything a number of times,
+    /// or that fills up: past `room` records it refuses as a full disk does, for `fullFor`
+    /// from its first refusal (then the operator has freed space).
     final class FailingStore: Sendable {
         let poisonOrders: Set<String>
         private let failuresLeft: Mutex<Int>
         private let appliedBatches = Mutex<[[ConsumerRecord]]>([])
+        private let disk: Mutex<(room: Int, fullFor: Duration, freedAt: ContinuousClock.Instant?)>
 
-        init(poisonOrders: Set<String> = [], failEverything times: Int = 0) {
+        init(poisonOrders: Set<String> = [], failEverything times: Int = 0, room: Int = .max, fullFor: Duration = .zero) {
             self.poisonOrders = poisonOrders
             failuresLeft = Mutex(times)
+            disk = Mutex((room, fullFor, nil))
         }
 
         struct Refused: Error {}
@@ -30,6 +35,16 @@ import Testing
                     left -= 1
                     throw Refused()
                 }
+            }
+            try disk.withLock { disk in
+                let now = ContinuousClock.now
+                if let freedAt = disk.freedAt, now >= freedAt { disk.room = .max }
+                guard records.count > disk.room else {
+                    disk.room -= records.count
+                    return
+                }
+                if disk.freedAt == nil { disk.freedAt = now + disk.fullFor }
+                throw StoreError(.storageFull, "database or disk is full")
             }
             if records.contains(where: { poisonOrders.contains($0.keyString ?? "") }) { throw Refused() }
             appliedBatches.withLock { $0.append(records) }
@@ -117,6 +132,22 @@ import Testing
         }
         defer { broker.shutdown() }
         #expect(try await broker.listTopics().contains { $0.name == "in.poison" } == false, "nothing is set aside for the store's fault")
+        #expect(try await Self.count("in.dlt", broker) == 0)
+        #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders))
+    }
+
+    /// A disk that fills mid-batch lets the first messages through alone and refuses the rest:
+    /// they are not poison, and wait for the space instead of being set aside.
+    @Test func aFullDiskIsWaitedOutAndSetsNothingAside() async throws {
+        let orders = (0..<8).map { "o-\($0)" }
+        // Room for 3: the batch is refused, 3 go through alone, the other 5 are refused alone
+        // and again after them; the space comes back only after that.
+        let store = FailingStore(room: 3, fullFor: .seconds(3))
+        let broker = try await run(Handler(store: store, inline: false), orders: orders) { broker in
+            try await Self.count("done", broker) == 8
+        }
+        defer { broker.shutdown() }
+        #expect(try await broker.listTopics().contains { $0.name == "in.poison" } == false, "nothing is set aside for a full disk")
         #expect(try await Self.count("in.dlt", broker) == 0)
         #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders))
     }
