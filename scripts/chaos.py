@@ -16,6 +16,11 @@ Scenarios:
   postgres  `run --drain` with its stores on PostgreSQL, whose server is stopped the way a
             crash stops it (pg_ctl -m immediate) and started again mid-run; the run waits,
             resumes and finishes with nothing lost or doubled.
+  disk      the data directory on a small tmpfs (48 MiB, quick 12 MiB): a Kafka producer writes orders until the
+            disk is full and gets errors; `run --drain` then fills what room is left mid-run
+            and waits; once the space comes back (a remount) it finishes. Every acknowledged
+            order reaches a terminal state, nothing is set aside as poison, `check` is ok.
+            Needs root (mount); elsewhere it says SKIPPED.
   torn      an idempotent confluent-kafka producer writes to `fulfillment broker`, which is
             SIGKILLed mid-run; the last segment of each partition is then cut at a random
             byte past the last acknowledged batch (or given a torn half-batch when nothing
@@ -269,6 +274,113 @@ def postgres_restart(binary, seed, orders, restarts, work, deadline):
         postgres.stop()
 
 
+# MARK: disk: the data directory's file system fills up
+
+def order_json(order_id, rng):
+    items = [{"quantity": rng.randint(1, 3), "sku": "SKU-%d" % rng.randint(1, 50), "unit_price": round(rng.uniform(5, 200), 2)}
+             for _ in range(rng.randint(1, 3))]
+    return json.dumps({
+        "currency": "USD", "customer_id": "c-%s" % order_id, "customer_tier": "standard", "email": "c@example.com", "items": items,
+        "order_id": order_id, "payment": {"method": "card", "token": "tok_visa"},
+        "shipping_address": {"city": "Springfield", "country": "US", "line1": "2 Main St", "name": "Customer", "postal_code": "12345"},
+    }, sort_keys=True)
+
+
+def used_bytes(path):
+    stat = os.statvfs(path)
+    return (stat.f_blocks - stat.f_bfree) * stat.f_frsize
+
+
+def disk(binary, seed, megabytes, work, deadline):
+    from confluent_kafka import Producer
+
+    rng = random.Random(seed)
+    mount = os.path.join(work, "small-disk")
+    os.makedirs(mount)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm" % megabytes, "tmpfs", mount], capture_output=True)
+    if mounted.returncode != 0:
+        return "disk seed=%d SKIPPED: cannot mount a small file system here (%s)" % (seed, mounted.stderr.decode().strip() or "not root"), [], True
+    try:
+        data = os.path.join(mount, "data")
+        problems = []
+        # The saga's topics, then a producer over the Kafka protocol until the disk is full.
+        first = subprocess.run([binary, "produce", "--generate", "20", "--data-dir", data], capture_output=True, timeout=120)
+        if first.returncode != 0:
+            raise ScenarioFailure("the first orders did not fit: %s" % first.stderr.decode()[-500:])
+        log = os.path.join(work, "broker.log")
+        broker = start(binary, ["broker", "--data-dir", data, "--listen", "127.0.0.1:0"], log)
+        acked, refused = set(), []
+        try:
+            bootstrap = "127.0.0.1:%d" % wait_for_port(log, broker)
+            producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                                 "message.timeout.ms": 5000, "linger.ms": 5, "log_level": 0})
+
+            def delivered(error, message):
+                if error is None:
+                    acked.add(message.key().decode())
+                else:
+                    refused.append(error.str())
+
+            sent = 0
+            while not refused and time.monotonic() < deadline:
+                for _ in range(500):
+                    order_id = "o-disk-%d-%d" % (seed, sent)
+                    producer.produce("orders", key=order_id.encode(), value=order_json(order_id, rng).encode(), on_delivery=delivered)
+                    sent += 1
+                producer.flush(30)
+        finally:
+            broker.terminate()
+            broker.wait()
+        if not refused:
+            raise ScenarioFailure("the producer never got an error from a full disk")
+        if "No space left" not in open(log, errors="replace").read() and not any("STORAGE" in r.upper() for r in refused):
+            problems.append("neither the broker log nor the producer's errors say the disk is full: %s" % refused[:1])
+
+        # A little room: `run --drain` starts, then fills the disk mid-way; space comes back later.
+        subprocess.run(["mount", "-o", "remount,size=%dk" % (used_bytes(mount) // 1024 + 6 * 1024), mount], check=True)
+        run_log = os.path.join(work, "run.log")
+        run = start(binary, ["run", "--drain", "--data-dir", data, "--http", "off", "--json"], run_log)
+        full_since = None
+        while run.poll() is None and time.monotonic() < deadline:
+            stat = os.statvfs(mount)
+            if stat.f_bavail * stat.f_frsize < 256 * 1024:
+                full_since = full_since or time.monotonic()
+                if time.monotonic() - full_since > rng.uniform(3, 8):
+                    break
+            time.sleep(0.2)
+        if full_since is None or run.poll() is not None:
+            raise ScenarioFailure("the run did not fill the disk while running (exit %s, see %s)" % (run.poll(), run_log))
+        subprocess.run(["mount", "-o", "remount,size=1g", mount], check=True)
+        while run.poll() is None:
+            if time.monotonic() > deadline:
+                kill(run)
+                raise ScenarioFailure("time limit reached with `run --drain` still going after the space came back")
+            time.sleep(0.5)
+        if run.returncode != 0:
+            raise ScenarioFailure("`run --drain` exited %d after the disk filled and was freed (see %s)" % (run.returncode, run_log))
+        status, check = run_json(binary, ["check", "--data-dir", data, "--json"])
+        if status != 0 or not check.get("ok"):
+            problems.append("check: %s" % "; ".join(str(v) for v in check.get("violations", [])))
+        if check.get("in_flight") != 0:
+            problems.append("%s orders still in flight" % check.get("in_flight"))
+        import sqlite3
+        store = sqlite3.connect("file:%s?mode=ro" % os.path.join(data, "dispatcher.sqlite"), uri=True)
+        states = dict(store.execute("SELECT order_id, state FROM orders WHERE order_id LIKE 'o-disk-%'").fetchall())
+        store.close()
+        missing = [order for order in acked if order not in states]
+        if missing:
+            problems.append("%d acknowledged orders never reached the saga, e.g. %s" % (len(missing), missing[:3]))
+        poisoned = subprocess.run([binary, "topics", "list", "--data-dir", data], capture_output=True).stdout.decode()
+        set_aside = [line for line in poisoned.splitlines() if ".poison" in line and " 0 records" not in line]
+        if set_aside:
+            problems.append("records were set aside as poison for a full disk: %s" % set_aside)
+        line = "disk seed=%d disk_mib=%d acknowledged=%d producer_errors=%d orders_checked=%s violations=%d check=%s" % (
+            seed, megabytes, len(acked), len(refused), check.get("orders_checked"), len(check.get("violations", [])), "ok" if not problems else "FAILED")
+        return line, problems, False
+    finally:
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+
+
 # MARK: torn: a power cut's torn tail on the broker's segments
 
 BATCH_HEADER = 61  # Kafka v2 record batch header bytes
@@ -475,7 +587,7 @@ def verify(Consumer, TopicPartition, bootstrap, topic, partitions, acked, round_
     return problems
 
 
-SCENARIOS = ["embedded", "kafka", "postgres", "torn"]
+SCENARIOS = ["embedded", "kafka", "postgres", "torn", "disk"]
 
 
 def main():
@@ -517,6 +629,7 @@ def main():
         scenario_dir = os.path.join(work, name)
         os.makedirs(scenario_dir)
         started = time.monotonic()
+        skipped = False
         try:
             if name == "embedded":
                 line, problems = embedded(binary, seed, orders, kills, scenario_dir, deadline)
@@ -524,11 +637,13 @@ def main():
                 line, problems = kafka(binary, seed, kafka_orders, kills, broker_faults, scenario_dir, deadline)
             elif name == "postgres":
                 line, problems = postgres_restart(binary, seed, min(orders, 5000), pg_restarts, scenario_dir, deadline)
+            elif name == "disk":
+                line, problems, skipped = disk(binary, seed, 12 if options.quick else 48, scenario_dir, deadline)
             else:
                 line, problems = torn(binary, seed, rounds, scenario_dir, deadline)
         except ScenarioFailure as failure:
             line, problems = "%s seed=%d check=FAILED" % (name, seed), [str(failure)]
-        print("%s elapsed=%.0fs" % (line, time.monotonic() - started), flush=True)
+        print("%s elapsed=%.0fs" % (line, time.monotonic() - started) if not skipped else line, flush=True)
         for problem in problems:
             print("  " + problem, flush=True)
         if problems:
