@@ -19,7 +19,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
     /// Parses one `key=value` pair (the `-X` flag).
     public static func parseProperty(_ text: String) throws -> (String, String) {
         guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
-            throw BrokerError(.invalidConfiguration, "librdkafka property '\(text)' must look like key=value")
+            throw BrokerError(.invalidConfiguration, "librdkafka property '\(looksSecret(text) ? "(hidden: it looks like a secret)" : text)' must look like key=value")
         }
         return (String(text[..<equals]).trimmingCharacters(in: .whitespaces), String(text[text.index(after: equals)...]).trimmingCharacters(in: .whitespaces))
     }
@@ -37,7 +37,7 @@ public struct KafkaConfiguration: Sendable, Hashable {
                 let (key, value) = try parseProperty(line)
                 properties[key] = value
             } catch {
-                throw BrokerError(.invalidConfiguration, "\(path):\(number + 1): expected key=value, found '\(line)'")
+                throw BrokerError(.invalidConfiguration, "\(path):\(number + 1): expected key=value, found '\(looksSecret(line) ? "(hidden: it looks like a secret)" : line)'")
             }
         }
         return properties
@@ -61,8 +61,16 @@ public struct KafkaConfiguration: Sendable, Hashable {
     static func set(_ conf: OpaquePointer, _ key: String, _ value: String) throws {
         var message = [CChar](repeating: 0, count: 512)
         if rd_kafka_conf_set(conf, key, value, &message, message.count) != RD_KAFKA_CONF_OK {
-            throw BrokerError(.invalidConfiguration, "librdkafka property \(key)=\(value): \(KafkaConfiguration.text(message))")
+            throw BrokerError(.invalidConfiguration, "librdkafka property \(key)=\(looksSecret(key) ? "***" : value): \(KafkaConfiguration.text(message))")
         }
+    }
+
+    /// Whether a property (or a line holding one) may carry a secret (sasl.password,
+    /// ssl.key.password, sasl.oauthbearer.client.secret, ssl.keystore.password, …): such values
+    /// are never repeated in an error message.
+    public static func looksSecret(_ text: String) -> Bool {
+        let lower = text.lowercased()
+        return ["password", "secret", "token", "jaas", "ssl.key.pem", "credential"].contains { lower.contains($0) }
     }
 
     /// The text librdkafka wrote into an error buffer.

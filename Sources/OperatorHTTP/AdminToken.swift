@@ -1,8 +1,8 @@
 import Foundation
 
 /// The bearer token that admin writes need (`Authorization: Bearer …`): read from
-/// `--admin-token-file`, or generated at start (then printed once, and written to a file
-/// only its owner can read, for the CLI and the console).
+/// `--admin-token-file`, or generated at start and written to a file only its owner can read
+/// (for the CLI and the console); never printed, so it never lands in a log.
 public struct AdminToken: Sendable {
     let value: [UInt8]
 

@@ -48,12 +48,12 @@ public final class OperatorAssembly: Sendable {
             throw AdminTokenError(message: "--http \(options.http.description) can be reached from other machines: give the admin API a token with --admin-token-file FILE (or listen on 127.0.0.1)")
         }
         let token = AdminToken.generate()
-        if let path = options.generatedTokenFile {
-            try token.save(path: path)
-            announce("admin token for writes (Authorization: Bearer …) written to \(path)")
-        } else {
-            announce("admin token for writes (Authorization: Bearer …): \(token.text)")
+        // Written where only the owner reads it, never printed: stderr ends up in logs.
+        guard let path = options.generatedTokenFile else {
+            throw AdminTokenError(message: "no place to write a generated admin token: give one with --admin-token-file FILE")
         }
+        try token.save(path: path)
+        announce("admin token for writes (Authorization: Bearer …) written to \(path)")
         return token
     }
 

@@ -53,6 +53,11 @@ public struct SagaProcess: Sendable {
         }
         let label = roles.map(\.rawValue).sorted().joined(separator: "+")
         let journals = try PoisonJournals.firstFree(base: stateDirectory, label: label, logger: logger)
+        var operatorOptions = self.operatorOptions
+        if operatorOptions.generatedTokenFile == nil {
+            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+            operatorOptions.generatedTokenFile = stateDirectory + "/admin-token"
+        }
         let operatorSide = OperatorAssembly(options: operatorOptions, logger: logger)
         let readiness = operatorSide.readiness
         let node = try SagaNode(

@@ -169,7 +169,7 @@ struct HTTPOptions: ParsableArguments {
 struct AdminOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
         "File whose first line is the admin API's bearer token (16 characters at least).",
-        discussion: "Writes (POST /api/orders, redrive) need it as Authorization: Bearer <token>. Without it a token is generated at start: run writes it to <data-dir>/admin-token, the dispatcher prints it once. A --http address other machines can reach needs this file."))
+        discussion: "Writes (POST /api/orders, redrive) need it as Authorization: Bearer <token>. Without it a token is generated at start: run writes it to <data-dir>/admin-token, the dispatcher to <state-dir>/admin-token (never printed). A --http address other machines can reach needs this file."))
     var adminTokenFile: String?
     @Option(help: "POST each alert that fires or resolves to this URL, in Alertmanager's webhook format (version 4).")
     var alertWebhook: String?
