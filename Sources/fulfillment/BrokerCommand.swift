@@ -20,7 +20,7 @@ struct BrokerCommand: AsyncParsableCommand {
               kcat -b 127.0.0.1:9092 -P -t orders -k order-1
               kcat -b 127.0.0.1:9092 -G my-group orders
 
-            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL/TLS. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL/TLS: a --listen address other machines can reach needs --allow-anonymous. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions
@@ -45,6 +45,7 @@ struct BrokerCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let (host, port) = try parseListenAddress(listen)
+            try limits.checkExposure(host: host)
             var configuration = EmbeddedBroker.Configuration(dataDirectory: data.dataDir)
             configuration.fsync = fsync
             guard (0...100).contains(groupCommitSpacingMs) else { throw CommandFailure(message: "--group-commit-spacing-ms must be 0-100") }

@@ -63,6 +63,7 @@ struct RunCommand: AsyncParsableCommand {
             options.maxSeconds = maxSeconds
             if let listen {
                 let (host, port) = try parseListenAddress(listen)
+                try listenerLimits.checkExposure(host: host)
                 options.listenHost = host
                 options.listenPort = port
                 options.listenLimits = try listenerLimits.limits()

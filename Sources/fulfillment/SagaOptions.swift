@@ -187,6 +187,11 @@ struct AdminOptions: ParsableArguments {
 
 /// The limits of a Kafka protocol listener (`broker`, `run --listen`): what one client may hold.
 struct ListenerLimitOptions: ParsableArguments {
+    @Flag(help: ArgumentHelp(
+        "Serve a --listen address other machines can reach although the listener has no authentication.",
+        discussion: "The Kafka listener has no SASL or TLS yet: whoever reaches it reads and writes every topic. Without this flag a non-loopback --listen refuses to start; use it only on a trusted network or behind a TLS tunnel."))
+    var allowAnonymous = false
+
     @Option(help: "Open Kafka connections at most, all clients together; more are closed at once.")
     var maxConnections = ListenerLimits().maxConnections
     @Option(help: "Open Kafka connections at most from one client address.")
@@ -202,11 +207,21 @@ struct ListenerLimitOptions: ParsableArguments {
     @Option(help: "Requests one connection may have unanswered; past it the listener stops reading that connection until an answer goes out.")
     var maxInFlight = ListenerLimits().maxInFlightRequests
 
+    /// Refuses a listener other machines can reach unless --allow-anonymous says so.
+    func checkExposure(host: String) throws {
+        guard !ListenerLimits.isLoopback(host), !allowAnonymous else { return }
+        throw CommandFailure(message: """
+            --listen \(host) can be reached from other machines, and the Kafka listener has no authentication (no SASL or TLS yet): anyone who reaches it could read and write every topic.
+            Listen on 127.0.0.1, or pass --allow-anonymous to accept that (a trusted network, a TLS tunnel such as stunnel in front).
+            """)
+    }
+
     func limits() throws -> ListenerLimits {
         var limits = ListenerLimits()
         limits.maxConnections = maxConnections
         limits.maxConnectionsPerAddress = maxConnectionsPerAddress
         limits.maxFrameBytes = maxRequestBytes
+        limits.maxInFlightRequests = maxInFlight
         guard requestDeadline > 0, requestDeadline <= 86_400 else {
             throw ValidationError("--request-deadline must be between 0 and 86400 seconds, got \(requestDeadline)")
         }

@@ -156,3 +156,61 @@ enum SagaRepository {
         return url
     }
 }
+
+/// The Kafka listener's exposure flag and limits, and the mock cluster's fault options.
+@Suite(.serialized) struct ListenerAndMockOptionTests {
+    @Test func aListenerOtherMachinesCanReachNeedsAllowAnonymous() async throws {
+        let directory = TemporaryDirectory("listen-exposure")
+        let refused = try runFulfillment(["broker", "--data-dir", directory.path + "/a", "--listen", "0.0.0.0:0"], limit: .seconds(30))
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("--allow-anonymous") && refused.stderr.contains("no authentication"), "\(refused.stderr)")
+        let run = try runFulfillment(["run", "--orders", "1", "--data-dir", directory.path + "/b", "--listen", "0.0.0.0:0", "--http", "off"], limit: .seconds(30))
+        #expect(run.status == 2 && run.stderr.contains("--allow-anonymous"), "\(run.stderr)")
+
+        let log = directory.path + "/allowed.err"
+        let allowed = try launchFulfillment(
+            ["broker", "--data-dir", directory.path + "/c", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--allow-anonymous"],
+            stdout: directory.path + "/allowed.out", stderr: log)
+        defer { if allowed.isRunning { allowed.terminate(); allowed.waitUntilExit() } }
+        var listening = false
+        for _ in 0..<100 where !listening {
+            listening = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Kafka protocol on 0.0.0.0:")
+            if !listening { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(listening, "with --allow-anonymous it listens: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+    }
+
+    @Test func unusableLimitsAreRefusedByName() throws {
+        let directory = TemporaryDirectory("listen-limits")
+        for (option, value, named) in [
+            ("--max-connections", "0", "max connections"), ("--max-request-bytes", "100", "request bytes"),
+            ("--request-deadline", "0", "--request-deadline"), ("--idle-timeout", "1e300", "--idle-timeout"), ("--max-in-flight", "0", "in-flight"),
+        ] {
+            let refused = try runFulfillment(["broker", "--data-dir", directory.path, "--listen", "127.0.0.1:0", option, value], limit: .seconds(30))
+            #expect(refused.status == 2, "\(option) \(value): \(refused.stderr)")
+            #expect(refused.stderr.contains(named), "\(option) \(value): \(refused.stderr)")
+        }
+    }
+
+    /// `--inject-faults` injects that many, on the schedule `--fault-seed` fixes.
+    @Test func kafkaMockInjectsTheSeededFaults() async throws {
+        func faults(seed: Int) async throws -> [String] {
+            let directory = TemporaryDirectory("mock-faults")
+            let log = directory.path + "/mock.err"
+            let mock = try launchFulfillment(
+                ["kafka-mock", "--inject-faults", "4", "--fault-seed", "\(seed)", "--fault-interval-ms", "50"], stdout: directory.path + "/mock.out", stderr: log)
+            defer { if mock.isRunning { mock.terminate(); mock.waitUntilExit() } }
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("faults done") {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let text = try String(contentsOfFile: log, encoding: .utf8)
+            #expect(text.contains("faults done: 4"), "\(text)")
+            return text.split(separator: "\n").filter { $0.hasPrefix("fault ") }.map(String.init)
+        }
+        let first = try await faults(seed: 5)
+        #expect(first.count == 4)
+        #expect(try await faults(seed: 5) == first, "the same seed, the same faults")
+        #expect(try await faults(seed: 6) != first)
+    }
+}

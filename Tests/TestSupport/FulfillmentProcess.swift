@@ -11,11 +11,16 @@ public struct FulfillmentResult: Sendable {
 }
 
 /// Runs `fulfillment ARGUMENTS` to its end, with `input` on stdin; output goes through
-/// temporary files (no pipe to fill up).
-public func runFulfillment(_ arguments: [String], input: Data? = nil) throws -> FulfillmentResult {
+/// temporary files (no pipe to fill up). A run still going after `limit` (a command that
+/// should have refused to start, a hang) is killed, so the test fails instead of hanging
+/// the suite; the result then says `.uncaughtSignal`, status 9.
+public func runFulfillment(_ arguments: [String], input: Data? = nil, limit: Duration = .seconds(300)) throws -> FulfillmentResult {
     let scratch = NSTemporaryDirectory() + "fulfillment-run-\(UUID().uuidString.prefix(8))"
     defer { for suffix in [".stdout", ".stderr", ".stdin"] { try? FileManager.default.removeItem(atPath: scratch + suffix) } }
     let process = try launchFulfillment(arguments, stdout: scratch + ".stdout", stderr: scratch + ".stderr", input: input.map { ($0, scratch + ".stdin") })
+    let deadline = ContinuousClock.now + limit
+    while process.isRunning, ContinuousClock.now < deadline { usleep(5_000) }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
     process.waitUntilExit()
     return FulfillmentResult(
         status: process.terminationStatus, reason: process.terminationReason,
