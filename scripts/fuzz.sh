@@ -24,7 +24,7 @@ for target in $TARGETS; do
     regressions=(Fuzz/Regressions/$target/*)
     if [ -e "${regressions[0]}" ]; then
         echo "fuzz: $target replays ${#regressions[@]} regression inputs"
-        "$binary" "${regressions[@]}" >"$SCRATCH/$target-regressions.log" 2>&1 || { cat "$SCRATCH/$target-regressions.log" >&2; echo "fuzz: $target crashed on a regression input" >&2; exit 1; }
+        "$binary" -timeout=20 "${regressions[@]}" >"$SCRATCH/$target-regressions.log" 2>&1 || { cat "$SCRATCH/$target-regressions.log" >&2; echo "fuzz: $target crashed on a regression input" >&2; exit 1; }
     fi
     corpus="$SCRATCH/corpus/$target"
     crashes="$SCRATCH/crashes/$target"

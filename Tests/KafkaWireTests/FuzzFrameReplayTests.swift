@@ -10,7 +10,8 @@ import Testing
 /// Fuzz/Regressions/FuzzWireRequests (crashes found, if any) and the seed corpus, each
 /// answered or refused by the request handler, which keeps answering afterwards. The seeds
 /// are real requests (ApiVersions, Metadata, FindCoordinator, ListOffsets, Fetch), so each
-/// must get an answer whose correlation id is its own.
+/// must get an answer whose correlation id is its own. A frame that parks (a JoinGroup for a
+/// group whose other member never rejoins) is cancelled after 250 ms, as the fuzzer does.
 @Suite struct FuzzFrameReplayTests {
     static let fuzzDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -35,7 +36,15 @@ import Testing
         let handler = WireRequestHandler(broker: broker, advertisedHost: "127.0.0.1", advertisedPort: 9092, options: options, logger: logger)
 
         for (_, frame) in try Self.frames("Regressions/FuzzWireRequests") {
-            _ = try? await handler.respond(to: frame, peer: "replay")
+            // As the fuzzer does: a request still parked after 250 ms (a JoinGroup waiting
+            // for the rest of its group) is cancelled, and must then let go.
+            let work = Task { try? await handler.respond(to: frame, peer: "replay") }
+            let watchdog = Task {
+                try? await Task.sleep(for: .milliseconds(250))
+                work.cancel()
+            }
+            _ = await work.value
+            watchdog.cancel()
         }
         let seeds = try Self.frames("Corpus/FuzzWireRequests")
         #expect(seeds.count >= 5)
