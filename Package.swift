@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
@@ -91,6 +92,17 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: optimized
+        ),
+        /// TLS for the Kafka listener (swift-nio-ssl), apart from KafkaWire so the wire
+        /// protocol and its fuzz targets link no TLS library.
+        .target(
+            name: "WireTLS",
+            dependencies: [
+                "KafkaWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: optimized
         ),
@@ -209,7 +221,7 @@ let package = Package(
             name: "fulfillment",
             dependencies: [
                 "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "SagaRuntime", "Workers", "Dispatcher", "SagaAssembly", "Benchmarks",
-                "FulfillmentMetrics", "Alerting", "OperatorHTTP", "StepFunctions",
+                "FulfillmentMetrics", "Alerting", "OperatorHTTP", "StepFunctions", "WireTLS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -97,6 +97,8 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case idle = "idle_timeout"
     /// A frame that is not a request this listener reads (truncated, malformed, unsupported).
     case malformedRequest = "malformed_request"
+    /// The TLS handshake failed: a plain-text client, an untrusted or missing client certificate.
+    case tlsHandshake = "tls_handshake"
 
     init(closing error: WireError) {
         switch error.code {

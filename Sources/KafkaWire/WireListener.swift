@@ -132,6 +132,19 @@ final class RequestWindow: Sendable {
     }
 }
 
+/// What encrypts a connection before its Kafka frames are read: TLS, from the `WireTLS`
+/// module. A protocol so the wire protocol itself links no TLS library (the fuzz targets
+/// build this module with sanitizers).
+public protocol ConnectionEncryption: Sendable {
+    /// Adds the handlers that sit between the socket and the Kafka framing.
+    func addHandlers(to pipeline: ChannelPipeline.SynchronousOperations) throws
+    /// How connections are protected, for the start-up line ("TLS").
+    var summary: String { get }
+    /// What went wrong, when `error` is this encryption turning a peer away (a failed
+    /// handshake); nil for any other error. Counted and logged once per client as a refusal.
+    func refusal(_ error: any Error) -> String?
+}
+
 /// The Kafka protocol listener: accepts connections and answers each connection's requests
 /// in order; a long-polling Fetch waits on its own connection only. `ListenerLimits` bound
 /// what one client can hold: connections, frame size and pace, idleness, requests in flight.
@@ -144,6 +157,8 @@ public struct WireListener: Sendable {
     let options: WireRequestHandler.Options
     let metrics: WireMetrics
     let logger: Logger
+    /// TLS in front of every connection, or nil for plain text.
+    public let encryption: (any ConnectionEncryption)?
     private let gate: ConnectionGate
 
     /// `advertised` is the address clients are told to connect to (Metadata, FindCoordinator);
@@ -151,8 +166,9 @@ public struct WireListener: Sendable {
     /// Port 0 listens on a free port, which `run` reports and advertises.
     public init(
         broker: EmbeddedBroker, host: String, port: Int, advertised: (host: String, port: Int)? = nil, limits: ListenerLimits = .init(),
-        options: WireRequestHandler.Options = .init(), metrics: WireMetrics = .disabled, logger: Logger
+        encryption: (any ConnectionEncryption)? = nil, options: WireRequestHandler.Options = .init(), metrics: WireMetrics = .disabled, logger: Logger
     ) {
+        self.encryption = encryption
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -168,6 +184,7 @@ public struct WireListener: Sendable {
     /// listens (the one asked for, or the free one port 0 found).
     public func run(ready: @Sendable (Int) -> Void = { _ in }) async throws {
         let limits = limits
+        let encryption = encryption
         let openFiles = OpenFileLimit.raiseToHardLimit()
         if openFiles < limits.maxConnections + 256 {
             logger.warning(
@@ -181,6 +198,8 @@ public struct WireListener: Sendable {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    // A handshake that never finishes is closed by the idle timeout below.
+                    try encryption?.addHandlers(to: sync)
                     try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(limits.idleTimeout)))
                     try sync.addHandler(IdleConnectionCloser())
                     try sync.addHandler(ByteToMessageHandler(KafkaFrameDecoder(maxFrameBytes: limits.maxFrameBytes, frameDeadline: TimeAmount(limits.frameDeadline))))
@@ -227,6 +246,7 @@ public struct WireListener: Sendable {
         case .frameDeadline: "a request frame was not whole within --request-deadline \(limits.frameDeadline)"
         case .idle: "the connection was idle for --idle-timeout \(limits.idleTimeout)"
         case .malformedRequest: "it sent a frame that is not a request this broker reads"
+        case .tlsHandshake: "its TLS handshake failed"
         }
     }
 
@@ -285,6 +305,15 @@ public struct WireListener: Sendable {
                     metadata: ["net.peer": "\(peer)", "refusal.reason": "\(reason.rawValue)"])
             }
         } catch {
+            if let why = encryption?.refusal(error) {
+                metrics.refusals[RefusalReason.tlsHandshake.rawValue].increment()
+                if gate.isFirst(.tlsHandshake, from: address) {
+                    logger.warning(
+                        "closing Kafka connection from \(peer): TLS handshake failed: \(why) (further ones from \(address) are counted, not logged)",
+                        metadata: ["net.peer": "\(peer)", "refusal.reason": "\(RefusalReason.tlsHandshake.rawValue)"])
+                }
+                return
+            }
             logger.notice("closing Kafka connection", metadata: ["net.peer": "\(peer)", "error.message": "\(error)"])
         }
     }

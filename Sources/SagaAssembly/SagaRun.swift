@@ -33,6 +33,8 @@ public struct SagaRun: Sendable {
         public var listenHost: String?
         public var listenPort: Int = 9092
         public var listenLimits = ListenerLimits()
+        /// TLS on that listener (`--tls-cert`), or nil for plain text.
+        public var listenEncryption: (any ConnectionEncryption)?
         /// The operator side: `--http`, the admin token, the alert webhook.
         public var operatorOptions = OperatorOptions()
 
@@ -113,8 +115,8 @@ public struct SagaRun: Sendable {
             var wire = WireRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
             let listener = WireListener(
-                broker: broker, host: host, port: options.listenPort, limits: options.listenLimits, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
-            services.append(WireListenerService(listener) { bound in notice("Kafka protocol on \(host):\(bound)") })
+                broker: broker, host: host, port: options.listenPort, limits: options.listenLimits, encryption: options.listenEncryption, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+            services.append(WireListenerService(listener) { bound in notice("Kafka protocol\(options.listenEncryption.map { " (\($0.summary))" } ?? "") on \(host):\(bound)") })
         }
         let adminToken = try operatorSide.adminToken(announce: notice)
         services += operatorSide.services(node: node, broker: broker, configuration: configuration, role: "run", adminToken: adminToken, notice: notice)

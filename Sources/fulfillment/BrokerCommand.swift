@@ -20,7 +20,7 @@ struct BrokerCommand: AsyncParsableCommand {
               kcat -b 127.0.0.1:9092 -P -t orders -k order-1
               kcat -b 127.0.0.1:9092 -G my-group orders
 
-            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL/TLS: a --listen address other machines can reach needs --allow-anonymous. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL. TLS with --tls-cert and --tls-key (clients: security.protocol=ssl), mutual TLS with --tls-client-ca; a --listen address other machines can reach needs client certificates or --allow-anonymous. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions
@@ -34,6 +34,7 @@ struct BrokerCommand: AsyncParsableCommand {
     var groupCommitSpacingMs = 2
     @Option(help: "Create a topic with this many partitions when a client's Metadata request names one that does not exist (off by default).")
     var autoCreateTopics: Int?
+    @OptionGroup(title: "Who may connect") var security: ListenerSecurityOptions
     @OptionGroup(title: "Limits per client") var limits: ListenerLimitOptions
     @OptionGroup var http: HTTPOptions
 
@@ -45,7 +46,8 @@ struct BrokerCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures {
             let (host, port) = try parseListenAddress(listen)
-            try limits.checkExposure(host: host)
+            try security.checkExposure(host: host)
+            let encryption = try security.encryption()
             var configuration = EmbeddedBroker.Configuration(dataDirectory: data.dataDir)
             configuration.fsync = fsync
             guard (0...100).contains(groupCommitSpacingMs) else { throw CommandFailure(message: "--group-commit-spacing-ms must be 0-100") }
@@ -68,9 +70,9 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             let listener = WireListener(
                 broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
-                limits: try limits.limits(), options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+                limits: try limits.limits(), encryption: encryption, options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
             let service = WireListenerService(listener) { bound in
-                writeStderr("Kafka protocol on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
+                writeStderr("Kafka protocol\(encryption.map { " (\($0.summary))" } ?? "") on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
             }
             // Health, readiness, metrics and topics: the broker hosts no saga, so no orders or writes.
             let operatorServices = operatorSide.services(

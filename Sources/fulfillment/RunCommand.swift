@@ -28,6 +28,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Handlers per worker running at once (overrides workers.concurrency).") var concurrency: Int?
     @Option(help: "Give up waiting after this many seconds (exit 1 if orders are still in flight).") var maxSeconds: Double?
     @Option(help: "Also serve the data directory over the Kafka protocol on HOST:PORT (e.g. 127.0.0.1:9092), so kcat can watch the saga.") var listen: String?
+    @OptionGroup(title: "Who may connect to --listen") var listenerSecurity: ListenerSecurityOptions
     @OptionGroup(title: "Limits per Kafka client (with --listen)") var listenerLimits: ListenerLimitOptions
     @OptionGroup var http: HTTPOptions
     @OptionGroup var admin: AdminOptions
@@ -63,7 +64,8 @@ struct RunCommand: AsyncParsableCommand {
             options.maxSeconds = maxSeconds
             if let listen {
                 let (host, port) = try parseListenAddress(listen)
-                try listenerLimits.checkExposure(host: host)
+                try listenerSecurity.checkExposure(host: host)
+                options.listenEncryption = try listenerSecurity.encryption()
                 options.listenHost = host
                 options.listenPort = port
                 options.listenLimits = try listenerLimits.limits()

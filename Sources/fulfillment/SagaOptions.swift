@@ -10,6 +10,7 @@ import OperatorHTTP
 import SagaAssembly
 import SagaDomain
 import StoreDatabase
+import WireTLS
 
 /// `--data-dir`: declared here once, for every command that uses it.
 struct DataDirectoryOptions: ParsableArguments {
@@ -185,13 +186,51 @@ struct AdminOptions: ParsableArguments {
     }
 }
 
-/// The limits of a Kafka protocol listener (`broker`, `run --listen`): what one client may hold.
-struct ListenerLimitOptions: ParsableArguments {
+/// Who may reach a Kafka protocol listener (`broker`, `run --listen`) and how connections are
+/// protected: TLS, mutual TLS, or an explicit --allow-anonymous for a reachable address.
+struct ListenerSecurityOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("PEM certificate chain of the Kafka listener: clients connect with security.protocol=ssl.", valueName: "file"))
+    var tlsCert: String?
+    @Option(help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+    @Option(help: ArgumentHelp(
+        "PEM CA certificate(s): clients must present a certificate it signed (mutual TLS).",
+        discussion: "With it, only clients holding such a certificate get in, so a --listen address other machines can reach is allowed without --allow-anonymous.",
+        valueName: "file"))
+    var tlsClientCa: String?
     @Flag(help: ArgumentHelp(
-        "Serve a --listen address other machines can reach although the listener has no authentication.",
-        discussion: "The Kafka listener has no SASL or TLS yet: whoever reaches it reads and writes every topic. Without this flag a non-loopback --listen refuses to start; use it only on a trusted network or behind a TLS tunnel."))
+        "Serve a --listen address other machines can reach to clients that need not say who they are.",
+        discussion: "The listener has no SASL yet: without client certificates (--tls-client-ca), whoever reaches it reads and writes every topic. Without this flag such a --listen refuses to start; use it only on a trusted network."))
     var allowAnonymous = false
 
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCa != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)") }
+    }
+
+    /// TLS for the listener, loaded now so a bad file stops the command before it listens.
+    func encryption() throws -> ListenerTLS? {
+        guard let tlsCert, let tlsKey else { return nil }
+        do {
+            return try ListenerTLS(certificatePath: tlsCert, keyPath: tlsKey, clientCAPath: tlsClientCa)
+        } catch let error as ListenerTLSError {
+            throw CommandFailure(message: error.description)
+        }
+    }
+
+    /// Refuses a listener other machines can reach whose clients are anonymous, unless
+    /// --allow-anonymous says so. Client certificates (mutual TLS) name every client.
+    func checkExposure(host: String) throws {
+        guard !ListenerLimits.isLoopback(host), tlsClientCa == nil, !allowAnonymous else { return }
+        throw CommandFailure(message: """
+            --listen \(host) can be reached from other machines, and its clients would be anonymous (no SASL yet\(tlsCert == nil ? ", no TLS" : "; TLS encrypts but names nobody")): anyone who reaches it could read and write every topic.
+            Listen on 127.0.0.1, require client certificates with --tls-client-ca, or pass --allow-anonymous to accept that (a trusted network).
+            """)
+    }
+}
+
+/// The limits of a Kafka protocol listener (`broker`, `run --listen`): what one client may hold.
+struct ListenerLimitOptions: ParsableArguments {
     @Option(help: "Open Kafka connections at most, all clients together; more are closed at once.")
     var maxConnections = ListenerLimits().maxConnections
     @Option(help: "Open Kafka connections at most from one client address.")
@@ -206,15 +245,6 @@ struct ListenerLimitOptions: ParsableArguments {
     var idleTimeout: Double = 540
     @Option(help: "Requests one connection may have unanswered; past it the listener stops reading that connection until an answer goes out.")
     var maxInFlight = ListenerLimits().maxInFlightRequests
-
-    /// Refuses a listener other machines can reach unless --allow-anonymous says so.
-    func checkExposure(host: String) throws {
-        guard !ListenerLimits.isLoopback(host), !allowAnonymous else { return }
-        throw CommandFailure(message: """
-            --listen \(host) can be reached from other machines, and the Kafka listener has no authentication (no SASL or TLS yet): anyone who reaches it could read and write every topic.
-            Listen on 127.0.0.1, or pass --allow-anonymous to accept that (a trusted network, a TLS tunnel such as stunnel in front).
-            """)
-    }
 
     func limits() throws -> ListenerLimits {
         var limits = ListenerLimits()

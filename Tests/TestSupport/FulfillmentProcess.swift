@@ -64,7 +64,8 @@ public func launchBroker(dataDirectory: String, port: Int = 0, log: String, extr
     let deadline = ContinuousClock.now + .seconds(15)
     while ContinuousClock.now < deadline {
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        if let range = text.range(of: "Kafka protocol on 127.0.0.1:") {
+        // "Kafka protocol on 127.0.0.1:PORT," or "Kafka protocol (TLS) on 127.0.0.1:PORT,".
+        if let start = text.range(of: "Kafka protocol"), let range = text[start.upperBound...].range(of: " on 127.0.0.1:") {
             let digits = text[range.upperBound...].prefix { $0.isNumber }
             if let bound = Int(digits), text[range.upperBound...].dropFirst(digits.count).first == "," { return (process, bound) }
         }
