@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         /// librdkafka, the system library (Debian: librdkafka-dev), with its mock cluster.
@@ -95,14 +96,17 @@ let package = Package(
             ],
             swiftSettings: optimized
         ),
-        /// TLS for the Kafka listener (swift-nio-ssl), apart from KafkaWire so the wire
-        /// protocol and its fuzz targets link no TLS library.
+        /// Who may use the Kafka listener: TLS (swift-nio-ssl), SASL PLAIN and SCRAM over a
+        /// users file (swift-crypto), apart from KafkaWire so the wire protocol and its fuzz
+        /// targets link no TLS or crypto library.
         .target(
-            name: "WireTLS",
+            name: "WireSecurity",
             dependencies: [
                 "KafkaWire",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: optimized
         ),
@@ -221,7 +225,7 @@ let package = Package(
             name: "fulfillment",
             dependencies: [
                 "Messaging", "Broker", "KafkaClient", "KafkaWire", "SagaDomain", "StoreDatabase", "SagaRuntime", "Workers", "Dispatcher", "SagaAssembly", "Benchmarks",
-                "FulfillmentMetrics", "Alerting", "OperatorHTTP", "StepFunctions", "WireTLS",
+                "FulfillmentMetrics", "Alerting", "OperatorHTTP", "StepFunctions", "WireSecurity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -233,6 +237,7 @@ let package = Package(
         .testTarget(name: "AlertingTests", dependencies: ["Alerting", "FulfillmentMetrics", "SagaDomain"]),
         .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain", "TestSupport"]),
         .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
+        .testTarget(name: "WireSecurityTests", dependencies: ["WireSecurity", "KafkaWire"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built
         /// `fulfillment` executable.

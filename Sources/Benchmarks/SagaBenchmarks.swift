@@ -120,7 +120,7 @@ public struct VIPLatencyBenchmark: Sendable {
         options.vipShare = 1
         options.rate = rate
         options.faults = faults
-        guard let summary = try await SagaRun(options: options, logger: logger).run(progress: progress, notice: progress) else {
+        guard try await SagaRun(options: options, logger: logger).run(progress: progress, notice: progress) != nil else {
             throw BenchmarkFailure(message: "the run was stopped before its VIP orders finished")
         }
         let store = try DispatcherStore(location: withVIP, readOnly: true)

@@ -99,12 +99,15 @@ public enum RefusalReason: String, Sendable, CaseIterable {
     case malformedRequest = "malformed_request"
     /// The TLS handshake failed: a plain-text client, an untrusted or missing client certificate.
     case tlsHandshake = "tls_handshake"
+    /// SASL authentication failed, or a request came before it.
+    case authentication = "sasl_authentication"
 
     init(closing error: WireError) {
         switch error.code {
         case .tooLarge: self = .frameTooLarge
         case .deadline: self = .frameDeadline
         case .idle: self = .idle
+        case .unauthenticated: self = .authentication
         default: self = .malformedRequest
         }
     }

@@ -20,6 +20,8 @@ struct WireError: Error, CustomStringConvertible {
         static let deadline = Code(name: "frame_deadline")
         /// Nothing was sent or received for `ListenerLimits.idleTimeout`.
         static let idle = Code(name: "idle_timeout")
+        /// A request before SASL authentication, or after it failed.
+        static let unauthenticated = Code(name: "unauthenticated")
     }
 
     var code: Code

@@ -13,6 +13,10 @@ enum WireErrorCode: Int16, Sendable {
     case unknownMemberID = 25
     case invalidSessionTimeout = 26
     case rebalanceInProgress = 27
+    case topicAuthorizationFailed = 29
+    case clusterAuthorizationFailed = 31
+    case unsupportedSaslMechanism = 33
+    case illegalSaslState = 34
     case unsupportedVersion = 35
     case topicAlreadyExists = 36
     case invalidPartitions = 37
@@ -22,6 +26,7 @@ enum WireErrorCode: Int16, Sendable {
     case invalidProducerEpoch = 47
     case transactionalIDAuthorizationFailed = 53
     case kafkaStorageError = 56
+    case saslAuthenticationFailed = 58
     case topicDeletionDisabled = 73
     case unsupportedCompressionType = 76
 }

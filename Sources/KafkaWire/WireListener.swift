@@ -132,7 +132,7 @@ final class RequestWindow: Sendable {
     }
 }
 
-/// What encrypts a connection before its Kafka frames are read: TLS, from the `WireTLS`
+/// What encrypts a connection before its Kafka frames are read: TLS, from the `WireSecurity`
 /// module. A protocol so the wire protocol itself links no TLS library (the fuzz targets
 /// build this module with sanitizers).
 public protocol ConnectionEncryption: Sendable {
@@ -159,6 +159,15 @@ public struct WireListener: Sendable {
     let logger: Logger
     /// TLS in front of every connection, or nil for plain text.
     public let encryption: (any ConnectionEncryption)?
+    /// SASL: when set, every connection authenticates first.
+    public let authenticator: (any SaslAuthenticator)?
+
+    /// How connections are protected, for start-up lines: " (TLS, SASL)", or "" for plain
+    /// text without authentication.
+    public var protection: String {
+        let parts = [encryption?.summary, authenticator.map { _ in "SASL" }].compactMap { $0 }
+        return parts.isEmpty ? "" : " (\(parts.joined(separator: ", ")))"
+    }
     private let gate: ConnectionGate
 
     /// `advertised` is the address clients are told to connect to (Metadata, FindCoordinator);
@@ -166,9 +175,11 @@ public struct WireListener: Sendable {
     /// Port 0 listens on a free port, which `run` reports and advertises.
     public init(
         broker: EmbeddedBroker, host: String, port: Int, advertised: (host: String, port: Int)? = nil, limits: ListenerLimits = .init(),
-        encryption: (any ConnectionEncryption)? = nil, options: WireRequestHandler.Options = .init(), metrics: WireMetrics = .disabled, logger: Logger
+        encryption: (any ConnectionEncryption)? = nil, authenticator: (any SaslAuthenticator)? = nil, options: WireRequestHandler.Options = .init(),
+        metrics: WireMetrics = .disabled, logger: Logger
     ) {
         self.encryption = encryption
+        self.authenticator = authenticator
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -208,7 +219,8 @@ public struct WireListener: Sendable {
             }
         let boundPort = server.channel.localAddress?.port ?? port
         let handler = WireRequestHandler(
-            broker: broker, advertisedHost: advertised?.host ?? host, advertisedPort: advertised?.port ?? boundPort, options: options, metrics: metrics, logger: logger)
+            broker: broker, advertisedHost: advertised?.host ?? host, advertisedPort: advertised?.port ?? boundPort, options: options, authenticator: authenticator,
+            metrics: metrics, logger: logger)
         ready(boundPort)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await handler.runGroupExpiry() }
@@ -247,6 +259,7 @@ public struct WireListener: Sendable {
         case .idle: "the connection was idle for --idle-timeout \(limits.idleTimeout)"
         case .malformedRequest: "it sent a frame that is not a request this broker reads"
         case .tlsHandshake: "its TLS handshake failed"
+        case .authentication: "it did not authenticate (SASL)"
         }
     }
 
@@ -285,9 +298,18 @@ public struct WireListener: Sendable {
                     }
                     defer { queue.finish() }
                     var frames = inbound.makeAsyncIterator()
+                    let session = ConnectionSession(requiresAuthentication: authenticator != nil)
                     while await window.acquire(), var frame = try await frames.next() {
                         let request = frame.readBytes(length: frame.readableBytes) ?? []
-                        queue.yield(try await handler.reply(to: request, peer: peer))
+                        queue.yield(try await handler.reply(to: request, peer: peer, session: session))
+                        if let why = session.takeFailure() {
+                            metrics.refusals[RefusalReason.authentication.rawValue].increment()
+                            if gate.isFirst(.authentication, from: address) {
+                                logger.warning(
+                                    "SASL authentication failed for \(peer): \(why) (further failures from \(address) are counted, not logged)",
+                                    metadata: ["net.peer": "\(peer)", "refusal.reason": "\(RefusalReason.authentication.rawValue)"])
+                            }
+                        }
                     }
                     queue.finish()
                     try await group.waitForAll()

@@ -18,7 +18,7 @@ extension WireRequestHandler {
         var batches: [UInt8] = []
     }
 
-    func writeFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    func writeFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         _ = try r.int32()  // replica
         let maxWait = try r.int32()
         let minBytes = try r.int32()
@@ -48,6 +48,10 @@ extension WireRequestHandler {
             var waitOn: [TopicPartition: Int64] = [:]
             let topics = await describe(wanted.map(\.topic))
             for want in wanted {
+                if let grants, !grants.mayConsume(want.topic) {
+                    answers.append(FetchAnswer(wanted: want, error: .topicAuthorizationFailed))
+                    continue
+                }
                 guard let topic = topics[want.topic], want.partition >= 0, Int(want.partition) < topic.partitions.count else {
                     answers.append(FetchAnswer(wanted: want, error: .unknownTopicOrPartition))
                     continue
@@ -101,7 +105,7 @@ extension WireRequestHandler {
 
     // MARK: ListOffsets
 
-    func writeListOffsets(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    func writeListOffsets(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         _ = try r.int32()  // replica
         if version >= 2 { _ = try r.int8() }
         var asked: [(String, [(Int32, Int64)])] = []
@@ -116,6 +120,10 @@ extension WireRequestHandler {
         for (name, partitions) in asked {
             var rows: [(Int32, ErrorCode, Int64, Int64)] = []
             for (partition, timestamp) in partitions {
+                if let grants, !grants.mayConsume(name) {
+                    rows.append((partition, .topicAuthorizationFailed, -1, -1))
+                    continue
+                }
                 guard let topic = topics[name], partition >= 0, Int(partition) < topic.partitions.count else {
                     rows.append((partition, .unknownTopicOrPartition, -1, -1))
                     continue

@@ -28,7 +28,7 @@ extension WireRequestHandler {
     }
 
     /// Returns the request's acks.
-    func writeProduce(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, durability: inout [EmbeddedBroker.PendingDurability]) async throws -> Int16 {
+    func writeProduce(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?, durability: inout [EmbeddedBroker.PendingDurability]) async throws -> Int16 {
         _ = try r.nullableString()  // transactional id: its batches are refused below
         let acks = try r.int16()
         _ = try r.int32()  // timeout
@@ -40,6 +40,10 @@ extension WireRequestHandler {
             for _ in 0..<max(try r.arrayCount(), 0) {
                 let partition = try r.int32()
                 let records = try r.nullableBytes() ?? []
+                if let grants, !grants.mayProduce(topic) {
+                    partitions.append((partition, .topicAuthorizationFailed, -1))
+                    continue
+                }
                 do {
                     let (offset, pending) = try await append(records, topic: topic, partition: Int(partition))
                     durability.append(pending)

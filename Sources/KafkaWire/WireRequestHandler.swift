@@ -34,6 +34,8 @@ public struct WireRequestHandler: Sendable {
     static let createTopics: Int16 = 19
     static let deleteTopics: Int16 = 20
     static let initProducerID: Int16 = 22
+    static let saslHandshake: Int16 = 17
+    static let saslAuthenticate: Int16 = 36
 
     /// What this listener speaks, as ApiVersions reports it (no flexible versions except
     /// ApiVersions v3).
@@ -55,6 +57,12 @@ public struct WireRequestHandler: Sendable {
         Versions(key: createTopics, min: 0, max: 4),
         Versions(key: deleteTopics, min: 0, max: 1),
         Versions(key: initProducerID, min: 0, max: 1),
+        // v0 of the handshake sends the tokens unframed after it, which is not served: a v0
+        // handshake is answered UNSUPPORTED_SASL_MECHANISM. It is listed because librdkafka
+        // up to 2.0 takes a range without v0 for "no SASL handshake at all"; it and the Java
+        // client use v1 and SaslAuthenticate when offered.
+        Versions(key: saslHandshake, min: 0, max: 1),
+        Versions(key: saslAuthenticate, min: 0, max: 1),
     ]
 
     typealias ErrorCode = WireErrorCode
@@ -89,8 +97,14 @@ public struct WireRequestHandler: Sendable {
     let groups: GroupCoordinator
     let producers = ProducerSequences()
     let metrics: WireMetrics
+    /// SASL: when set, a connection must authenticate before anything but ApiVersions.
+    let authenticator: (any SaslAuthenticator)?
 
-    public init(broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), metrics: WireMetrics = .disabled, logger: Logger) {
+    public init(
+        broker: EmbeddedBroker, advertisedHost: String, advertisedPort: Int, options: Options = Options(), authenticator: (any SaslAuthenticator)? = nil,
+        metrics: WireMetrics = .disabled, logger: Logger
+    ) {
+        self.authenticator = authenticator
         self.metrics = metrics
         self.broker = broker
         host = advertisedHost
@@ -121,8 +135,8 @@ public struct WireRequestHandler: Sendable {
     /// The response to one request frame (without its length prefix), `nil` when the request
     /// wants none (Produce with acks=0). Throws `WireError` when the connection should close.
     /// Waits for durability itself; the listener uses `reply(to:peer:)` to pipeline.
-    public func respond(to frame: [UInt8], peer: String = "") async throws -> [UInt8]? {
-        let reply = try await reply(to: frame, peer: peer)
+    public func respond(to frame: [UInt8], peer: String = "", session: ConnectionSession? = nil) async throws -> [UInt8]? {
+        let reply = try await reply(to: frame, peer: peer, session: session)
         try await reply.ready()
         return reply.bytes
     }
@@ -130,10 +144,11 @@ public struct WireRequestHandler: Sendable {
     /// Handles one request frame up to (not including) waiting for durability, so the next
     /// request of the connection can be appended while this one's sync round runs; replies
     /// must still be sent in request order.
-    public func reply(to frame: [UInt8], peer: String = "") async throws -> Reply {
+    /// `session` is the connection's authentication; nil serves as a listener without SASL.
+    public func reply(to frame: [UInt8], peer: String = "", session: ConnectionSession? = nil) async throws -> Reply {
         let key = frame.count >= 2 ? Int16(bitPattern: UInt16(frame[0]) << 8 | UInt16(frame[1])) : -1
         do {
-            let reply = try await answer(frame, peer: peer)
+            let reply = try await answer(frame, peer: peer, session: session ?? ConnectionSession(requiresAuthentication: false))
             metrics.requests[Self.apiName(key), reply.bytes.map { _ in reply.topLevelError } ?? "NONE"].increment()
             return reply
         } catch let error as WireError {
@@ -162,6 +177,8 @@ public struct WireRequestHandler: Sendable {
         case createTopics: "CreateTopics"
         case deleteTopics: "DeleteTopics"
         case initProducerID: "InitProducerId"
+        case saslHandshake: "SaslHandshake"
+        case saslAuthenticate: "SaslAuthenticate"
         default: "unknown"
         }
     }
@@ -171,11 +188,12 @@ public struct WireRequestHandler: Sendable {
         switch code {
         case .unsupported: "UNSUPPORTED_VERSION"
         case .tooLarge: "MESSAGE_TOO_LARGE"
+        case .unauthenticated: "SASL_AUTHENTICATION_FAILED"
         default: "INVALID_REQUEST"
         }
     }
 
-    private func answer(_ frame: [UInt8], peer: String) async throws -> Reply {
+    private func answer(_ frame: [UInt8], peer: String, session: ConnectionSession) async throws -> Reply {
         var r = WireReader(frame)
         let key = try r.int16()
         let version = try r.int16()
@@ -197,15 +215,29 @@ public struct WireRequestHandler: Sendable {
             throw WireError(.unsupported, "API key \(key) version \(version) is outside \(range.min)-\(range.max)")
         }
         switch key {
+        case Self.saslHandshake:
+            writeSaslHandshake(&w, mechanism: try r.string(), version: version, session: session, context: context)
+            return Reply(bytes: w.bytes)
+        case Self.saslAuthenticate:
+            try writeSaslAuthenticate(&w, token: try r.nullableBytes() ?? [], version: version, session: session, context: context)
+            return Reply(bytes: w.bytes)
+        default:
+            // As Kafka does: before authentication only ApiVersions and SASL are answered.
+            guard session.mayServe else {
+                throw WireError(.unauthenticated, "\(Self.apiName(key)) before SASL authentication")
+            }
+        }
+        let grants = session.grants
+        switch key {
         case Self.metadata: try await writeMetadata(&w, &r, version: version)
         case Self.produce:
             var durability: [EmbeddedBroker.PendingDurability] = []
-            let acks = try await writeProduce(&w, &r, version: version, durability: &durability)
+            let acks = try await writeProduce(&w, &r, version: version, grants: grants, durability: &durability)
             return Reply(bytes: acks == 0 ? nil : w.bytes, durability: durability)
-        case Self.fetch: try await writeFetch(&w, &r, version: version)
-        case Self.listOffsets: try await writeListOffsets(&w, &r, version: version)
-        case Self.createTopics: try await writeCreateTopics(&w, &r, version: version)
-        case Self.deleteTopics: try await writeDeleteTopics(&w, &r, version: version)
+        case Self.fetch: try await writeFetch(&w, &r, version: version, grants: grants)
+        case Self.listOffsets: try await writeListOffsets(&w, &r, version: version, grants: grants)
+        case Self.createTopics: try await writeCreateTopics(&w, &r, version: version, grants: grants)
+        case Self.deleteTopics: try await writeDeleteTopics(&w, &r, version: version, grants: grants)
         case Self.initProducerID: try writeInitProducerID(&w, &r, version: version)
         case Self.findCoordinator: try writeFindCoordinator(&w, &r, version: version)
         case Self.joinGroup: try await writeJoinGroup(&w, &r, version: version, context: context)
@@ -305,7 +337,7 @@ public struct WireRequestHandler: Sendable {
 
     // MARK: CreateTopics
 
-    func writeCreateTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    func writeCreateTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         struct Wanted { var name: String; var partitions: Int32; var replication: Int16 }
         var wanted: [Wanted] = []
         for _ in 0..<max(try r.arrayCount(), 0) {
@@ -324,7 +356,9 @@ public struct WireRequestHandler: Sendable {
         var results: [(String, ErrorCode, String?)] = []
         for topic in wanted {
             let partitions = topic.partitions == -1 ? 1 : Int(topic.partitions)
-            if partitions <= 0 {
+            if let grants, !grants.admin {
+                results.append((topic.name, .topicAuthorizationFailed, "this user may not create topics"))
+            } else if partitions <= 0 {
                 results.append((topic.name, .invalidPartitions, "partitions must be positive"))
             } else if topic.replication > 1 {
                 results.append((topic.name, .invalidReplicationFactor, "replication factor \(topic.replication) is larger than the 1 broker"))
@@ -356,11 +390,15 @@ public struct WireRequestHandler: Sendable {
 extension WireRequestHandler {
     // MARK: DeleteTopics
 
-    func writeDeleteTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    func writeDeleteTopics(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         let names = try (0..<max(try r.arrayCount(), 0)).map { _ in try r.string() }
         _ = try r.int32()  // timeout
         var results: [(String, ErrorCode)] = []
         for name in names {
+            if let grants, !grants.admin {
+                results.append((name, .topicAuthorizationFailed))
+                continue
+            }
             if options.inProcessTopics.contains(name) {
                 logger.notice("topic deletion refused: the saga in this process reads it", metadata: ["kafka.topic": "\(name)"])
                 results.append((name, .topicDeletionDisabled))

@@ -35,6 +35,8 @@ public struct SagaRun: Sendable {
         public var listenLimits = ListenerLimits()
         /// TLS on that listener (`--tls-cert`), or nil for plain text.
         public var listenEncryption: (any ConnectionEncryption)?
+        /// SASL on that listener (`--users`), or nil for anonymous clients.
+        public var listenAuthenticator: (any SaslAuthenticator)?
         /// The operator side: `--http`, the admin token, the alert webhook.
         public var operatorOptions = OperatorOptions()
 
@@ -115,8 +117,8 @@ public struct SagaRun: Sendable {
             var wire = WireRequestHandler.Options()
             wire.inProcessTopics = Set(SagaTopology.specs(configuration).map(\.name))
             let listener = WireListener(
-                broker: broker, host: host, port: options.listenPort, limits: options.listenLimits, encryption: options.listenEncryption, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
-            services.append(WireListenerService(listener) { bound in notice("Kafka protocol\(options.listenEncryption.map { " (\($0.summary))" } ?? "") on \(host):\(bound)") })
+                broker: broker, host: host, port: options.listenPort, limits: options.listenLimits, encryption: options.listenEncryption, authenticator: options.listenAuthenticator, options: wire, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+            services.append(WireListenerService(listener) { bound in notice("Kafka protocol\(listener.protection) on \(host):\(bound)") })
         }
         let adminToken = try operatorSide.adminToken(announce: notice)
         services += operatorSide.services(node: node, broker: broker, configuration: configuration, role: "run", adminToken: adminToken, notice: notice)

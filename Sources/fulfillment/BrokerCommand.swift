@@ -11,6 +11,7 @@ import Messaging
 import ServiceLifecycle
 
 struct BrokerCommand: AsyncParsableCommand {
+
     static let configuration = CommandConfiguration(
         commandName: "broker",
         abstract: "Serve the embedded broker's data directory over the Kafka protocol (kcat and other Kafka clients).",
@@ -20,7 +21,7 @@ struct BrokerCommand: AsyncParsableCommand {
               kcat -b 127.0.0.1:9092 -P -t orders -k order-1
               kcat -b 127.0.0.1:9092 -G my-group orders
 
-            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), SASL. TLS with --tls-cert and --tls-key (clients: security.protocol=ssl), mutual TLS with --tls-client-ca; a --listen address other machines can reach needs client certificates or --allow-anonymous. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
+            Listening on 0.0.0.0 (containers)? Pass --advertise with the address clients reach. Not served: transactions, static group membership (group.instance.id is ignored), ACLs on consumer groups. TLS with --tls-cert and --tls-key (clients: security.protocol=ssl), mutual TLS with --tls-client-ca, SASL (PLAIN, SCRAM-SHA-256/512) with --users FILE (see `fulfillment users add`); a --listen address other machines can reach needs SASL, client certificates or --allow-anonymous. Topics named in a Metadata request are created only with --auto-create-topics. Stop with Ctrl-C (SIGINT) or SIGTERM.
             """)
 
     @OptionGroup var data: DataDirectoryOptions
@@ -48,6 +49,10 @@ struct BrokerCommand: AsyncParsableCommand {
             let (host, port) = try parseListenAddress(listen)
             try security.checkExposure(host: host)
             let encryption = try security.encryption()
+            let authenticator = try security.authenticator()
+            if authenticator != nil && encryption == nil && !ListenerLimits.isLoopback(host) {
+                writeStderr("note: SASL without TLS: SCRAM never sends the password, but PLAIN does, and no record is encrypted; add --tls-cert and --tls-key")
+            }
             var configuration = EmbeddedBroker.Configuration(dataDirectory: data.dataDir)
             configuration.fsync = fsync
             guard (0...100).contains(groupCommitSpacingMs) else { throw CommandFailure(message: "--group-commit-spacing-ms must be 0-100") }
@@ -70,9 +75,9 @@ struct BrokerCommand: AsyncParsableCommand {
             }
             let listener = WireListener(
                 broker: broker, host: host, port: port, advertised: advertised.map { (host: $0.0, port: $0.1) },
-                limits: try limits.limits(), encryption: encryption, options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
+                limits: try limits.limits(), encryption: encryption, authenticator: authenticator, options: options, metrics: WireMetrics(handles: operatorSide.backend.handles), logger: logger)
             let service = WireListenerService(listener) { bound in
-                writeStderr("Kafka protocol\(encryption.map { " (\($0.summary))" } ?? "") on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
+                writeStderr("Kafka protocol\(listener.protection) on \(host):\(bound), data in \(data.dataDir); stop with Ctrl-C")
             }
             // Health, readiness, metrics and topics: the broker hosts no saga, so no orders or writes.
             let operatorServices = operatorSide.services(

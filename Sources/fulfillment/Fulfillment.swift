@@ -13,7 +13,7 @@ struct Fulfillment: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, ProduceCommand.self, DlqCommand.self, OrderCommand.self, StatsCommand.self, CheckCommand.self,
             GraphCommand.self, ExplainCommand.self, TopicsCommand.self, WorkerCommand.self, DispatcherCommand.self,
-            KafkaMockCommand.self, BrokerCommand.self, BenchCommand.self, AlertsCommand.self, ASLCommand.self, LintCommand.self, DebugCommand.self,
+            KafkaMockCommand.self, BrokerCommand.self, UsersCommand.self, BenchCommand.self, AlertsCommand.self, ASLCommand.self, LintCommand.self, DebugCommand.self,
         ]
     )
 

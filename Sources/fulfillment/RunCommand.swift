@@ -66,6 +66,7 @@ struct RunCommand: AsyncParsableCommand {
                 let (host, port) = try parseListenAddress(listen)
                 try listenerSecurity.checkExposure(host: host)
                 options.listenEncryption = try listenerSecurity.encryption()
+                options.listenAuthenticator = try listenerSecurity.authenticator()
                 options.listenHost = host
                 options.listenPort = port
                 options.listenLimits = try listenerLimits.limits()

@@ -10,7 +10,7 @@ import OperatorHTTP
 import SagaAssembly
 import SagaDomain
 import StoreDatabase
-import WireTLS
+import WireSecurity
 
 /// `--data-dir`: declared here once, for every command that uses it.
 struct DataDirectoryOptions: ParsableArguments {
@@ -198,9 +198,14 @@ struct ListenerSecurityOptions: ParsableArguments {
         discussion: "With it, only clients holding such a certificate get in, so a --listen address other machines can reach is allowed without --allow-anonymous.",
         valueName: "file"))
     var tlsClientCa: String?
+    @Option(help: ArgumentHelp(
+        "SASL users file (`fulfillment users add`): every client authenticates (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and may touch only the topics its user is granted.",
+        discussion: "Clients: security.protocol=sasl_ssl (with --tls-cert) or sasl_plaintext, sasl.mechanism=SCRAM-SHA-512, sasl.username, sasl.password. PLAIN sends the password as is: use it over TLS.",
+        valueName: "file"))
+    var users: String?
     @Flag(help: ArgumentHelp(
         "Serve a --listen address other machines can reach to clients that need not say who they are.",
-        discussion: "The listener has no SASL yet: without client certificates (--tls-client-ca), whoever reaches it reads and writes every topic. Without this flag such a --listen refuses to start; use it only on a trusted network."))
+        discussion: "Without --users (SASL) or client certificates (--tls-client-ca), whoever reaches the listener reads and writes every topic. Without this flag such a --listen refuses to start; use it only on a trusted network."))
     var allowAnonymous = false
 
     func validate() throws {
@@ -218,13 +223,25 @@ struct ListenerSecurityOptions: ParsableArguments {
         }
     }
 
+    /// SASL over the users file, loaded now so a bad file stops the command before it listens.
+    func authenticator() throws -> UsersAuthenticator? {
+        guard let users else { return nil }
+        do {
+            let file = try UsersFile.load(users)
+            if file.users.isEmpty { throw CommandFailure(message: "--users \(users) has no users: add one with `fulfillment users add NAME --users \(users)`") }
+            return UsersAuthenticator(file)
+        } catch let error as UsersFileError {
+            throw CommandFailure(message: error.description)
+        }
+    }
+
     /// Refuses a listener other machines can reach whose clients are anonymous, unless
-    /// --allow-anonymous says so. Client certificates (mutual TLS) name every client.
+    /// --allow-anonymous says so. SASL users or client certificates name every client.
     func checkExposure(host: String) throws {
-        guard !ListenerLimits.isLoopback(host), tlsClientCa == nil, !allowAnonymous else { return }
+        guard !ListenerLimits.isLoopback(host), users == nil, tlsClientCa == nil, !allowAnonymous else { return }
         throw CommandFailure(message: """
-            --listen \(host) can be reached from other machines, and its clients would be anonymous (no SASL yet\(tlsCert == nil ? ", no TLS" : "; TLS encrypts but names nobody")): anyone who reaches it could read and write every topic.
-            Listen on 127.0.0.1, require client certificates with --tls-client-ca, or pass --allow-anonymous to accept that (a trusted network).
+            --listen \(host) can be reached from other machines, and its clients would be anonymous (no --users\(tlsCert == nil ? ", no TLS" : "; TLS encrypts but names nobody")): anyone who reaches it could read and write every topic.
+            Listen on 127.0.0.1, require SASL with --users FILE or client certificates with --tls-client-ca, or pass --allow-anonymous to accept that (a trusted network).
             """)
     }
 }

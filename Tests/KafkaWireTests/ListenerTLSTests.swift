@@ -71,9 +71,10 @@ import TestSupport
         let (untrusting, _) = try KcatCompatibilityTests.run(Self.kcat, bootstrap + ["-X", "security.protocol=ssl", "-X", "ssl.ca.location=\(certificates.directory)/rogue-ca.pem", "-L", "-m", "3"])
         #expect(untrusting != 0)
         #expect(broker.isRunning, "the broker outlives clients that fail the handshake")
-        // Each client retried several times: the refusal is logged once for the address.
+        // Each client retried several times: the refusal is logged once for the address (a
+        // connection already gone when it is served has no address, and is logged apart).
         let refusals = try String(contentsOfFile: temporary.path + "/broker.log", encoding: .utf8)
-            .split(separator: "\n").filter { $0.contains("TLS handshake failed") }
+            .split(separator: "\n").filter { $0.contains("TLS handshake failed") && $0.contains("127.0.0.1") }
         #expect(refusals.count == 1, "\(refusals)")
         let (again, _) = try KcatCompatibilityTests.run(Self.kcat, bootstrap + Self.tlsClient(certificates) + ["-L", "-m", "3"])
         #expect(again == 0)
