@@ -93,7 +93,8 @@ extension WireRequestHandler {
 
     // MARK: OffsetCommit and OffsetFetch
 
-    func writeOffsetCommit(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    /// Commits and fetches offsets of topics the principal may read (`grants` nil: any).
+    func writeOffsetCommit(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         let group = try r.string()
         let generation = try r.int32()
         let memberID = try r.string()
@@ -114,7 +115,8 @@ extension WireRequestHandler {
         }
         let topics = await describe(asked.map(\.0))
         var valid: [TopicPartition: Int64] = [:]
-        for (topic, partitions) in asked {
+        let readable = { (topic: String) in grants?.mayConsume(topic) ?? true }
+        for (topic, partitions) in asked where readable(topic) {
             for (partition, offset) in partitions {
                 if let count = topics[topic]?.partitions.count, partition >= 0, Int(partition) < count, offset >= 0 {
                     valid[TopicPartition(topic, Int(partition))] = offset
@@ -127,7 +129,9 @@ extension WireRequestHandler {
             w.string(topic.0)
             w.array(topic.1) { w, p in
                 w.int32(p.0)
-                if let count = topics[topic.0]?.partitions.count, p.0 >= 0, Int(p.0) < count {
+                if !readable(topic.0) {
+                    w.int16(ErrorCode.topicAuthorizationFailed.rawValue)
+                } else if let count = topics[topic.0]?.partitions.count, p.0 >= 0, Int(p.0) < count {
                     w.int16((p.1 >= 0 ? outcome : .offsetOutOfRange).rawValue)
                 } else {
                     w.int16(ErrorCode.unknownTopicOrPartition.rawValue)
@@ -136,7 +140,7 @@ extension WireRequestHandler {
         }
     }
 
-    func writeOffsetFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16) async throws {
+    func writeOffsetFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
         let group = try r.string()
         let count = try r.arrayCount()
         var asked: [(String, [Int32])]? = nil
@@ -147,7 +151,8 @@ extension WireRequestHandler {
                 asked!.append((topic, try (0..<max(try r.arrayCount(), 0)).map { _ in try r.int32() }))
             }
         }
-        let committed = await groups.committed(group: group)
+        let readable = { (topic: String) in grants?.mayConsume(topic) ?? true }
+        let committed = await groups.committed(group: group).filter { readable($0.key.topic) }
         let answer: [(String, [(Int32, Int64)])]
         if let asked {
             answer = asked.map { topic, partitions in (topic, partitions.map { ($0, committed[TopicPartition(topic, Int($0))] ?? -1) }) }
@@ -164,7 +169,7 @@ extension WireRequestHandler {
                 w.int64(p.1)
                 if version >= 5 { w.int32(-1) }  // leader epoch
                 w.string("")  // metadata
-                w.int16(0)
+                w.int16((readable(topic.0) ? ErrorCode.none : .topicAuthorizationFailed).rawValue)
             }
         }
         if version >= 2 { w.int16(0) }

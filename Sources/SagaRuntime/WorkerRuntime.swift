@@ -462,6 +462,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                     try? await Task.sleep(for: .seconds(1))
                     continue
                 }
+                if attempts >= Self.batchAttempts, items.count == 1, let settled = await settleLoneMessage(items[0], failing: error) {
+                    return [settled]
+                }
                 try? await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }
@@ -504,6 +507,28 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             }
         }
         return applied.map { $0! }
+    }
+
+    /// A message alone in its batch whose transaction keeps failing: set aside when the fault
+    /// is its own, i.e. the error is not one of the store's (a full disk, I/O, a server away)
+    /// and an empty transaction commits; `nil` (retry) when the store is failing. Without
+    /// this, a poison message with no other message beside it (the end of a backlog, a quiet
+    /// topic) would be retried forever, holding its partition.
+    private func settleLoneMessage(_ item: (message: InboundMessage, work: Handler.Work), failing error: any Error) async -> Applied? {
+        if let error = error as? StoreError, error.code.isRetriable { return nil }
+        let handler = self.handler
+        do {
+            _ = try await BlockingIO.run { try handler.apply([]) }
+        } catch {
+            return nil
+        }
+        // Once more alone: the store may have come back meanwhile.
+        switch await applyAlone(item) {
+        case .success(let result): return .result(result)
+        case .failure(let error as StoreError) where error.code.isRetriable: return nil
+        case .failure(let error):
+            return .poison(reason: "its store transaction kept failing alone while the store committed without it (\(configuration.group)): \(error)")
+        }
     }
 
     /// One message's work applied alone, a few attempts; the last error if every attempt threw.

@@ -172,12 +172,8 @@ enum SagaRepository {
             ["broker", "--data-dir", directory.path + "/c", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--allow-anonymous"],
             stdout: directory.path + "/allowed.out", stderr: log)
         defer { if allowed.isRunning { allowed.terminate(); allowed.waitUntilExit() } }
-        var listening = false
-        for _ in 0..<100 where !listening {
-            listening = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Kafka protocol on 0.0.0.0:")
-            if !listening { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(listening, "with --allow-anonymous it listens: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let text = try await logText(log, once: "Kafka protocol on 0.0.0.0:")
+        #expect(text.contains("Kafka protocol on 0.0.0.0:"), "with --allow-anonymous it listens: \(text)")
     }
 
     @Test func unusableLimitsAreRefusedByName() throws {

@@ -98,11 +98,7 @@ import TestSupport
         let broker = try launchFulfillment(
             ["broker", "--data-dir", temporary.path + "/d", "--listen", "0.0.0.0:0", "--advertise", "127.0.0.1:9092", "--users", users], stdout: log + ".out", stderr: log)
         defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
-        var text = ""
-        for _ in 0..<100 where !text.contains("Kafka protocol (SASL) on 0.0.0.0:") {
-            try await Task.sleep(for: .milliseconds(100))
-            text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        }
+        let text = try await logText(log, once: "Kafka protocol (SASL) on 0.0.0.0:")
         #expect(text.contains("Kafka protocol (SASL) on 0.0.0.0:"), "\(text)")
         #expect(text.contains("SASL without TLS"), "a note that PLAIN passwords and records cross in clear: \(text)")
     }

@@ -140,11 +140,7 @@ import TestSupport
              "--tls-cert", certificates.serverCert, "--tls-key", certificates.serverKey, "--tls-client-ca", certificates.ca],
             stdout: log + ".out", stderr: log)
         defer { if broker.isRunning { broker.terminate(); broker.waitUntilExit() } }
-        var listening = false
-        for _ in 0..<100 where !listening {
-            listening = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("Kafka protocol (TLS, client certificates required) on 0.0.0.0:")
-            if !listening { try await Task.sleep(for: .milliseconds(100)) }
-        }
-        #expect(listening, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        let text = try await logText(log, once: "Kafka protocol (TLS, client certificates required) on 0.0.0.0:")
+        #expect(text.contains("Kafka protocol (TLS, client certificates required) on 0.0.0.0:"), "\(text)")
     }
 }

@@ -258,7 +258,7 @@ import Testing
             "--config.file=\(directory.path)/prometheus.yml", "--storage.tsdb.path=\(directory.path)/tsdb",
             "--web.listen-address=127.0.0.1:\(prometheusPort)",
         ]
-        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: { FileManager.default.createFile(atPath: directory.path + "/prometheus.log", contents: nil); return directory.path + "/prometheus.log" }()))
+        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: { _ = FileManager.default.createFile(atPath: directory.path + "/prometheus.log", contents: nil); return directory.path + "/prometheus.log" }()))
         prometheus.standardOutput = logHandle
         prometheus.standardError = logHandle
         try prometheus.run()

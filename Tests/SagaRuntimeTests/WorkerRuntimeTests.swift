@@ -122,6 +122,30 @@ import Testing
         #expect(try await broker.lag(group: "runtime-test").allSatisfy { $0.lag == 0 }, "every offset committed, the set-aside one too")
     }
 
+    /// Alone in its batch (the last of a backlog) a poison message is still set aside once an
+    /// empty transaction shows the store is fine; it used to be retried forever.
+    @Test func aPoisonMessageAloneIsSetAsideWhenTheStoreCommitsWithoutIt() async throws {
+        let store = FailingStore(poisonOrders: ["o-0"])
+        let broker = try await run(Handler(store: store, inline: false), orders: ["o-0"]) { broker in
+            try await broker.listTopics().contains { $0.name == "in.poison" }
+        }
+        defer { broker.shutdown() }
+        #expect(try await Self.count("in.poison", broker) == 1)
+        #expect(try await Self.count("in.dlt", broker) == 1, "its order still ends through its dead letter")
+        #expect(try await broker.lag(group: "runtime-test").allSatisfy { $0.lag == 0 })
+    }
+
+    /// Alone, and the store refusing everything for a while: waited out, not set aside.
+    @Test func aLoneMessageIsNotSetAsideWhileTheStoreRefusesEverything() async throws {
+        let store = FailingStore(failEverything: 8)
+        let broker = try await run(Handler(store: store, inline: false), orders: ["o-0"]) { broker in
+            try await Self.count("done", broker) == 1
+        }
+        defer { broker.shutdown() }
+        #expect(try await broker.listTopics().contains { $0.name == "in.poison" } == false)
+        #expect(store.applied.flatMap { $0 }.compactMap(\.keyString) == ["o-0"])
+    }
+
     @Test func aStoreThatRefusesEverythingForAWhileSetsNothingAside() async throws {
         let orders = (0..<20).map { "o-\($0)" }
         // Three whole-batch failures, then the first message fails three times alone (it is a

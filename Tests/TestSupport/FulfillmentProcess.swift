@@ -47,6 +47,18 @@ public func launchFulfillment(_ arguments: [String], stdout: String, stderr: Str
     return process
 }
 
+/// The text of `log` once it contains `expected`, or all of it after `seconds` (the caller's
+/// expectation then fails with the log in hand).
+public func logText(_ log: String, once expected: String, seconds: Double = 10) async throws -> String {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+    var text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    while !text.contains(expected), ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(100))
+        text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    }
+    return text
+}
+
 /// A loopback port nothing listens on now (for a server a test starts).
 public func freeLoopbackPort() -> Int {
     while true {

@@ -5,8 +5,8 @@ Arguments: BOOTSTRAP CA_FILE PASSWORD_OF_storefront PASSWORD_OF_ops. The users f
 storefront produce on orders and orders.priority only, ops read on every topic and admin.
 Checks, with the error codes clients expect: SCRAM-SHA-256 and -512 and PLAIN log in;
 a wrong password fails with SASL authentication failed; storefront producing to a topic it
-is not granted gets TOPIC_AUTHORIZATION_FAILED; storefront cannot read; ops reads what
-storefront wrote; storefront cannot create topics, ops can. Prints OK at the end."""
+is not granted gets TOPIC_AUTHORIZATION_FAILED; storefront cannot read nor commit offsets of
+a topic it may not read; ops reads what storefront wrote and commits; storefront cannot create topics, ops can. Prints OK at the end."""
 import sys
 import time
 import uuid
@@ -81,6 +81,23 @@ values, errors = read("storefront", storefront_password, "orders", 1, seconds=8)
 expect(values == [] and "TOPIC_AUTHORIZATION_FAILED" in errors, "storefront may not read orders: %s %s" % (values, errors))
 values, errors = read("ops", ops_password, "orders", 15)
 expect(len(values) == 15, "ops reads the 15 orders storefront wrote: %d %s" % (len(values), errors))
+
+
+def commit(user, password, topic):
+    """The error of committing offset 1 of topic's partition 0, or None."""
+    consumer = Consumer(dict(config(user, password, "SCRAM-SHA-512"), **{"group.id": "commits-" + user, "enable.auto.commit": False}))
+    try:
+        result = consumer.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+        errors = [p.error.name() for p in result if p.error is not None]
+        return errors[0] if errors else None
+    except KafkaException as failure:
+        return failure.args[0].name()
+    finally:
+        consumer.close()
+
+
+expect(commit("ops", ops_password, "orders") is None, "ops commits its offsets on orders")
+expect(commit("storefront", storefront_password, "orders") == "TOPIC_AUTHORIZATION_FAILED", "storefront may not commit offsets of orders it may not read")
 
 
 def create(user, password, name):
