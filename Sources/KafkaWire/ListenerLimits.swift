@@ -20,11 +20,6 @@ public struct ListenerLimits: Sendable, Equatable {
 
     public init() {}
 
-    /// Whether only this machine can reach `host` (127.x, ::1, localhost).
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
-    }
-
     /// Why a value cannot be a limit, or nil when all are usable.
     public func problem() -> String? {
         if maxConnections < 1 { return "max connections must be at least 1" }

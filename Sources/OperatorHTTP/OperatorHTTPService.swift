@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import Messaging
 import NIOCore
 import ServiceLifecycle
 
@@ -52,7 +53,7 @@ public enum HTTPAddress: Sendable, Equatable {
     /// Whether only this machine can reach it.
     public var isLoopback: Bool {
         guard case .listen(let host, _) = self else { return true }
-        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        return HostAddress.isLoopback(host)
     }
 }
 

@@ -12,13 +12,7 @@ public struct ListenerTLS: ConnectionEncryption {
     public let verifiesClients: Bool
 
     public init(certificatePath: String, keyPath: String, clientCAPath: String? = nil) throws {
-        let chain: [NIOSSLCertificate]
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
-        } catch {
-            throw ListenerTLSError("--tls-cert \(certificatePath): not a readable PEM certificate (\(error))")
-        }
-        guard !chain.isEmpty else { throw ListenerTLSError("--tls-cert \(certificatePath): no certificate in the file") }
+        let chain = try Self.certificates(certificatePath, option: "--tls-cert")
         let key: NIOSSLPrivateKey
         do {
             key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
@@ -28,14 +22,7 @@ public struct ListenerTLS: ConnectionEncryption {
         var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         if let clientCAPath {
-            let roots: [NIOSSLCertificate]
-            do {
-                roots = try NIOSSLCertificate.fromPEMFile(clientCAPath)
-            } catch {
-                throw ListenerTLSError("--tls-client-ca \(clientCAPath): not a readable PEM certificate (\(error))")
-            }
-            guard !roots.isEmpty else { throw ListenerTLSError("--tls-client-ca \(clientCAPath): no certificate in the file") }
-            configuration.trustRoots = .certificates(roots)
+            configuration.trustRoots = .certificates(try Self.certificates(clientCAPath, option: "--tls-client-ca"))
             // Clients are not named by a host name; their certificate must chain to the CA.
             configuration.certificateVerification = .noHostnameVerification
         } else {
@@ -47,6 +34,18 @@ public struct ListenerTLS: ConnectionEncryption {
             throw ListenerTLSError("--tls-cert and --tls-key do not make a TLS server (does the key belong to the certificate?): \(error)")
         }
         verifiesClients = clientCAPath != nil
+    }
+
+    /// The certificates of a PEM file, at least one, or an error naming `option`.
+    static func certificates(_ path: String, option: String) throws -> [NIOSSLCertificate] {
+        let certificates: [NIOSSLCertificate]
+        do {
+            certificates = try NIOSSLCertificate.fromPEMFile(path)
+        } catch {
+            throw ListenerTLSError("\(option) \(path): not a readable PEM certificate (\(error))")
+        }
+        guard !certificates.isEmpty else { throw ListenerTLSError("\(option) \(path): no certificate in the file") }
+        return certificates
     }
 
     public var summary: String { verifiesClients ? "TLS, client certificates required" : "TLS" }

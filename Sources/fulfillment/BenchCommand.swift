@@ -166,10 +166,8 @@ struct SagaBench: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let directory = NSTemporaryDirectory() + "fulfillment-bench-saga-\(ProcessInfo.processInfo.processIdentifier)"
-            try? FileManager.default.removeItem(atPath: directory)
+            let (directory, progress) = scratch("saga", json: json)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let progress = ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json)
             let report = try await SagaThroughputBenchmark(orders: orders, faults: faults, configuration: try settings.loadConfiguration(), storeLocation: store)
                 .run(directory: directory, logger: quietLogger("bench-saga"), progress: { progress.show($0) })
             progress.finish()
@@ -207,10 +205,8 @@ struct VIPBench: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures {
-            let directory = NSTemporaryDirectory() + "fulfillment-bench-vip-\(ProcessInfo.processInfo.processIdentifier)"
-            try? FileManager.default.removeItem(atPath: directory)
+            let (directory, progress) = scratch("vip", json: json)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let progress = ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json)
             let report = try await VIPLatencyBenchmark(backlog: backlog, vip: vip, rate: rate, faults: faults, configuration: try settings.loadConfiguration())
                 .run(directory: directory, logger: quietLogger("bench-vip"), progress: { progress.show($0) })
             progress.finish()
@@ -221,4 +217,12 @@ struct VIPBench: AsyncParsableCommand {
             print("backlog left  \(report.backlog_left) when the last VIP order finished (after \(String(format: "%.1f", report.run_s)) s)")
         }
     }
+}
+
+/// A fresh temporary data directory for `bench NAME` (the caller removes it) and its progress
+/// line, shown on a terminal unless the figures go out as JSON.
+private func scratch(_ name: String, json: Bool) -> (directory: String, progress: ProgressLine) {
+    let directory = NSTemporaryDirectory() + "fulfillment-bench-\(name)-\(ProcessInfo.processInfo.processIdentifier)"
+    try? FileManager.default.removeItem(atPath: directory)
+    return (directory, ProgressLine(enabled: isatty(STDERR_FILENO) != 0 && !json))
 }

@@ -50,7 +50,7 @@ struct BrokerCommand: AsyncParsableCommand {
             try security.checkExposure(host: host)
             let encryption = try security.encryption()
             let authenticator = try security.authenticator()
-            if authenticator != nil && encryption == nil && !ListenerLimits.isLoopback(host) {
+            if authenticator != nil && encryption == nil && !HostAddress.isLoopback(host) {
                 writeStderr("note: SASL without TLS: SCRAM never sends the password, but PLAIN does, and no record is encrypted; add --tls-cert and --tls-key")
             }
             var configuration = EmbeddedBroker.Configuration(dataDirectory: data.dataDir)

@@ -238,7 +238,7 @@ struct ListenerSecurityOptions: ParsableArguments {
     /// Refuses a listener other machines can reach whose clients are anonymous, unless
     /// --allow-anonymous says so. SASL users or client certificates name every client.
     func checkExposure(host: String) throws {
-        guard !ListenerLimits.isLoopback(host), users == nil, tlsClientCa == nil, !allowAnonymous else { return }
+        guard !HostAddress.isLoopback(host), users == nil, tlsClientCa == nil, !allowAnonymous else { return }
         throw CommandFailure(message: """
             --listen \(host) can be reached from other machines, and its clients would be anonymous (no --users\(tlsCert == nil ? ", no TLS" : "; TLS encrypts but names nobody")): anyone who reaches it could read and write every topic.
             Listen on 127.0.0.1, require SASL with --users FILE or client certificates with --tls-client-ca, or pass --allow-anonymous to accept that (a trusted network).

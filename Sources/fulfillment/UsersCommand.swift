@@ -31,7 +31,7 @@ struct UsersCommand: AsyncParsableCommand {
         @Argument(help: "The user's name (what clients give as sasl.username).") var name: String
         @OptionGroup var file: UsersFileOption
         @Option(help: ArgumentHelp("A topic (or pattern) the user may produce to; repeat for more.", valueName: "topic")) var produce: [String] = []
-        @Option(help: ArgumentHelp("A topic (or pattern) the user may read (fetch, list offsets); repeat for more.", valueName: "topic")) var consume: [String] = []
+        @Option(help: ArgumentHelp("A topic (or pattern) the user may read (fetch, list, commit and fetch offsets); repeat for more.", valueName: "topic")) var consume: [String] = []
         @Flag(help: "The user may create and delete topics.") var admin = false
         @Option(help: "PBKDF2 iterations of the SCRAM credentials (4096 or more).") var iterations = 8_192
 
