@@ -218,7 +218,15 @@ public final class EmbeddedBroker: MessageBroker {
     // MARK: Produce
 
     public func produce(_ records: [ProducerRecord]) async throws -> [RecordMetadata] {
-        guard !records.isEmpty else { return [] }
+        let (metadata, durability) = try append(records)
+        try await durability.wait()
+        return metadata
+    }
+
+    /// Appends at once, in call order, and returns what to wait on before the records count
+    /// as acknowledged: a bulk loader appends its next batch while the previous one syncs.
+    public func append(_ records: [ProducerRecord]) throws -> (metadata: [RecordMetadata], durability: PendingDurability) {
+        guard !records.isEmpty else { return ([], .none) }
         guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
         let now = UnixClock.nowMillis()
         // Group records per partition, keeping input order inside each group.
@@ -260,8 +268,7 @@ public final class EmbeddedBroker: MessageBroker {
             // Tickets grow: waiting for the last one covers every partition appended before it.
             durability = try pendingDurability(log, upTo: base + Int64(indexes.count))
         }
-        try await durability.wait()
-        return metadata.map { $0! }
+        return (metadata.map { $0! }, durability)
     }
 
     // MARK: Read without a group

@@ -103,6 +103,7 @@ private struct JSONParser {
     mutating func object(depth: Int) throws(JSONValue.ParseError) -> JSONValue {
         position += 1
         var members: [(key: String, value: JSONValue)] = []
+        members.reserveCapacity(8)  // an order's objects: growing 1, 2, 4, 8 cost 3 % of a bulk load
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -155,15 +156,20 @@ private struct JSONParser {
     mutating func string() throws(JSONValue.ParseError) -> String {
         position += 1
         let start = position
+        var ascii = true
         // Fast path: no escapes.
         while position < bytes.count {
             let c = bytes[position]
             if c == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<position])
                 position += 1
+                // `String(validating:)` instantiates generic metadata on every call (a third of
+                // `produce`'s CPU in a profile); ASCII needs no validation.
+                if ascii { return String(decoding: slice, as: UTF8.self) }
                 guard let text = String(validating: slice, as: UTF8.self) else { throw fail("string is not valid UTF-8") }
                 return text
             }
+            if c >= 0x80 { ascii = false }
             if c == UInt8(ascii: "\\") { break }
             if c < 0x20 { throw fail("control character in a string") }
             position += 1
