@@ -1,21 +1,28 @@
 import SagaDomain
+import SagaRuntime
 import Synchronization
 
 /// The outside world the steps talk to (gateway, warehouse system, carrier, mail), simulated
 /// with a fault profile. Draws are deterministic per idempotency key and call number, so a
 /// run fails the same way every time; call numbers are per process, like a real service that
-/// does not remember failed calls.
+/// does not remember failed calls, and kept for the keys called most recently (a key not
+/// called within the last `rememberedKeys` distinct keys starts again at 1), so memory does
+/// not grow with the orders a long run has seen.
 public final class SimulatedWorld: Sendable {
     public let profile: FaultProfile
-    private let calls = Mutex<[String: Int]>([:])
+    private let calls: Mutex<RecentTable<String, Int>>
 
-    public init(profile: FaultProfile) { self.profile = profile }
+    public init(profile: FaultProfile, rememberedKeys: Int = 100_000) {
+        self.profile = profile
+        self.calls = Mutex(RecentTable(capacity: rememberedKeys))
+    }
 
     /// Counts a call for `key` and returns its number (1-based).
     public func callNumber(_ key: String) -> Int {
         calls.withLock { counts in
-            counts[key, default: 0] += 1
-            return counts[key]!
+            let number = (counts.value(key) ?? 0) + 1
+            counts.set(key, number)
+            return number
         }
     }
 
