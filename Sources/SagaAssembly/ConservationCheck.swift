@@ -52,15 +52,18 @@ public struct ConservationCheck: Sendable {
     public init(location: String) { self.location = location }
 
     public func run() throws -> Report {
-        // Each store answers for its own records; the check only compares them.
+        // Each store answers for its own records; the check only compares them. Every store
+        // is read sorted by order id and merged, so memory stays flat however many orders.
         let dispatcher = try DispatcherStore(location: location, readOnly: true)
-        let money = try SimulatedPaymentGateway(location: location, world: SimulatedWorld(profile: .none), readOnly: true).moneyByOrder()
+        let gateway = try SimulatedPaymentGateway(location: location, world: SimulatedWorld(profile: .none), readOnly: true)
         let inventory = try InventoryStore(location: location, readOnly: true)
-        let reserved = try inventory.reservationsByOrder()
         let stock = try inventory.unitsTaken()
-        let shipments = try ShippingStore(location: location, readOnly: true).shipmentStatusByOrder()
-        let notices = try NotificationStore(location: location, readOnly: true).noticeByOrder()
-        let heldUnits = reserved.values.filter(\.isHeld).reduce(Int64(0)) { $0 + $1.units }
+        let heldUnits = try inventory.heldUnits()
+        let totals = try gateway.moneyTotals()
+        let money = OrderedRows(try gateway.moneyRowsByOrder())
+        let reserved = OrderedRows(try inventory.reservationsByOrder())
+        let shipments = OrderedRows(try ShippingStore(location: location, readOnly: true).shipmentStatusByOrder())
+        let notices = OrderedRows(try NotificationStore(location: location, readOnly: true).noticeByOrder())
 
         var violations: [Violation] = []
         var checked = 0
@@ -69,9 +72,19 @@ public struct ConservationCheck: Sendable {
         var completedUnits: Int64 = 0
         var terminalCharged: Int64 = 0
         var terminalRefunded: Int64 = 0
-        let orders = try dispatcher.connection.query("SELECT order_id, state, amount_cents, units FROM orders") { ($0.text(0), $0.text(1), $0.int(2), $0.int(3)) }
-        for (id, stateText, amount, units) in orders {
-            let m = money[id] ?? SimulatedPaymentGateway.OrderMoney()
+        let orders = try dispatcher.connection.cursor("SELECT order_id, state, amount_cents, units FROM orders \(dispatcher.connection.orderedByBytes("order_id"))") {
+            ($0.text(0), $0.text(1), $0.int(2), $0.int(3))
+        }
+        while let (id, stateText, amount, units) = try orders.next() {
+            var m = SimulatedPaymentGateway.OrderMoney()
+            for row in try money.rows(for: id) {
+                m.chargedCents += row.chargedCents
+                m.refundedCents += row.refundedCents
+                m.charges += row.charges
+            }
+            let reservation = try reserved.rows(for: id).first
+            let shipment = try shipments.rows(for: id).first
+            let notice = try notices.rows(for: id).first
             if m.charges > 1 { violations.append(Violation(orderID: id, invariant: "charged_once", detail: "charged \(m.charges) times")) }
             guard let state = OrderState(rawValue: stateText), state.isFinal else {
                 inFlight += 1
@@ -80,7 +93,6 @@ public struct ConservationCheck: Sendable {
             checked += 1
             terminalCharged += m.chargedCents
             terminalRefunded += m.refundedCents
-            let reservation = reserved[id]
             if state == .completed {
                 completedAmount += amount
                 completedUnits += units
@@ -90,11 +102,11 @@ public struct ConservationCheck: Sendable {
                 if reservation?.isHeld != true || reservation?.units != units {
                     violations.append(Violation(orderID: id, invariant: "stock", detail: "completed order of \(units) units holds reservation \(reservation.map { "\($0.units) units, \($0.status)" } ?? "none")"))
                 }
-                if shipments[id] != "prepared" {
-                    violations.append(Violation(orderID: id, invariant: "shipment", detail: "completed order has shipment \(shipments[id] ?? "none")"))
+                if shipment != "prepared" {
+                    violations.append(Violation(orderID: id, invariant: "shipment", detail: "completed order has shipment \(shipment ?? "none")"))
                 }
-                if notices[id] != "confirmation" {
-                    violations.append(Violation(orderID: id, invariant: "one_notice", detail: "completed order got \(notices[id] ?? "no notice")"))
+                if notice != "confirmation" {
+                    violations.append(Violation(orderID: id, invariant: "one_notice", detail: "completed order got \(notice ?? "no notice")"))
                 }
             } else {
                 if m.chargedCents - m.refundedCents != 0 {
@@ -103,11 +115,11 @@ public struct ConservationCheck: Sendable {
                 if reservation?.isHeld == true {
                     violations.append(Violation(orderID: id, invariant: "stock", detail: "compensated order still holds \(reservation!.units) reserved units"))
                 }
-                if shipments[id] == "prepared" {
+                if shipment == "prepared" {
                     violations.append(Violation(orderID: id, invariant: "no_shipment_for_compensated", detail: "compensated order has a prepared shipment"))
                 }
-                if notices[id] != "failure" {
-                    violations.append(Violation(orderID: id, invariant: "one_notice", detail: "compensated order got \(notices[id] ?? "no notice")"))
+                if notice != "failure" {
+                    violations.append(Violation(orderID: id, invariant: "one_notice", detail: "compensated order got \(notice ?? "no notice")"))
                 }
             }
         }
@@ -120,11 +132,38 @@ public struct ConservationCheck: Sendable {
         if inFlight == 0 && stock != completedUnits {
             violations.append(Violation(orderID: nil, invariant: "stock", detail: "initial − final stock is \(stock) units, completed orders hold \(completedUnits)"))
         }
-        let totalCharged = money.values.reduce(Int64(0)) { $0 + $1.chargedCents }
-        let totalRefunded = money.values.reduce(Int64(0)) { $0 + $1.refundedCents }
+        let totalCharged = totals.chargedCents
+        let totalRefunded = totals.refundedCents
         return Report(
             ok: violations.isEmpty, violations: violations, ordersChecked: checked, inFlight: inFlight,
             chargedCents: totalCharged, refundedCents: totalRefunded, completedAmountCents: completedAmount,
             unitsTaken: stock, completedUnits: completedUnits)
+    }
+}
+
+/// One store's rows sorted by order id (in UTF-8 byte order, as `orderedByBytes` sorts),
+/// taken order by order while the dispatcher's orders are walked in the same order. Rows of
+/// ids the walk never asks for (a store's record of an order the dispatcher does not know)
+/// are passed over.
+final class OrderedRows<Row> {
+    private let cursor: RowCursor<(String, Row)>
+    private var pending: (String, Row)?
+
+    init(_ cursor: RowCursor<(String, Row)>) { self.cursor = cursor }
+
+    /// The rows for `id`; ids asked for must rise.
+    func rows(for id: String) throws -> [Row] {
+        var found: [Row] = []
+        while let (rowID, row) = try pending ?? cursor.next() {
+            pending = (rowID, row)
+            if rowID.utf8.lexicographicallyPrecedes(id.utf8) {
+                pending = nil
+                continue
+            }
+            guard rowID.utf8.elementsEqual(id.utf8) else { break }
+            found.append(row)
+            pending = nil
+        }
+        return found
     }
 }

@@ -79,6 +79,10 @@ public struct SQLRow {
 
     fileprivate let source: Source
 
+    init(sqlite statement: OpaquePointer) { source = .sqlite(statement) }
+    init(postgres result: OpaquePointer, row: Int32) { source = .postgres(result, row) }
+    fileprivate init(source: Source) { self.source = source }
+
     public func isNull(_ i: Int32) -> Bool {
         switch source {
         case .sqlite(let statement): sqlite3_column_type(statement, i) == SQLITE_NULL
@@ -139,7 +143,7 @@ public struct SQLRow {
 /// survive SIGKILL.
 public final class StoreConnection: Sendable {
     /// Owned handles: only touched while `lock` is held, freed in `deinit`.
-    fileprivate final class Handles: @unchecked Sendable {
+    final class Handles: @unchecked Sendable {
         var db: OpaquePointer?
         var statements: [String: OpaquePointer] = [:]
         var postgres: PostgresSession?
@@ -232,6 +236,11 @@ public final class StoreConnection: Sendable {
                 throw error
             }
         }
+    }
+
+    /// The raw handles under the connection's lock (for `RowCursor`).
+    func withHandles<R>(_ body: (Handles) throws -> R) throws -> R {
+        try lock.withLock { handles in try body(handles) }
     }
 
     /// Several statements under the connection's lock, without opening a transaction (reads).

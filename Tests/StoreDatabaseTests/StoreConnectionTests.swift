@@ -33,6 +33,28 @@ import Testing
         #expect(try db.scalar("SELECT COUNT(*) FROM items WHERE key = ?", [.text("missing")]) == 0)
     }
 
+    /// Pages end exactly at, just before and just after a page boundary; the cursor returns
+    /// every row once, in byte order on both backends (PostgreSQL's locale would put "B"
+    /// after "a"), and stops (a finished SQLite statement stepped again starts over).
+    @Test(arguments: StoreBackend.allCases)
+    func cursorsReadEveryRowOnceInByteOrder(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        for count in [0, 1, 3, 4, 5, 9] {
+            try db.run("DELETE FROM items")
+            let keys = (0..<count).map { $0 % 2 == 0 ? "a\($0)" : "B\($0)" }
+            for key in keys { try db.run("INSERT INTO items (key, n) VALUES (?, 1)", [.text(key)]) }
+            let cursor = try db.cursor("SELECT key FROM items \(db.orderedByBytes("key"))", pageSize: 4) { $0.text(0) }
+            var read: [String] = []
+            while let key = try cursor.next() {
+                read.append(key)
+                #expect(read.count <= count, "\(count) rows: the cursor went past its end")
+                if read.count > count { break }
+            }
+            #expect(read == keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }, "\(count) rows")
+            #expect(try cursor.next() == nil)
+        }
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func insertOrIgnoreAndUpsertBehaveAlike(_ backend: StoreBackend) throws {
         let db = try open(backend)

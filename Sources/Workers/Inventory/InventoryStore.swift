@@ -60,8 +60,13 @@ public final class InventoryStore: Sendable {
     }
 
     /// Every order's reservation, for the conservation check.
-    public func reservationsByOrder() throws -> [String: Reservation] {
-        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, units, status FROM reservations") { ($0.text(0), Reservation(units: $0.int(1), status: $0.text(2))) })
+    public func reservationsByOrder() throws -> RowCursor<(String, Reservation)> {
+        try connection.cursor("SELECT order_id, units, status FROM reservations \(connection.orderedByBytes("order_id"))") { ($0.text(0), Reservation(units: $0.int(1), status: $0.text(2))) }
+    }
+
+    /// Units that reservations hold now.
+    public func heldUnits() throws -> Int64 {
+        try connection.scalar("SELECT COALESCE(SUM(units), 0) FROM reservations WHERE status = 'reserved'") ?? 0
     }
 
     /// Units off the shelf now: the sum over SKUs of initial minus current stock.

@@ -29,8 +29,8 @@ public final class NotificationStore: Sendable {
     }
 
     /// The notice each order got (`confirmation` or `failure`), for the conservation check.
-    public func noticeByOrder() throws -> [String: String] {
-        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, kind FROM outbox") { ($0.text(0), $0.text(1)) })
+    public func noticeByOrder() throws -> RowCursor<(String, String)> {
+        try connection.cursor("SELECT order_id, kind FROM outbox \(connection.orderedByBytes("order_id"))") { ($0.text(0), $0.text(1)) }
     }
 
     public func notice(orderID: String) throws -> String? {

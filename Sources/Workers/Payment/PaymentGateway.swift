@@ -62,18 +62,32 @@ public final class SimulatedPaymentGateway: PaymentGateway {
         public init() {}
     }
 
-    /// Money charged and refunded per order, as the ledger recorded it.
-    public func moneyByOrder() throws -> [String: OrderMoney] {
-        var money: [String: OrderMoney] = [:]
-        for (order, kind, amount, outcome) in try ledger.query("SELECT order_id, kind, amount_cents, outcome FROM ledger", [], { ($0.text(0), $0.text(1), $0.int(2), $0.text(3)) }) {
-            if kind == "charge", outcome == "charged" {
-                money[order, default: OrderMoney()].chargedCents += amount
-                money[order, default: OrderMoney()].charges += 1
-            } else if kind == "refund" {
-                money[order, default: OrderMoney()].refundedCents += amount
+    /// The ledger's rows by order id in byte order, each as what it adds to its order's money
+    /// (for the conservation check's merge of the stores).
+    public func moneyRowsByOrder() throws -> RowCursor<(String, OrderMoney)> {
+        try ledger.cursor("SELECT order_id, kind, amount_cents, outcome FROM ledger \(ledger.orderedByBytes("order_id"))") { row in
+            var money = OrderMoney()
+            if row.text(1) == "charge", row.text(3) == "charged" {
+                money.chargedCents = row.int(2)
+                money.charges = 1
+            } else if row.text(1) == "refund" {
+                money.refundedCents = row.int(2)
             }
+            return (row.text(0), money)
         }
-        return money
+    }
+
+    /// Money charged and refunded over the whole ledger.
+    public func moneyTotals() throws -> OrderMoney {
+        let sums = try ledger.query("""
+            SELECT COALESCE(SUM(CASE WHEN kind = 'charge' AND outcome = 'charged' THEN amount_cents ELSE 0 END), 0),
+                   COALESCE(SUM(CASE WHEN kind = 'refund' THEN amount_cents ELSE 0 END), 0)
+            FROM ledger
+            """) { ($0.int(0), $0.int(1)) }.first ?? (0, 0)
+        var totals = OrderMoney()
+        totals.chargedCents = sums.0
+        totals.refundedCents = sums.1
+        return totals
     }
 
     public func charge(idempotencyKey: String, orderID: String, amountCents: Int64, currency: String, token: String) async throws -> GatewayReceipt {

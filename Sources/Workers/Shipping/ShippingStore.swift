@@ -17,8 +17,8 @@ public final class ShippingStore: Sendable {
     }
 
     /// Every order's shipment status (`prepared` or `cancelled`), for the conservation check.
-    public func shipmentStatusByOrder() throws -> [String: String] {
-        Dictionary(uniqueKeysWithValues: try connection.query("SELECT order_id, status FROM shipments") { ($0.text(0), $0.text(1)) })
+    public func shipmentStatusByOrder() throws -> RowCursor<(String, String)> {
+        try connection.cursor("SELECT order_id, status FROM shipments \(connection.orderedByBytes("order_id"))") { ($0.text(0), $0.text(1)) }
     }
 
     /// Cancels an order's shipment (its compensation), once, leaving a tombstone.
