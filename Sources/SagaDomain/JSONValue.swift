@@ -57,6 +57,37 @@ public enum JSONValue: Sendable, Equatable {
     }
 }
 
+extension JSONValue {
+    /// Parses a whole document exactly as `parse` does (the same documents are accepted and
+    /// refused, with the same errors), but when it is an object keeps only the top-level
+    /// members named in `keys`: the rest are checked and passed over without being built.
+    /// For a bulk loader that needs an order's id and lane from each line, not all of it.
+    public static func parse(_ bytes: [UInt8], keepingMembers keys: Set<String>, maxDepth: Int = 64) throws(ParseError) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { (buffer) throws(ParseError) -> JSONValue in
+            var parser = JSONParser(bytes: buffer, maxDepth: maxDepth)
+            parser.skipWhitespace()
+            let value: JSONValue
+            if parser.position < buffer.count, buffer[parser.position] == UInt8(ascii: "{"), maxDepth > 0 {
+                value = try parser.object(depth: 0, keeping: keys)
+            } else {
+                value = try parser.value(depth: 0)
+            }
+            parser.skipWhitespace()
+            guard parser.position == buffer.count else { throw ParseError(offset: parser.position, message: "unexpected data after the JSON value") }
+            return value
+        }
+    }
+}
+
+extension JSONValue {
+    /// This object with only the members named in `keys` (in order, duplicates kept); any
+    /// other value as it is. What `parse(_:keepingMembers:)` returns for the same bytes.
+    public func keepingMembers(_ keys: Set<String>) -> JSONValue {
+        guard case .object(let members) = self else { return self }
+        return .object(members.filter { keys.contains($0.key) })
+    }
+}
+
 private struct JSONParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let maxDepth: Int
@@ -128,6 +159,118 @@ private struct JSONParser {
             position += 1
             return .object(members)
         }
+    }
+
+    /// `object(depth:)` keeping only the members named in `keys` (see `parse(_:keepingMembers:)`).
+    mutating func object(depth: Int, keeping keys: Set<String>) throws(JSONValue.ParseError) -> JSONValue {
+        position += 1
+        var members: [(key: String, value: JSONValue)] = []
+        skipWhitespace()
+        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+            position += 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let key = try string()
+            skipWhitespace()
+            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+            position += 1
+            skipWhitespace()
+            if keys.contains(key) {
+                members.append((key, try value(depth: depth + 1)))
+            } else {
+                try skipValue(depth: depth + 1)
+            }
+            skipWhitespace()
+            guard position < bytes.count else { throw fail("unexpected end of input in an object") }
+            if bytes[position] == UInt8(ascii: ",") {
+                position += 1
+                continue
+            }
+            guard bytes[position] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
+            position += 1
+            return .object(members)
+        }
+    }
+
+    /// Checks one value as `value(depth:)` would, with the same errors, without building it.
+    /// Strings of plain ASCII and containers are only scanned; anything rarer (an escape,
+    /// a non-ASCII byte, a number, a literal) goes through the building code and is dropped.
+    mutating func skipValue(depth: Int) throws(JSONValue.ParseError) {
+        guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
+        guard position < bytes.count else { throw fail("unexpected end of input") }
+        switch bytes[position] {
+        case UInt8(ascii: "{"):
+            position += 1
+            skipWhitespace()
+            if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
+                position += 1
+                return
+            }
+            while true {
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                try skipString()
+                skipWhitespace()
+                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
+                position += 1
+                skipWhitespace()
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard position < bytes.count else { throw fail("unexpected end of input in an object") }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                    continue
+                }
+                guard bytes[position] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
+                position += 1
+                return
+            }
+        case UInt8(ascii: "["):
+            position += 1
+            skipWhitespace()
+            if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+                position += 1
+                return
+            }
+            while true {
+                skipWhitespace()
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard position < bytes.count else { throw fail("unexpected end of input in an array") }
+                if bytes[position] == UInt8(ascii: ",") {
+                    position += 1
+                    continue
+                }
+                guard bytes[position] == UInt8(ascii: "]") else { throw fail("expected ',' or ']'") }
+                position += 1
+                return
+            }
+        case UInt8(ascii: "\""):
+            try skipString()
+        default:
+            _ = try value(depth: depth)
+        }
+    }
+
+    /// Passes over a string of printable ASCII without making it; any other string is read
+    /// by `string()`, so its escapes and UTF-8 are checked exactly as when it is kept.
+    mutating func skipString() throws(JSONValue.ParseError) {
+        let start = position
+        position += 1
+        while position < bytes.count {
+            let c = bytes[position]
+            if c == UInt8(ascii: "\"") {
+                position += 1
+                return
+            }
+            if c == UInt8(ascii: "\\") || c < 0x20 || c >= 0x80 { break }
+            position += 1
+        }
+        position = start
+        _ = try string()
     }
 
     mutating func array(depth: Int) throws(JSONValue.ParseError) -> JSONValue {

@@ -63,6 +63,9 @@ struct ProduceCommand: AsyncParsableCommand {
         return line
     }
 
+    /// What `lane(of:)` and the key read; the rest of a line is checked, not built.
+    static let laneMembers: Set<String> = ["order_id", "customer_tier", "amount", "items"]
+
     /// Each line sent byte for byte (invalid UTF-8 included: the dispatcher rejects it with
     /// a reason), keyed by its order_id when it parses, on the lane it names.
     static func records(_ chunk: [UInt8], _ lines: ArraySlice<Range<Int>>, topics: SagaTopics, vipAbove threshold: Double) -> [ProducerRecord] {
@@ -72,7 +75,7 @@ struct ProduceCommand: AsyncParsableCommand {
             let bytes = Array(chunk[range])
             var orderID: String?
             var lane = Priority.standard
-            if let document = try? JSONValue.parse(bytes) {
+            if let document = try? JSONValue.parse(bytes, keepingMembers: Self.laneMembers) {
                 if case .string(let id)? = document["order_id"] { orderID = id }
                 lane = Self.lane(of: document, vipAbove: threshold)
             }

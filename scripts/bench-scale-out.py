@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Scale-out benchmark: the saga as separate processes on librdkafka's mock cluster, with one
+and then two instances of each step worker, and the orders per second each setup finishes.
+
+  scripts/bench-scale-out.py [--orders N] [--rounds R] [--instances 1,2] [--json]
+
+Each round, for each instance count in turn (the order alternates from round to round):
+a fresh `fulfillment kafka-mock` and a fresh PostgreSQL database (scripts/test-postgres.sh,
+on its own port), N generated orders queued with `produce --generate` first, then the
+dispatcher and K instances of each of the four step workers started together. The clock
+runs from the start of the processes until every order is final in the dispatcher's store
+(completed, compensated, rejected or parked for manual review), and `check` must pass.
+Prints a table of medians, or one JSON object with --json.
+
+Everything runs on this machine: with 2 cores, two instances of each worker share the same
+two cores as one instance does; the figure says what the extra processes cost or gain here,
+not on a cluster of machines.
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, ".build", "release", "fulfillment")
+STEPS = ("payment", "inventory", "shipping", "notification")
+
+
+class Postgres:
+    """A throw-away PostgreSQL server on loopback, apart from the tests' and chaos's ones."""
+
+    def __init__(self):
+        directory = os.path.join(tempfile.gettempdir(), "fulfillment-bench-pg-%d" % os.getpid())
+        self.env = dict(os.environ, PGTEST_DIR=directory, PGTEST_PORT=os.environ.get("BENCH_PG_PORT", "55441"))
+        self.script = os.path.join(ROOT, "scripts", "test-postgres.sh")
+        started = subprocess.run([self.script, "start"], capture_output=True, env=self.env, timeout=120)
+        if started.returncode != 0:
+            raise SystemExit("PostgreSQL did not start (make deps installs it): %s" % started.stderr.decode()[-1000:])
+        self.url = started.stdout.decode().strip()
+        self.server = self.url.rsplit("/", 1)[0]
+
+    def fresh_database(self, name):
+        for sql in ("DROP DATABASE IF EXISTS %s" % name, "CREATE DATABASE %s" % name):
+            subprocess.run(["psql", self.server + "/postgres", "-qc", sql], check=True, capture_output=True, timeout=60)
+        return "%s/%s" % (self.server, name)
+
+    def scalar(self, url, sql):
+        done = subprocess.run(["psql", url, "-tAc", sql], capture_output=True, timeout=30)
+        text = done.stdout.decode().strip()
+        return int(text) if done.returncode == 0 and text else -1
+
+    def stop(self):
+        subprocess.run([self.script, "stop"], capture_output=True, env=self.env, timeout=120)
+
+
+def one_run(postgres, orders, instances, work, round_number, quiet):
+    store = postgres.fresh_database("bench_scale_out")
+    logs = os.path.join(work, "round%d-k%d" % (round_number, instances))
+    os.makedirs(logs)
+    mock = subprocess.Popen([BINARY, "kafka-mock"], stdout=subprocess.PIPE,
+                            stderr=open(os.path.join(logs, "kafka-mock.log"), "ab"), stdin=subprocess.DEVNULL)
+    processes = []
+    try:
+        brokers = mock.stdout.readline().decode().strip()
+        if not brokers:
+            raise SystemExit("kafka-mock printed no bootstrap servers (see %s)" % logs)
+        produced = subprocess.run([BINARY, "produce", "--generate", str(orders), "--brokers", brokers], capture_output=True, timeout=900)
+        if produced.returncode != 0:
+            raise SystemExit("queueing %d orders failed: %s" % (orders, produced.stderr.decode()[-2000:]))
+        common = ["--brokers", brokers, "--store", store, "--faults", "none", "--state-dir", os.path.join(logs, "state")]
+        roles = [("dispatcher", ["dispatcher", "--http", "off"])]
+        for step in STEPS:
+            roles += [("%s-%d" % (step, i), ["worker", step]) for i in range(1, instances + 1)]
+        started = time.monotonic()
+        for name, arguments in roles:
+            processes.append((name, subprocess.Popen([BINARY] + arguments + common, stdin=subprocess.DEVNULL,
+                                                     stdout=open(os.path.join(logs, name + ".log"), "ab"), stderr=subprocess.STDOUT)))
+        final = "SELECT COUNT(*) FROM dispatcher.orders WHERE state IN ('completed','compensated','rejected','manual_review')"
+        done, last_shown = 0, 0.0
+        while done < orders:
+            time.sleep(0.5)
+            for name, process in processes:
+                if process.poll() is not None:
+                    raise SystemExit("%s exited %d on its own (see %s)" % (name, process.returncode, logs))
+            done = postgres.scalar(store, final)
+            if not quiet and time.monotonic() - last_shown > 5:
+                last_shown = time.monotonic()
+                print("  %d instance(s): %d/%d orders final after %.0f s" % (instances, max(done, 0), orders, last_shown - started), file=sys.stderr, flush=True)
+            if time.monotonic() - started > 1800:
+                raise SystemExit("%d instance(s): only %d of %d orders final after 30 minutes" % (instances, done, orders))
+        seconds = time.monotonic() - started
+    finally:
+        for _, process in processes:
+            process.terminate()
+        for _, process in processes:
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        mock.terminate()
+        mock.wait(30)
+    check = subprocess.run([BINARY, "check", "--store", store, "--json"], capture_output=True, timeout=300)
+    checked = json.loads(check.stdout or b"{}")
+    if check.returncode != 0 or not checked.get("ok"):
+        raise SystemExit("check failed after %d instance(s): %s" % (instances, check.stdout.decode()[-2000:]))
+    return {"instances": instances, "processes": len(roles) + 1, "seconds": seconds, "orders_per_s": orders / seconds}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--orders", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--instances", default="1,2", help="instance counts to compare, e.g. 1,2")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if not os.access(BINARY, os.X_OK):
+        raise SystemExit("build first: swift build -c release (missing %s)" % BINARY)
+    counts = [int(k) for k in args.instances.split(",")]
+    runs = {k: [] for k in counts}
+    postgres = Postgres()
+    work = tempfile.mkdtemp(prefix="bench-scale-out-")
+    try:
+        for round_number in range(args.rounds):
+            order = counts[round_number % len(counts):] + counts[:round_number % len(counts)]
+            for k in order:
+                if not args.json:
+                    print("round %d/%d: %d instance(s) of each worker, %d orders" % (round_number + 1, args.rounds, k, args.orders), file=sys.stderr, flush=True)
+                runs[k].append(one_run(postgres, args.orders, k, work, round_number + 1, args.json))
+                if not args.json:
+                    print("  %.0f orders/s (%.1f s)" % (runs[k][-1]["orders_per_s"], runs[k][-1]["seconds"]), file=sys.stderr, flush=True)
+    except BaseException:
+        print("the processes' logs are kept in %s" % work, file=sys.stderr)
+        postgres.stop()
+        raise
+    postgres.stop()
+    shutil.rmtree(work, ignore_errors=True)
+    results = {str(k): {"orders_per_s": statistics.median(r["orders_per_s"] for r in rs), "processes": rs[0]["processes"],
+                        "rounds": [round(r["orders_per_s"], 1) for r in rs]} for k, rs in runs.items()}
+    summary = {"orders": args.orders, "faults": "none", "cluster": "librdkafka mock (kafka-mock)", "store": "postgresql",
+               "cores": os.cpu_count(), "results": results}
+    if len(counts) >= 2:
+        summary["ratio"] = results[str(counts[1])]["orders_per_s"] / results[str(counts[0])]["orders_per_s"]
+    if args.json:
+        print(json.dumps(summary))
+        return
+    print("medians of %d rounds, %d orders, faults none, librdkafka mock cluster, PostgreSQL stores, %d cores" % (args.rounds, args.orders, os.cpu_count()))
+    print("%-22s %12s  %s" % ("instances per step", "orders/s", "rounds"))
+    for k, r in results.items():
+        print("%-22s %12.0f  %s  (%d processes with the mock cluster)" % (k, r["orders_per_s"], " ".join("%.0f" % x for x in r["rounds"]), r["processes"]))
+    if "ratio" in summary:
+        print("%s instances / %s: x%.2f" % (counts[1], counts[0], summary["ratio"]))
+
+
+if __name__ == "__main__":
+    main()
