@@ -35,7 +35,18 @@ final class PostgresSession {
         if !readOnly {
             // Several processes may create the same store at once: one at a time.
             // (client_min_messages first: "schema already exists" is no news on stderr.)
-            try exec("SET client_min_messages = warning; SELECT pg_advisory_lock(7310); CREATE SCHEMA IF NOT EXISTS \"\(schema)\"; SELECT pg_advisory_unlock(7310);")
+            // Three round trips, not one string: statements sent together run as one
+            // transaction, and the lock would be released before the schema committed, so
+            // the next process would not see it and fail creating it again.
+            try exec("SET client_min_messages = warning")
+            try exec("SELECT pg_advisory_lock(7310)")
+            do {
+                try exec("CREATE SCHEMA IF NOT EXISTS \"\(schema)\"")
+            } catch {
+                _ = try? exec("SELECT pg_advisory_unlock(7310)")
+                throw error
+            }
+            try exec("SELECT pg_advisory_unlock(7310)")
         }
         try exec(setup)
     }

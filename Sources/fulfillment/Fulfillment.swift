@@ -41,7 +41,7 @@ struct Fulfillment: AsyncParsableCommand {
 
 /// glibc gives each thread that meets a locked arena a new one, up to 8 per core, and memory
 /// freed in one arena is not reused by another: on `run --drain` of 200,000 orders the
-/// default peaked at 391 MiB resident, one arena per core at 302 MiB, in the same time.
+/// default peaked at 382 MiB resident, one arena per core at 295 MiB, in the same time.
 /// `MALLOC_ARENA_MAX` in the environment still wins.
 private func limitMallocArenas() {
     guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }

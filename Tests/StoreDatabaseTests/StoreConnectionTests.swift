@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import StoreDatabase
 import TestSupport
 import Testing
@@ -116,6 +117,26 @@ import Testing
             }
         }
         #expect(try a.scalar("SELECT n FROM counter WHERE id = 1") == 200)
+    }
+
+    /// Processes started together open the same new store at once (the scale-out benchmark
+    /// starts eight workers on a fresh database): each must get it, none may fail on
+    /// "schema already exists" from a creation that has not committed yet.
+    @Test(arguments: StoreBackend.allCases)
+    func connectionsOpeningANewStoreTogetherAllSucceed(_ backend: StoreBackend) throws {
+        for round in 0..<6 {
+            let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                do {
+                    let connection = try StoreConnection.open(location: location, name: "together\(round)")
+                    try connection.execute("CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY)")
+                } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+            #expect(failures.withLock { $0 }.isEmpty, "round \(round): \(failures.withLock { $0 })")
+        }
     }
 
     /// A server that is not there, and a file that cannot be, fail with codes a caller can
