@@ -131,10 +131,12 @@ private struct JSONParser {
         position += count
     }
 
-    mutating func object(depth: Int) throws(JSONValue.ParseError) -> JSONValue {
+    /// An object; with `keys`, only the members named there are built, and the others are
+    /// checked and passed over (see `parse(_:keepingMembers:)`).
+    mutating func object(depth: Int, keeping keys: Set<String>? = nil) throws(JSONValue.ParseError) -> JSONValue {
         position += 1
         var members: [(key: String, value: JSONValue)] = []
-        members.reserveCapacity(8)  // an order's objects: growing 1, 2, 4, 8 cost 3 % of a bulk load
+        if keys == nil { members.reserveCapacity(8) }  // an order's objects: growing 1, 2, 4, 8 cost 3 % of a bulk load
         skipWhitespace()
         if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
             position += 1
@@ -148,37 +150,7 @@ private struct JSONParser {
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
             skipWhitespace()
-            members.append((key, try value(depth: depth + 1)))
-            skipWhitespace()
-            guard position < bytes.count else { throw fail("unexpected end of input in an object") }
-            if bytes[position] == UInt8(ascii: ",") {
-                position += 1
-                continue
-            }
-            guard bytes[position] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
-            position += 1
-            return .object(members)
-        }
-    }
-
-    /// `object(depth:)` keeping only the members named in `keys` (see `parse(_:keepingMembers:)`).
-    mutating func object(depth: Int, keeping keys: Set<String>) throws(JSONValue.ParseError) -> JSONValue {
-        position += 1
-        var members: [(key: String, value: JSONValue)] = []
-        skipWhitespace()
-        if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-            position += 1
-            return .object(members)
-        }
-        while true {
-            skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-            let key = try string()
-            skipWhitespace()
-            guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-            position += 1
-            skipWhitespace()
-            if keys.contains(key) {
+            if keys?.contains(key) ?? true {
                 members.append((key, try value(depth: depth + 1)))
             } else {
                 try skipValue(depth: depth + 1)
@@ -196,58 +168,17 @@ private struct JSONParser {
     }
 
     /// Checks one value as `value(depth:)` would, with the same errors, without building it.
-    /// Strings of plain ASCII and containers are only scanned; anything rarer (an escape,
-    /// a non-ASCII byte, a number, a literal) goes through the building code and is dropped.
+    /// Strings of plain ASCII are only scanned, containers keep nothing (an object's keys are
+    /// still read); anything rarer (an escape, a non-ASCII byte, a number, a literal) goes
+    /// through the building code and is dropped.
     mutating func skipValue(depth: Int) throws(JSONValue.ParseError) {
         guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
         guard position < bytes.count else { throw fail("unexpected end of input") }
         switch bytes[position] {
         case UInt8(ascii: "{"):
-            position += 1
-            skipWhitespace()
-            if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-                position += 1
-                return
-            }
-            while true {
-                skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-                try skipString()
-                skipWhitespace()
-                guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
-                position += 1
-                skipWhitespace()
-                try skipValue(depth: depth + 1)
-                skipWhitespace()
-                guard position < bytes.count else { throw fail("unexpected end of input in an object") }
-                if bytes[position] == UInt8(ascii: ",") {
-                    position += 1
-                    continue
-                }
-                guard bytes[position] == UInt8(ascii: "}") else { throw fail("expected ',' or '}'") }
-                position += 1
-                return
-            }
+            _ = try object(depth: depth, keeping: [])
         case UInt8(ascii: "["):
-            position += 1
-            skipWhitespace()
-            if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
-                position += 1
-                return
-            }
-            while true {
-                skipWhitespace()
-                try skipValue(depth: depth + 1)
-                skipWhitespace()
-                guard position < bytes.count else { throw fail("unexpected end of input in an array") }
-                if bytes[position] == UInt8(ascii: ",") {
-                    position += 1
-                    continue
-                }
-                guard bytes[position] == UInt8(ascii: "]") else { throw fail("expected ',' or ']'") }
-                position += 1
-                return
-            }
+            _ = try array(depth: depth, keepingElements: false)
         case UInt8(ascii: "\""):
             try skipString()
         default:
@@ -273,7 +204,9 @@ private struct JSONParser {
         _ = try string()
     }
 
-    mutating func array(depth: Int) throws(JSONValue.ParseError) -> JSONValue {
+    /// An array; without `keepingElements` its elements are checked and passed over, and it
+    /// comes back empty.
+    mutating func array(depth: Int, keepingElements: Bool = true) throws(JSONValue.ParseError) -> JSONValue {
         position += 1
         var elements: [JSONValue] = []
         skipWhitespace()
@@ -283,7 +216,11 @@ private struct JSONParser {
         }
         while true {
             skipWhitespace()
-            elements.append(try value(depth: depth + 1))
+            if keepingElements {
+                elements.append(try value(depth: depth + 1))
+            } else {
+                try skipValue(depth: depth + 1)
+            }
             skipWhitespace()
             guard position < bytes.count else { throw fail("unexpected end of input in an array") }
             if bytes[position] == UInt8(ascii: ",") {
