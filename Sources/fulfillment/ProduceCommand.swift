@@ -229,7 +229,10 @@ final class LineChunks {
     /// at the end of the input.
     func next() throws -> [UInt8]? {
         while !finished {
+            // Taken out of `carry`, so a line longer than a chunk grows in place instead of
+            // being copied on every read (quadratic on a hostile file of one huge line).
             var buffer = carry
+            carry = []
             let kept = buffer.count
             buffer.append(contentsOf: repeatElement(0, count: chunkSize))
             let count = buffer.withUnsafeMutableBytes { raw in
