@@ -184,8 +184,23 @@ public final class StoreConnection: Sendable {
         lock = Mutex(handles)
         try execute("PRAGMA busy_timeout = 10000")
         if !readOnly {
-            try execute("PRAGMA journal_mode = WAL")
+            try switchToWriteAheadLog()
             try execute("PRAGMA synchronous = \(synchronous)")
+        }
+    }
+
+    /// Switching a new file to WAL needs an exclusive lock, and SQLite returns `SQLITE_BUSY`
+    /// at once, without calling the busy handler, when another connection is switching the
+    /// same file (processes started together on a fresh data directory). So the switch is
+    /// retried here for as long as `busy_timeout` would have waited.
+    private func switchToWriteAheadLog() throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while true {
+            do {
+                return try execute("PRAGMA journal_mode = WAL")
+            } catch let error as StoreError where error.code == .busy && ContinuousClock.now < deadline {
+                Thread.sleep(forTimeInterval: 0.002)
+            }
         }
     }
 
