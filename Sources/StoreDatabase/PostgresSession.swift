@@ -10,6 +10,16 @@ final class PostgresSession {
     private let setup: String
     /// Statement text -> PostgreSQL spelling.
     private var translations: [String: String] = [:]
+    /// Statement text and parameter types -> the name it is prepared under on this
+    /// connection. A prepared statement is parsed and planned once instead of on every call,
+    /// which on a small machine is CPU the workers and the server share. Emptied on reconnect
+    /// (prepared statements live in the server session).
+    private var prepared: [PreparedKey: String] = [:]
+    /// Statements are prepared only up to this many per connection, and only when they take
+    /// at most `preparedParameterLimit` parameters: multi-row statements built for a batch
+    /// vary in length and would otherwise pile up in the server session.
+    static let preparedLimit = 128
+    static let preparedParameterLimit = 32
     /// Writers of one store take this lock first, so they are serialised as SQLite's
     /// `BEGIN IMMEDIATE` serialises them: the stores' read-then-write logic stays correct
     /// across processes and machines.
@@ -55,6 +65,7 @@ final class PostgresSession {
 
     private func connect() throws {
         PQfinish(connection)
+        prepared.removeAll()
         connection = PQconnectdb(url)
         guard PQstatus(connection) == CONNECTION_OK else {
             let message = errorMessage()
@@ -159,9 +170,14 @@ final class PostgresSession {
                 formats.append(0)
             }
         }
+        let name = try preparedName(sql, translated, types)
         let result = texts.withUnsafeBufferPointer { textPointers in
             textPointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
-                PQexecParams(connection, translated, Int32(values.count), types, values.baseAddress, lengths, formats, 0)
+                if let name {
+                    PQexecPrepared(connection, name, Int32(values.count), values.baseAddress, lengths, formats, 0)
+                } else {
+                    PQexecParams(connection, translated, Int32(values.count), types, values.baseAddress, lengths, formats, 0)
+                }
             }
         }
         let status = PQresultStatus(result)
@@ -172,5 +188,26 @@ final class PostgresSession {
             throw StoreError(code, databaseCode: Int32(status.rawValue), "PostgreSQL \(schema): \(message) in: \(sql.prefix(200))")
         }
         return result!
+    }
+
+    struct PreparedKey: Hashable {
+        let sql: String
+        let types: [Oid]
+    }
+
+    /// The name `sql` is prepared under with these parameter types, preparing it on first use;
+    /// nil for a statement that is not to be prepared (see `preparedLimit`).
+    private func preparedName(_ sql: String, _ translated: String, _ types: [Oid]) throws -> String? {
+        let key = PreparedKey(sql: sql, types: types)
+        if let name = prepared[key] { return name }
+        guard types.count <= Self.preparedParameterLimit, prepared.count < Self.preparedLimit else { return nil }
+        let name = "s\(prepared.count)"
+        let result = PQprepare(connection, name, translated, Int32(types.count), types)
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_COMMAND_OK else {
+            throw StoreError(statementCode(result), databaseCode: Int32(PQresultStatus(result).rawValue), "PostgreSQL \(schema): \(errorMessage()) in: \(sql.prefix(200))")
+        }
+        prepared[key] = name
+        return name
     }
 }

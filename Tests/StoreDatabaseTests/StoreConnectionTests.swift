@@ -140,6 +140,39 @@ import Testing
         }
     }
 
+    /// PostgreSQL statements are prepared once per session and parameter types, and prepared
+    /// again after the session is lost: the call that meets the lost session fails (and is
+    /// retried by its caller), the next one reconnects and gets the right rows.
+    @Test func postgresPreparesAStatementOnceAndAgainAfterALostSession() throws {
+        let location = try StoreBackend.postgres.freshLocation(directory: "")
+        let db = try StoreConnection.open(location: location, name: "items")
+        try db.execute(Self.schema)
+        let lookup = "SELECT n FROM items WHERE key = ?"
+        let preparedCount = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE ?"
+        for n in 1...3 {
+            try db.run("INSERT INTO items (key, n) VALUES (?, ?)", [.text("k\(n)"), .integer(Int64(n))])
+            #expect(try db.scalar(lookup, [.text("k\(n)")]) == Int64(n))
+        }
+        #expect(try db.scalar(preparedCount, [.text("%FROM items WHERE key = $1%")]) == 1)
+        #expect(try db.scalar(preparedCount, [.text("INSERT INTO items (key, n)%")]) == 1)
+        // The same statement with a NULL where an integer was: prepared for those types too.
+        try db.run("INSERT INTO items (key, n, offset) VALUES (?, ?, ?)", [.text("x"), .integer(9), .integer(1)])
+        try db.run("INSERT INTO items (key, n, offset) VALUES (?, ?, ?)", [.text("y"), .integer(9), .null])
+        #expect(try db.scalar("SELECT count(*) FROM items WHERE n = 9 AND offset IS NULL") == 1)
+
+        let pid = try #require(try db.scalar("SELECT pg_backend_pid()"))
+        let other = try StoreConnection.open(location: location, name: "other")
+        #expect(try other.scalar("SELECT CASE WHEN pg_terminate_backend(?::int) THEN 1 ELSE 0 END", [.integer(pid)]) == 1)
+        var lost = false
+        for _ in 0..<50 where !lost {
+            do { _ = try db.scalar(lookup, [.text("k1")]) } catch { lost = true }
+            if !lost { Thread.sleep(forTimeInterval: 0.02) }
+        }
+        #expect(lost, "the terminated session was still answering")
+        #expect(try db.scalar(lookup, [.text("k2")]) == 2)
+        #expect(try db.scalar(preparedCount, [.text("%FROM items WHERE key = $1%")]) == 1)
+    }
+
     /// A server that is not there, and a file that cannot be, fail with codes a caller can
     /// act on (retry the first, not the second).
     @Test func failuresToOpenSayWhich() throws {
