@@ -50,7 +50,12 @@ public struct OrderIntake: StepHandler {
 
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
         try store.intake.transaction { db in
-            try batch.map { message, work in
+            // The bodies already submitted under the batch's order ids, in one statement;
+            // kept current as the batch submits (one id twice in a batch is a duplicate).
+            var submitted = Dictionary(try db.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: batch.compactMap { _, work in
+                if case .valid(let order, _) = work { order.orderID } else { nil }
+            }) { ($0.text(0), $0.blob(1)) }, uniquingKeysWith: { first, _ in first })
+            return try batch.map { message, work in
                 let record = message.record
                 switch work {
                 case .invalid(let rejection):
@@ -62,7 +67,7 @@ public struct OrderIntake: StepHandler {
                         RecordHeader(SagaHeader.createdAt, String(record.timestamp)),
                         RecordHeader(SagaHeader.sourcePosition, "\(record.topic)/\(record.partition)/\(record.offset)"),
                     ]
-                    if let body = try db.query("SELECT body FROM submitted WHERE order_id = ?", [.text(order.orderID)], { $0.blob(0) }).first {
+                    if let body = submitted[order.orderID] {
                         guard body == canonical else {
                             let rejection = OrderRejection(
                                 orderID: order.orderID, reason: .duplicateOrderID, field: "order_id",
@@ -75,6 +80,7 @@ public struct OrderIntake: StepHandler {
                         return .success(started ? [] : [request])
                     }
                     try db.run("INSERT INTO submitted VALUES (?, ?, ?)", [.text(order.orderID), .blob(canonical), .integer(record.timestamp)])
+                    submitted[order.orderID] = canonical
                     return .success([request])
                 }
             }

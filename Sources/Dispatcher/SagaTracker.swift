@@ -223,23 +223,34 @@ public struct SagaTracker: Service {
             history.reserveCapacity(fresh.count * 10)
             var updates: [String: StateUpdate] = [:]
             var order: [String] = []
-            for record in fresh {
-                guard let event = classify(record) else { continue }
+            let events = fresh.map { ($0, classify($0)) }
+            // When the batch's orders that may start here were submitted, read in one
+            // statement; kept current below as orders start or move earlier.
+            var createdAtOf = Dictionary(try db.query(
+                "SELECT order_id, created_at FROM orders WHERE order_id = ANY(?)",
+                anyOf: events.compactMap { _, event in event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil ? $0.orderID : nil } }
+            ) { ($0.text(0), $0.int(1)) }, uniquingKeysWith: { first, _ in first })
+            for (record, event) in events {
+                guard let event else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
                 // An order starts being tracked at its first payment request (or, for orders
                 // that reached the saga some other way, at whatever event comes first for it).
                 let mayBeFirst = event.step == .payment || event.step == nil
                 if mayBeFirst, event.state != nil {
-                    if let createdAt = try db.scalar("SELECT created_at FROM orders WHERE order_id = ?", [.text(event.orderID)]) {
+                    if let createdAt = createdAtOf[event.orderID] {
                         // Events of different topics arrive in any order: the intake's request
                         // (which says when the order was submitted) may come after a later event.
                         if let submitted = record.header(SagaHeader.createdAt).flatMap(Int64.init), submitted < createdAt {
                             try db.run("UPDATE orders SET created_at = ? WHERE order_id = ?", [.integer(submitted), .text(event.orderID)])
                             try recordAcceptance(event.orderID, record, submitted, db)
+                            createdAtOf[event.orderID] = submitted
                         }
                     } else if let new = try startTracking(event.orderID, record, at: at, db) {
                         counts.accepted[new.priority, default: 0] += 1
                         counts.firstAccepted = min(counts.firstAccepted ?? new.createdAt, new.createdAt)
+                        createdAtOf[event.orderID] = new.createdAt
+                    } else if let existing = try db.scalar("SELECT created_at FROM orders WHERE order_id = ?", [.text(event.orderID)]) {
+                        createdAtOf[event.orderID] = existing
                     }
                 }
                 let attempt = record.header(SagaHeader.attempt).flatMap(Int64.init)

@@ -66,11 +66,13 @@ extension StepHandler {
     public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
 
     /// The usual `recordedOutcomes`: messages whose idempotency key `recorded` finds in the
-    /// store re-emit what follows `step`.
+    /// store re-emit what follows `step`. `recorded` selects the keys found among `= ANY(?)`,
+    /// so the batch is looked up in one statement.
     package func reemitRecorded(_ batch: [InboundMessage], step: SagaStep, in connection: StoreConnection, recorded sql: String, messages: SagaMessages) throws -> [Int: HandlerResult] {
         try connection.withConnection { db in
+            let found = Set(try db.query(sql, anyOf: batch.map { $0.key(for: step) }) { $0.text(0) })
             var result: [Int: HandlerResult] = [:]
-            for (i, message) in batch.enumerated() where try db.scalar(sql, [.text(message.key(for: step))]) != nil {
+            for (i, message) in batch.enumerated() where found.contains(message.key(for: step)) {
                 result[i] = .success([messages.next(after: step, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
             }
             return result

@@ -29,7 +29,11 @@ final class PostgresSession {
         self.url = url
         self.schema = schema
         // lock_timeout mirrors SQLite's busy_timeout: a writer never waits forever.
-        var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET search_path TO \"\(schema)\";"
+        // plan_cache_mode: the prepared statements are small lookups by key, and a plan made
+        // for one call's values can be wrong for the next: a batch's `= ANY(array)` lookup
+        // planned as a sequential scan while a table was young compared every row with every
+        // key (hundreds of ms per batch). The generic plan uses the index whatever the values.
+        var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET plan_cache_mode = force_generic_plan; SET search_path TO \"\(schema)\";"
         if readOnly { setup += " SET default_transaction_read_only = on;" }
         // `synchronous` is SQLite's notion (NORMAL: durable across a crash of our process).
         // PostgreSQL has no middle ground: with synchronous_commit off, a crash of the *server*
@@ -98,10 +102,13 @@ final class PostgresSession {
         return .statementFailed
     }
 
+    /// The server's message, cut to 300 characters: it may quote a whole parameter (a batch's
+    /// array of keys), which would flood a log line.
     private func errorMessage() -> String {
         guard let connection, let text = PQerrorMessage(connection) else { return "no connection" }
-        return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
+        let message = String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
             .trimmingCharacters(in: .whitespacesAndNewlines)
+        return message.count > 300 ? message.prefix(300) + "…" : message
     }
 
     static func redacted(_ url: String) -> String {

@@ -358,6 +358,50 @@ public final class StoreConnection: Sendable {
         public func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
             try query(sql, values) { $0.isNull(0) ? nil : $0.int(0) }.first ?? nil
         }
+
+        /// Runs `sql` for a set of keys: its one parameter, written `= ANY(?)`, stands for
+        /// each of `keys`. A batch's lookups then cost PostgreSQL one statement (the keys go as
+        /// one text array) instead of one round trip per key; SQLite, in process, runs the
+        /// prepared statement once per key. Repeated keys are looked up once.
+        public func query<T>(_ sql: String, anyOf keys: [String], _ row: (SQLRow) throws -> T) throws -> [T] {
+            precondition(sql.contains(Self.anyMarker), "query(_:anyOf:) needs `= ANY(?)` in: \(sql)")
+            var seen = Set<String>()
+            let distinct = keys.filter { seen.insert($0).inserted }
+            guard !distinct.isEmpty else { return [] }
+            if handles.postgres != nil {
+                let spelled = sql.replacingOccurrences(of: Self.anyMarker, with: "= ANY(?::text[])")
+                var rows: [T] = []
+                var start = 0
+                while start < distinct.count {
+                    let end = min(distinct.count, start + 1000)
+                    rows += try query(spelled, [.text(Self.textArrayLiteral(distinct[start..<end]))], row)
+                    start = end
+                }
+                return rows
+            }
+            let single = sql.replacingOccurrences(of: Self.anyMarker, with: "= ?")
+            var rows: [T] = []
+            for key in distinct { rows += try query(single, [.text(key)], row) }
+            return rows
+        }
+
+        static let anyMarker = "= ANY(?)"
+
+        /// A PostgreSQL array literal of texts: every element double-quoted, with `"` and `\`
+        /// escaped, so no key (quotes, commas, braces, the word NULL) can change its shape.
+        static func textArrayLiteral(_ keys: ArraySlice<String>) -> String {
+            var literal = "{"
+            for (i, key) in keys.enumerated() {
+                if i > 0 { literal += "," }
+                literal += "\""
+                for scalar in key.unicodeScalars {
+                    if scalar == "\"" || scalar == "\\" { literal += "\\" }
+                    literal.unicodeScalars.append(scalar)
+                }
+                literal += "\""
+            }
+            return literal + "}"
+        }
     }
 
     public func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {

@@ -140,6 +140,28 @@ import Testing
         }
     }
 
+    /// A batch's lookups in one statement: each key is found exactly when it is there,
+    /// whatever it holds (quotes, backslashes, commas, braces, the word NULL), repeated keys
+    /// once, and more keys than one statement carries.
+    @Test(arguments: StoreBackend.allCases)
+    func aLookupOfManyKeysFindsExactlyThePresentOnes(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        let hostile = ["a\"b", "back\\slash", "c,d", "{e}", "NULL", "", " f ", "é\u{1F600}", "'g'", "h\\\""]
+        let present = hostile + (0..<2500).map { "k\($0)" }
+        try db.transaction { tx in
+            for (i, key) in present.enumerated() { try tx.run("INSERT INTO items (key, n) VALUES (?, ?)", [.text(key), .integer(Int64(i))]) }
+        }
+        let absent = ["a", "b", "NUL", "{}", "k2500", "k-1", "\"", "\\"]
+        let asked = present + absent + hostile
+        let found = try db.withConnection { tx in
+            try tx.query("SELECT key, n FROM items WHERE key = ANY(?)", anyOf: asked) { ($0.text(0), $0.int(1)) }
+        }
+        #expect(found.count == present.count)
+        #expect(Set(found.map(\.0)) == Set(present))
+        #expect(found.allSatisfy { present[Int($0.1)] == $0.0 })
+        #expect(try db.withConnection { try $0.query("SELECT key FROM items WHERE key = ANY(?)", anyOf: []) { $0.text(0) } }.isEmpty)
+    }
+
     /// PostgreSQL statements are prepared once per session and parameter types, and prepared
     /// again after the session is lost: the call that meets the lost session fails (and is
     /// retried by its caller), the next one reconnects and gets the right rows.

@@ -21,7 +21,7 @@ public struct InventoryHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try reemitRecorded(batch, step: .inventory, in: store.connection, recorded: "SELECT 1 FROM reservations WHERE idempotency_key = ? AND status = 'reserved'", messages: messages)
+        try reemitRecorded(batch, step: .inventory, in: store.connection, recorded: "SELECT idempotency_key FROM reservations WHERE idempotency_key = ANY(?) AND status = 'reserved'", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
@@ -41,15 +41,24 @@ public struct InventoryHandler: StepHandler {
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
         let now = UnixClock.nowMillis()
         return try store.connection.transaction { db in
+            // What the batch needs to know, read in three statements rather than a few per
+            // order; kept current below as the batch reserves.
+            var reserved = Set(try db.query(
+                "SELECT idempotency_key FROM reservations WHERE idempotency_key = ANY(?)", anyOf: batch.map { $0.message.key(for: .inventory) }) { $0.text(0) })
+            let released = Set(try db.query(
+                "SELECT idempotency_key FROM releases WHERE idempotency_key = ANY(?)", anyOf: batch.map { IdempotencyKey.undo($0.message.orderID, .inventory) }) { $0.text(0) })
+            var stock = Dictionary(uniqueKeysWithValues: try db.query(
+                "SELECT sku, units FROM stock WHERE sku = ANY(?)", anyOf: batch.flatMap { $0.work.map(\.sku) }) { ($0.text(0), $0.int(1)) })
+            var taken: [String: Int64] = [:]
             var results: [HandlerResult] = []
             for (message, items) in batch {
                 let key = message.key(for: .inventory)
                 let next = messages.next(after: .inventory, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)
-                if try db.scalar("SELECT 1 FROM reservations WHERE idempotency_key = ?", [.text(key)]) != nil {
+                if reserved.contains(key) {
                     results.append(.success([next]))
                     continue
                 }
-                if try db.scalar("SELECT 1 FROM releases WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .inventory))]) != nil {
+                if released.contains(IdempotencyKey.undo(message.orderID, .inventory)) {
                     results.append(.failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not reserving")))
                     continue
                 }
@@ -58,7 +67,7 @@ public struct InventoryHandler: StepHandler {
                 for item in items { wanted[item.sku, default: 0] += Int64(item.quantity) }
                 var shortage: String?
                 for (sku, quantity) in wanted.sorted(by: { $0.key < $1.key }) {
-                    guard let available = try db.scalar("SELECT units FROM stock WHERE sku = ?", [.text(sku)]) else {
+                    guard let available = stock[sku] else {
                         shortage = "unknown SKU \(sku)"
                         break
                     }
@@ -73,12 +82,18 @@ public struct InventoryHandler: StepHandler {
                 }
                 var units: Int64 = 0
                 for (sku, quantity) in wanted {
-                    try db.run("UPDATE stock SET units = units - ? WHERE sku = ?", [.integer(quantity), .text(sku)])
+                    stock[sku]! -= quantity
+                    taken[sku, default: 0] += quantity
                     try db.run("INSERT INTO reservation_items VALUES (?, ?, ?) ON CONFLICT (order_id, sku) DO UPDATE SET quantity = excluded.quantity", [.text(message.orderID), .text(sku), .integer(quantity)])
                     units += quantity
                 }
                 try db.run("INSERT INTO reservations VALUES (?, ?, ?, 'reserved', ?, NULL)", [.text(key), .text(message.orderID), .integer(units), .integer(now)])
+                reserved.insert(key)
                 results.append(.success([next]))
+            }
+            // One update per SKU for the whole batch.
+            for (sku, quantity) in taken.sorted(by: { $0.key < $1.key }) {
+                try db.run("UPDATE stock SET units = units - ? WHERE sku = ?", [.integer(quantity), .text(sku)])
             }
             return results
         }

@@ -20,7 +20,7 @@ public struct NotificationHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try reemitRecorded(batch, step: .notification, in: store.connection, recorded: "SELECT 1 FROM outbox WHERE idempotency_key = ?", messages: messages)
+        try reemitRecorded(batch, step: .notification, in: store.connection, recorded: "SELECT idempotency_key FROM outbox WHERE idempotency_key = ANY(?)", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
@@ -43,8 +43,10 @@ public struct NotificationHandler: StepHandler {
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
         let now = UnixClock.nowMillis()
         return try store.connection.transaction { db in
-            try batch.map { message, email in
-                if let kind = try db.query("SELECT kind FROM outbox WHERE order_id = ?", [.text(message.orderID)], { $0.text(0) }).first, kind == "failure" {
+            let noticedFailure = Set(try db.query(
+                "SELECT order_id FROM outbox WHERE order_id = ANY(?) AND kind = 'failure'", anyOf: batch.map { $0.message.orderID }) { $0.text(0) })
+            return try batch.map { message, email in
+                if noticedFailure.contains(message.orderID) {
                     return .failure(StepFailure("OrderCompensated", "order \(message.orderID) already got a failure notice"))
                 }
                 try db.run("INSERT OR IGNORE INTO outbox VALUES (?, ?, 'confirmation', ?, ?)", [.text(message.key(for: .notification)), .text(message.orderID), .text(email), .integer(now)])

@@ -200,7 +200,8 @@ final class LedgerBatcher: Sendable {
             if batch.isEmpty { return }
             do {
                 let replies = try ledger.transaction { db in
-                    try batch.map { request in try self.settle(request, db) }
+                    var known = try KnownEntries(for: batch, db)
+                    return try batch.map { request in try self.settle(request, &known, db) }
                 }
                 for (request, reply) in zip(batch, replies) { request.continuation.resume(returning: reply) }
             } catch {
@@ -209,16 +210,36 @@ final class LedgerBatcher: Sendable {
         }
     }
 
-    private func settle(_ request: Request, _ db: StoreConnection.Transaction) throws -> Reply {
-        let existing = try db.query("SELECT outcome, amount_cents, reference FROM ledger WHERE idempotency_key = ?", [.text(request.key)]) {
-            ($0.text(0), $0.int(1), $0.text(2))
-        }.first
-        if let (outcome, amount, reference) = existing {
+    /// The ledger entries a batch of requests needs, read in two statements instead of one or
+    /// two per request, and kept current as the batch settles (one key twice in a batch is
+    /// settled once and replayed).
+    private struct KnownEntries {
+        var byKey: [String: (outcome: String, amount: Int64, reference: String)]
+        var refundedOrders: Set<String>
+
+        init(for batch: [Request], _ db: StoreConnection.Transaction) throws {
+            let keys = batch.flatMap { request -> [String] in
+                if case .refund(let chargeKey, _) = request.intent { return [request.key, chargeKey] }
+                return [request.key]
+            }
+            byKey = Dictionary(try db.query("SELECT idempotency_key, outcome, amount_cents, reference FROM ledger WHERE idempotency_key = ANY(?)", anyOf: keys) {
+                ($0.text(0), (outcome: $0.text(1), amount: $0.int(2), reference: $0.text(3)))
+            }, uniquingKeysWith: { first, _ in first })
+            refundedOrders = Set(try db.query(
+                "SELECT order_id FROM ledger WHERE order_id = ANY(?) AND kind = 'refund'",
+                anyOf: batch.compactMap { if case .charge = $0.intent { $0.orderID } else { nil } }) { $0.text(0) })
+        }
+    }
+
+    private func settle(_ request: Request, _ known: inout KnownEntries, _ db: StoreConnection.Transaction) throws -> Reply {
+        if let (outcome, amount, reference) = known.byKey[request.key] {
             return .recorded(outcome: outcome, amount: amount, reference: reference, replayed: true)
         }
         let now = UnixClock.nowMillis()
         func insert(_ kind: String, _ amount: Int64, _ outcome: String, _ reference: String) throws -> Reply {
             try db.run("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?, ?)", [.text(request.key), .text(kind), .text(request.orderID), .integer(amount), .text(outcome), .text(reference), .integer(now)])
+            known.byKey[request.key] = (outcome, amount, reference)
+            if kind == "refund" { known.refundedOrders.insert(request.orderID) }
             return .recorded(outcome: outcome, amount: amount, reference: reference, replayed: false)
         }
         switch request.intent {
@@ -227,13 +248,14 @@ final class LedgerBatcher: Sendable {
         case .charge(let amount, let reference):
             // A refund already came for this order (its compensation overtook a slow charge):
             // the charge is voided, as a real gateway refuses to capture a cancelled payment.
-            if try db.scalar("SELECT 1 FROM ledger WHERE order_id = ? AND kind = 'refund'", [.text(request.orderID)]) != nil {
+            if known.refundedOrders.contains(request.orderID) {
                 return try insert("charge", 0, "declined", "voided: the order was refunded before this charge")
             }
             return try insert("charge", amount, "charged", reference)
         case .decline(let reference): return try insert("charge", 0, "declined", reference)
         case .refund(let chargeKey, let reference):
-            let charged = try db.query("SELECT amount_cents FROM ledger WHERE idempotency_key = ? AND outcome = 'charged'", [.text(chargeKey)]) { $0.int(0) }.first ?? 0
+            let charge = known.byKey[chargeKey]
+            let charged = charge?.outcome == "charged" ? charge!.amount : 0
             return try insert("refund", charged, charged > 0 ? "refunded" : "nothing_to_refund", charged > 0 ? reference : "")
         }
     }

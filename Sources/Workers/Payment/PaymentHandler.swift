@@ -25,11 +25,15 @@ public struct PaymentHandler: StepHandler {
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
         try store.connection.withConnection { db in
+            let charged = Set(try db.query(
+                "SELECT idempotency_key FROM charges WHERE idempotency_key = ANY(?)", anyOf: batch.map { $0.key(for: .payment) }) { $0.text(0) })
+            let refunded = Set(try db.query(
+                "SELECT idempotency_key FROM refunds WHERE idempotency_key = ANY(?)", anyOf: batch.map { IdempotencyKey.undo($0.orderID, .payment) }) { $0.text(0) })
             var result: [Int: HandlerResult] = [:]
             for (i, message) in batch.enumerated() {
-                if try db.scalar("SELECT 1 FROM charges WHERE idempotency_key = ?", [.text(message.key(for: .payment))]) != nil {
+                if charged.contains(message.key(for: .payment)) {
                     result[i] = .success([messages.next(after: .payment, orderID: message.orderID, orderJSON: message.record.value, priority: message.priority)])
-                } else if try db.scalar("SELECT 1 FROM refunds WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .payment))]) != nil {
+                } else if refunded.contains(IdempotencyKey.undo(message.orderID, .payment)) {
                     // Compensated meanwhile (a late duplicate): never charge it.
                     result[i] = .failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not charging it"))
                 }

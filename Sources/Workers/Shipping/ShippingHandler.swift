@@ -22,7 +22,7 @@ public struct ShippingHandler: StepHandler {
     }
 
     public func recordedOutcomes(for batch: [InboundMessage]) throws -> [Int: HandlerResult] {
-        try reemitRecorded(batch, step: .shipping, in: store.connection, recorded: "SELECT 1 FROM shipments WHERE idempotency_key = ? AND status = 'prepared'", messages: messages)
+        try reemitRecorded(batch, step: .shipping, in: store.connection, recorded: "SELECT idempotency_key FROM shipments WHERE idempotency_key = ANY(?) AND status = 'prepared'", messages: messages)
     }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
@@ -51,8 +51,10 @@ public struct ShippingHandler: StepHandler {
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
         let now = UnixClock.nowMillis()
         return try store.connection.transaction { db in
-            try batch.map { message, tracking in
-                if try db.scalar("SELECT 1 FROM cancellations WHERE idempotency_key = ?", [.text(IdempotencyKey.undo(message.orderID, .shipping))]) != nil {
+            let cancelled = Set(try db.query(
+                "SELECT idempotency_key FROM cancellations WHERE idempotency_key = ANY(?)", anyOf: batch.map { IdempotencyKey.undo($0.message.orderID, .shipping) }) { $0.text(0) })
+            return try batch.map { message, tracking in
+                if cancelled.contains(IdempotencyKey.undo(message.orderID, .shipping)) {
                     return .failure(StepFailure("OrderCompensated", "order \(message.orderID) was already compensated; not shipping"))
                 }
                 try db.run("INSERT OR IGNORE INTO shipments VALUES (?, ?, ?, 'prepared', ?, NULL)", [.text(message.key(for: .shipping)), .text(message.orderID), .text(tracking), .integer(now)])
