@@ -18,36 +18,11 @@ not on a cluster of machines.
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
+import pgserver
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, ".build", "release", "fulfillment")
 STEPS = ("payment", "inventory", "shipping", "notification")
-
-
-class Postgres:
-    """A throw-away PostgreSQL server on loopback, apart from the tests' and chaos's ones."""
-
-    def __init__(self):
-        directory = os.path.join(tempfile.gettempdir(), "fulfillment-bench-pg-%d" % os.getpid())
-        self.env = dict(os.environ, PGTEST_DIR=directory, PGTEST_PORT=os.environ.get("BENCH_PG_PORT", "55441"))
-        self.script = os.path.join(ROOT, "scripts", "test-postgres.sh")
-        started = subprocess.run([self.script, "start"], capture_output=True, env=self.env, timeout=120)
-        if started.returncode != 0:
-            raise SystemExit("PostgreSQL did not start (make deps installs it): %s" % started.stderr.decode()[-1000:])
-        self.url = started.stdout.decode().strip()
-        self.server = self.url.rsplit("/", 1)[0]
-
-    def fresh_database(self, name):
-        for sql in ("DROP DATABASE IF EXISTS %s" % name, "CREATE DATABASE %s" % name):
-            subprocess.run(["psql", self.server + "/postgres", "-qc", sql], check=True, capture_output=True, timeout=60)
-        return "%s/%s" % (self.server, name)
-
-    def scalar(self, url, sql):
-        done = subprocess.run(["psql", url, "-tAc", sql], capture_output=True, timeout=30)
-        text = done.stdout.decode().strip()
-        return int(text) if done.returncode == 0 and text else -1
-
-    def stop(self):
-        subprocess.run([self.script, "stop"], capture_output=True, env=self.env, timeout=120)
 
 
 def one_run(postgres, orders, instances, work, round_number, quiet):
@@ -79,7 +54,7 @@ def one_run(postgres, orders, instances, work, round_number, quiet):
             for name, process in processes:
                 if process.poll() is not None:
                     raise SystemExit("%s exited %d on its own (see %s)" % (name, process.returncode, logs))
-            done = postgres.scalar(store, final)
+            done = postgres.scalar(final, store)
             if not quiet and time.monotonic() - last_shown > 5:
                 last_shown = time.monotonic()
                 print("  %d instance(s): %d/%d orders final after %.0f s" % (instances, max(done, 0), orders, last_shown - started), file=sys.stderr, flush=True)
@@ -114,7 +89,7 @@ def main():
         raise SystemExit("build first: swift build -c release (missing %s)" % BINARY)
     counts = [int(k) for k in args.instances.split(",")]
     runs = {k: [] for k in counts}
-    postgres = Postgres()
+    postgres = pgserver.PostgresServer("bench", os.environ.get("BENCH_PG_PORT", "55441"), failure=SystemExit)
     work = tempfile.mkdtemp(prefix="bench-scale-out-")
     try:
         for round_number in range(args.rounds):

@@ -44,6 +44,8 @@ import sys
 import tempfile
 import time
 
+import pgserver
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -125,34 +127,14 @@ def embedded(binary, seed, orders, kills, work, deadline):
 
 # MARK: kafka: separate processes on librdkafka's mock cluster, killed while the cluster misbehaves
 
-class PostgresServer:
-    """A throw-away PostgreSQL on loopback (scripts/test-postgres.sh), apart from the tests' one."""
+class PostgresServer(pgserver.PostgresServer):
+    """The chaos runs' own PostgreSQL (scripts/pgserver.py), apart from the tests' one."""
 
-    def __init__(self, work):
-        # Outside the (private) work folder: the server runs as the postgres user.
-        directory = os.path.join(tempfile.gettempdir(), "fulfillment-chaos-pg-%d" % os.getpid())
-        self.env = dict(os.environ, PGTEST_DIR=directory, PGTEST_PORT=os.environ.get("CHAOS_PG_PORT", "55439"))
-        self.script = os.path.join(ROOT, "scripts", "test-postgres.sh")
-        started = subprocess.run([self.script, "start"], capture_output=True, env=self.env, timeout=120)
-        if started.returncode != 0:
-            raise ScenarioFailure("PostgreSQL did not start (make deps installs it): %s" % started.stderr.decode()[-1000:])
-        self.url = started.stdout.decode().strip()
-
-    def restart(self, down_seconds):
-        env = dict(self.env, PGTEST_DOWN_SECONDS=str(down_seconds))
-        done = subprocess.run([self.script, "restart"], capture_output=True, env=env, timeout=120)
-        if done.returncode != 0:
-            raise ScenarioFailure("PostgreSQL did not come back: %s" % done.stderr.decode()[-1000:])
-
-    def scalar(self, sql):
-        done = subprocess.run(["psql", self.url, "-tAc", sql], capture_output=True, timeout=30)
-        return int(done.stdout.decode().strip() or -1) if done.returncode == 0 else -1
+    def __init__(self):
+        super().__init__("chaos", os.environ.get("CHAOS_PG_PORT", "55439"), failure=ScenarioFailure)
 
     def terminal_orders(self):
         return self.scalar("SELECT COUNT(*) FROM dispatcher.orders WHERE state IN ('completed','compensated','manual_review')")
-
-    def stop(self):
-        subprocess.run([self.script, "stop"], capture_output=True, env=self.env, timeout=120)
 
 
 def stores_checked(binary, store, orders, manual_review=0):
@@ -177,7 +159,7 @@ def checked_problems(status, check, orders, manual_review):
 
 def kafka(binary, seed, orders, kills, faults, work, deadline):
     rng = random.Random(seed)
-    postgres = PostgresServer(work)
+    postgres = PostgresServer()
     processes = {}
     try:
         store = postgres.url
@@ -250,7 +232,7 @@ def kafka(binary, seed, orders, kills, faults, work, deadline):
 
 def postgres_restart(binary, seed, orders, restarts, work, deadline):
     rng = random.Random(seed)
-    postgres = PostgresServer(work)
+    postgres = PostgresServer()
     try:
         data = os.path.join(work, "data")
         generated = subprocess.run([binary, "produce", "--generate", str(orders), "--data-dir", data, "--store", postgres.url],

@@ -26,12 +26,25 @@ public struct RecentTable<Key: Hashable, Value> {
     }
 
     public mutating func set(_ key: Key, _ value: Value) {
-        if current[key] != nil {
-            current[key] = value
+        if let index = current.index(forKey: key) {
+            current.values[index] = value
             return
         }
         previous.removeValue(forKey: key)
         store(key, value)
+    }
+
+    /// Changes the value for `key` in place, starting from `initial` when the key is not
+    /// held, and returns the new value (a counter: `update(key, default: 0) { $0 += 1 }`).
+    public mutating func update(_ key: Key, default initial: @autoclosure () -> Value, _ change: (inout Value) -> Void) -> Value {
+        if let index = current.index(forKey: key) {
+            change(&current.values[index])
+            return current.values[index]
+        }
+        var value = previous.removeValue(forKey: key) ?? initial()
+        change(&value)
+        store(key, value)
+        return value
     }
 
     private mutating func store(_ key: Key, _ value: Value) {

@@ -19,11 +19,7 @@ public final class SimulatedWorld: Sendable {
 
     /// Counts a call for `key` and returns its number (1-based).
     public func callNumber(_ key: String) -> Int {
-        calls.withLock { counts in
-            let number = (counts.value(key) ?? 0) + 1
-            counts.set(key, number)
-            return number
-        }
+        calls.withLock { $0.update(key, default: 0) { $0 += 1 } }
     }
 
     /// What the profile makes of this call.

@@ -37,4 +37,18 @@ import Testing
         #expect(table.value("b") == 2)
         #expect(table.count <= 4)
     }
+
+    /// A counter kept with `update`: counts in either generation carry on, a key forgotten
+    /// (older than two generations) starts again from the default, and the table stays bounded.
+    @Test func updateCountsInEitherGenerationAndStartsAgainWhenForgotten() {
+        var table = RecentTable<String, Int>(capacity: 3)
+        #expect(table.update("a", default: 0) { $0 += 1 } == 1)
+        #expect(table.update("a", default: 0) { $0 += 1 } == 2)
+        for key in ["b", "c", "d"] { _ = table.update(key, default: 0) { $0 += 1 } }  // a is in the older generation
+        #expect(table.update("a", default: 0) { $0 += 1 } == 3)
+        for key in ["e", "f", "g", "h", "i", "j", "k"] { _ = table.update(key, default: 0) { $0 += 1 } }
+        #expect(table.value("a") == nil)
+        #expect(table.update("a", default: 0) { $0 += 1 } == 1)
+        #expect(table.count <= 6)
+    }
 }
