@@ -17,6 +17,7 @@ import Testing
             "VIPLatencyHigh", "StandardLatencyHigh", "StuckOrdersHigh", "ConsumerLagHigh",
         ])
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         let file = directory + "/rules.yml"
         try PrometheusRuleFile.render(rules, evaluationIntervalSeconds: 15).write(toFile: file, atomically: true, encoding: .utf8)
         let (status, output) = try Self.promtool(["check", "rules", file])
@@ -39,6 +40,7 @@ import Testing
         let rules = AlertRules.make(configuration)
         let rule = try #require(rules.first { $0.name == scenario.rule })
         let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
         try PrometheusRuleFile.render(rules, evaluationIntervalSeconds: 60, annotations: false)
             .write(toFile: directory + "/rules.yml", atomically: true, encoding: .utf8)
         var test = """
