@@ -7,7 +7,7 @@ final class PostgresSession {
     let url: String
     let schema: String
     private var connection: OpaquePointer?
-    private let setup: String
+    private var setup: String
     /// Statement text -> PostgreSQL spelling.
     private var translations: [String: String] = [:]
     /// Statement text and parameter types -> the name it is prepared under on this
@@ -29,11 +29,7 @@ final class PostgresSession {
         self.url = url
         self.schema = schema
         // lock_timeout mirrors SQLite's busy_timeout: a writer never waits forever.
-        // plan_cache_mode: the prepared statements are small lookups by key, and a plan made
-        // for one call's values can be wrong for the next: a batch's `= ANY(array)` lookup
-        // planned as a sequential scan while a table was young compared every row with every
-        // key (hundreds of ms per batch). The generic plan uses the index whatever the values.
-        var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET plan_cache_mode = force_generic_plan; SET search_path TO \"\(schema)\";"
+        var setup = "SET client_min_messages = warning; SET lock_timeout = '10s'; SET search_path TO \"\(schema)\";"
         if readOnly { setup += " SET default_transaction_read_only = on;" }
         // `synchronous` is SQLite's notion (NORMAL: durable across a crash of our process).
         // PostgreSQL has no middle ground: with synchronous_commit off, a crash of the *server*
@@ -46,6 +42,12 @@ final class PostgresSession {
         for byte in schema.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
         writerLockKey = Int64(bitPattern: hash)
         try connect()
+        // plan_cache_mode (PostgreSQL 12 and later): the prepared statements are small lookups
+        // by key, and a plan made for one call's values can be wrong for the next: a batch's
+        // `= ANY(array)` lookup planned as a sequential scan while a table was young compared
+        // every row with every key (hundreds of ms per batch). The generic plan uses the index
+        // whatever the values. Older servers keep their default, slower but still correct.
+        if PQserverVersion(connection) >= 120000 { self.setup += " SET plan_cache_mode = force_generic_plan;" }
         if !readOnly {
             // Several processes may create the same store at once: one at a time.
             // (client_min_messages first: "schema already exists" is no news on stderr.)
@@ -62,7 +64,7 @@ final class PostgresSession {
             }
             try exec("SELECT pg_advisory_unlock(7310)")
         }
-        try exec(setup)
+        try exec(self.setup)
     }
 
     deinit { PQfinish(connection) }

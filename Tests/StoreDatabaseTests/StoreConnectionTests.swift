@@ -193,6 +193,8 @@ import Testing
         #expect(lost, "the terminated session was still answering")
         #expect(try db.scalar(lookup, [.text("k2")]) == 2)
         #expect(try db.scalar(preparedCount, [.text("%FROM items WHERE key = $1%")]) == 1)
+        // The new session is set up as the first was: generic plans (see PostgresSession).
+        #expect(try db.query("SELECT current_setting('plan_cache_mode')") { $0.text(0) } == ["force_generic_plan"])
     }
 
     /// A server that is not there, and a file that cannot be, fail with codes a caller can
