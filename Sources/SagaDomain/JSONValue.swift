@@ -145,12 +145,19 @@ private struct JSONParser {
         while true {
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-            let key = try string()
+            // An object kept whole or in part builds its keys; one passed over only checks them.
+            let key: String?
+            if keys?.isEmpty == true {
+                try skipString()
+                key = nil
+            } else {
+                key = try string()
+            }
             skipWhitespace()
             guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { throw fail("expected ':'") }
             position += 1
             skipWhitespace()
-            if keys?.contains(key) ?? true {
+            if let key, keys?.contains(key) ?? true {
                 members.append((key, try value(depth: depth + 1)))
             } else {
                 try skipValue(depth: depth + 1)
@@ -168,8 +175,8 @@ private struct JSONParser {
     }
 
     /// Checks one value as `value(depth:)` would, with the same errors, without building it.
-    /// Strings of plain ASCII are only scanned, containers keep nothing (an object's keys are
-    /// still read); anything rarer (an escape, a non-ASCII byte, a number, a literal) goes
+    /// Strings of plain ASCII (an object's keys too) are only scanned, containers keep nothing;
+    /// anything rarer (an escape, a non-ASCII byte, a number, a literal) goes
     /// through the building code and is dropped.
     mutating func skipValue(depth: Int) throws(JSONValue.ParseError) {
         guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }

@@ -8,13 +8,13 @@ final class PostgresSession {
     let schema: String
     private var connection: OpaquePointer?
     private var setup: String
-    /// Statement text -> PostgreSQL spelling.
-    private var translations: [String: String] = [:]
-    /// Statement text and parameter types -> the name it is prepared under on this
-    /// connection. A prepared statement is parsed and planned once instead of on every call,
-    /// which on a small machine is CPU the workers and the server share. Emptied on reconnect
-    /// (prepared statements live in the server session).
-    private var prepared: [PreparedKey: String] = [:]
+    /// Each statement text seen, with its PostgreSQL spelling and the names it is prepared
+    /// under on this connection, per parameter types: one lookup per call finds both. A
+    /// prepared statement is parsed and planned once instead of on every call, which on a
+    /// small machine is CPU the workers and the server share. The names are forgotten on
+    /// reconnect (prepared statements live in the server session).
+    private var statements: [String: KnownStatement] = [:]
+    private var preparedCount = 0
     /// Statements are prepared only up to this many per connection, and only when they take
     /// at most `preparedParameterLimit` parameters: multi-row statements built for a batch
     /// vary in length and would otherwise pile up in the server session.
@@ -71,7 +71,10 @@ final class PostgresSession {
 
     private func connect() throws {
         PQfinish(connection)
-        prepared.removeAll()
+        if preparedCount > 0 {
+            statements = statements.mapValues { KnownStatement(translated: $0.translated) }
+            preparedCount = 0
+        }
         connection = PQconnectdb(url)
         guard PQstatus(connection) == CONNECTION_OK else {
             let message = errorMessage()
@@ -133,13 +136,8 @@ final class PostgresSession {
     /// One statement with parameters; the caller clears the result.
     func execute(_ sql: String, _ values: [SQLValue]) throws -> OpaquePointer {
         reconnectIfBroken()
-        let translated: String
-        if let known = translations[sql] {
-            translated = known
-        } else {
-            translated = PostgresDialect.translate(sql)
-            translations[sql] = translated
-        }
+        var known = statements[sql] ?? KnownStatement(translated: PostgresDialect.translate(sql))
+        let translated = known.translated
         var types: [Oid] = []
         var texts: [UnsafeMutablePointer<CChar>?] = []
         var lengths: [Int32] = []
@@ -179,7 +177,12 @@ final class PostgresSession {
                 formats.append(0)
             }
         }
-        let name = try preparedName(sql, translated, types)
+        var name = known.preparedAs[types]
+        if name == nil {
+            // A new text, or new types for it: remember its spelling and any name it gets.
+            name = try prepare(&known, sql, types)
+            statements[sql] = known
+        }
         let result = texts.withUnsafeBufferPointer { textPointers in
             textPointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
                 if let name {
@@ -199,24 +202,23 @@ final class PostgresSession {
         return result!
     }
 
-    struct PreparedKey: Hashable {
-        let sql: String
-        let types: [Oid]
+    struct KnownStatement {
+        let translated: String
+        var preparedAs: [[Oid]: String] = [:]
     }
 
-    /// The name `sql` is prepared under with these parameter types, preparing it on first use;
-    /// nil for a statement that is not to be prepared (see `preparedLimit`).
-    private func preparedName(_ sql: String, _ translated: String, _ types: [Oid]) throws -> String? {
-        let key = PreparedKey(sql: sql, types: types)
-        if let name = prepared[key] { return name }
-        guard types.count <= Self.preparedParameterLimit, prepared.count < Self.preparedLimit else { return nil }
-        let name = "s\(prepared.count)"
-        let result = PQprepare(connection, name, translated, Int32(types.count), types)
+    /// Prepares `statement` for these parameter types and returns its name; nil for a
+    /// statement that is not to be prepared (see `preparedLimit`).
+    private func prepare(_ statement: inout KnownStatement, _ sql: String, _ types: [Oid]) throws -> String? {
+        guard types.count <= Self.preparedParameterLimit, preparedCount < Self.preparedLimit else { return nil }
+        let name = "s\(preparedCount)"
+        let result = PQprepare(connection, name, statement.translated, Int32(types.count), types)
         defer { PQclear(result) }
         guard PQresultStatus(result) == PGRES_COMMAND_OK else {
             throw StoreError(statementCode(result), databaseCode: Int32(PQresultStatus(result).rawValue), "PostgreSQL \(schema): \(errorMessage()) in: \(sql.prefix(200))")
         }
-        prepared[key] = name
+        statement.preparedAs[types] = name
+        preparedCount += 1
         return name
     }
 }
