@@ -12,9 +12,15 @@ public final class InboundMessage: Sendable {
     public let step: SagaStep?
     public let attempt: Int
     public let priority: Priority
+    /// The lane the runtime took it from: `.vip` when it came from a `.priority` topic's
+    /// consumer. The pipeline budgets, orders and flushes by the lane, not by the header, so a
+    /// record without a `priority` header on a priority topic (an order `produce` put on
+    /// `orders.priority` has none) still counts against the VIP lane's budget.
+    public let lane: Priority
     public let idempotencyKey: String
 
-    public init(record: ConsumerRecord) {
+    /// `lane` nil: the one its `priority` header says.
+    public init(record: ConsumerRecord, lane: Priority? = nil) {
         self.record = record
         var step: SagaStep?
         var attempt = 1
@@ -34,6 +40,7 @@ public final class InboundMessage: Sendable {
         self.step = step
         self.attempt = attempt
         self.priority = priority
+        self.lane = lane ?? priority
         self.idempotencyKey = idempotencyKey
         orderID = record.keyString ?? sagaID.map { $0.hasPrefix("saga-") ? String($0.dropFirst(5)) : $0 } ?? ""
     }

@@ -87,7 +87,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func receive(_ message: InboundMessage, known: Outcome?, now: ContinuousClock.Instant) -> [Launch] {
         let token = nextToken
         nextToken += 1
-        if message.priority == .vip { takenVIP += 1 }
+        if message.lane == .vip { takenVIP += 1 }
         var startsNow = true
         if oneMessagePerOrder {
             startsNow = ledger.receive(.init(tp: message.topicPartition, offset: message.record.offset, orderKey: Self.orderKey(message)), token: token)
@@ -116,7 +116,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
             launches += complete(Finished(token: token, message: attempt.message, outcome: .failed(reason), attempted: true), now: now)
         } else if handedBack {
             ledger.abandoned()
-            if attempt.message.priority == .vip { takenVIP -= 1 }
+            if attempt.message.lane == .vip { takenVIP -= 1 }
         } else {
             launches += complete(Finished(token: token, message: attempt.message, outcome: outcome, attempted: true), now: now)
         }
@@ -160,7 +160,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func flushed(_ batch: [Finished]) {
         for f in batch {
             ledger.flushed(f.message.topicPartition, f.message.record.offset)
-            if f.message.priority == .vip { takenVIP -= 1 }
+            if f.message.lane == .vip { takenVIP -= 1 }
         }
     }
 
@@ -168,7 +168,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func handBack(_ batch: [Finished]) {
         for f in batch {
             ledger.abandoned()
-            if f.message.priority == .vip { takenVIP -= 1 }
+            if f.message.lane == .vip { takenVIP -= 1 }
         }
     }
 
@@ -181,7 +181,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func stop() -> [Int] {
         isStopping = true
         for _ in 0..<(readyVIP.count + readyStandard.count + queued.count) { ledger.abandoned() }
-        takenVIP -= readyVIP.count + queued.values.filter { $0.message.priority == .vip }.count
+        takenVIP -= readyVIP.count + queued.values.filter { $0.message.lane == .vip }.count
         readyVIP = FIFO()
         readyStandard = FIFO()
         queued.removeAll()
@@ -199,7 +199,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
             running[launch.token] = Running(message: launch.message, deadline: deadline(from: now))
             return launch
         }
-        if launch.message.priority == .vip { readyVIP.append(launch) } else { readyStandard.append(launch) }
+        if launch.message.lane == .vip { readyVIP.append(launch) } else { readyStandard.append(launch) }
         return nil
     }
 
@@ -210,7 +210,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         var current: Finished? = first
         while let done = current {
             current = nil
-            if oneMessagePerOrder && done.message.priority == .vip { finishedVIP.append(done) } else { finished.append(done) }
+            if oneMessagePerOrder && done.message.lane == .vip { finishedVIP.append(done) } else { finished.append(done) }
             guard oneMessagePerOrder, let token = ledger.finishHandling(orderKey: Self.orderKey(done.message)), let next = queued.removeValue(forKey: token) else { break }
             if let known = next.known {
                 current = Finished(token: token, message: next.message, outcome: known)

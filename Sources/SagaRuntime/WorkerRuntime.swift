@@ -103,7 +103,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     /// Messages taken and not yet committed at most: enough for several batches to be in
     /// different stages (handling, applying, publishing) at once.
-    private var capacity: Int { max(configuration.concurrency * 4, configuration.batchSize * 4) }
+    var capacity: Int { max(configuration.concurrency * 4, configuration.batchSize * 4) }
+
+    /// Messages in hand now, and how many of them the VIP lane holds (for tests).
+    var inHand: (taken: Int, vip: Int) { state.withLock { ($0.pipeline.taken, $0.pipeline.takenVIP) } }
 
     public init(broker: any MessageBroker, handler: Handler, configuration: WorkerRuntimeConfiguration, logger: Logger) {
         self.broker = broker
@@ -191,10 +194,13 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             let (room, vipRoom) = state.withLock { ($0.pipeline.taken - $0.pipeline.takenVIP, $0.pipeline.takenVIP) }
             let standardRoom = capacity - room
             var records: [ConsumerRecord] = []
+            var lane = Priority.standard
             if let priority, priorityStreak < configuration.starvationGuard || standardRoom <= 0, capacity - vipRoom > 0 {
                 records = try await priority.poll(maxRecords: min(capacity - vipRoom, configuration.batchSize), maxWait: .zero)
+                lane = .vip
             }
             if records.isEmpty {
+                lane = .standard
                 priorityStreak = 0
                 guard standardRoom > 0 else {
                     await capacitySignal.wait(timeout: priority == nil ? .milliseconds(100) : .milliseconds(2))
@@ -210,7 +216,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             }
             if !records.isEmpty {
                 configuration.journal?.took(records)
-                await accept(records)
+                await accept(records, lane: lane)
             }
         }
     }
@@ -222,6 +228,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         await journal.takeTurn()
         // The turn is held only while a record is; polls do not wait in it.
         var records = try await priority?.poll(maxRecords: 1, maxWait: .zero) ?? []
+        let lane: Priority = records.isEmpty ? .standard : .vip
         if records.isEmpty { records = try await standard.poll(maxRecords: 1, maxWait: .zero) }
         guard let record = records.first else {
             journal.endTurn()
@@ -229,14 +236,15 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             return
         }
         journal.tookAlone(record)
-        await accept(records)
+        await accept(records, lane: lane)
         while state.withLock({ $0.pipeline.taken > 0 }) { await capacitySignal.wait(timeout: .milliseconds(2)) }
         journal.handledAlone(record)
         journal.endTurn()
     }
 
-    private func accept(_ records: [ConsumerRecord]) async {
-        let messages = records.map(InboundMessage.init(record:))
+    /// `lane`: the consumer the records came from (`.vip`: the priority topics').
+    private func accept(_ records: [ConsumerRecord], lane: Priority) async {
+        let messages = records.map { InboundMessage(record: $0, lane: lane) }
         let recorded: [Int: HandlerResult]
         do {
             let handler = self.handler

@@ -159,6 +159,18 @@ import Testing
         #expect(pipeline.taken == 0 && pipeline.takenVIP == 0, "handed back: nothing left in either budget")
     }
 
+    @Test func theLaneAMessageWasTakenFromDecidesItsBudgetNotItsHeader() {
+        var pipeline = Pipeline(concurrency: 4, timeoutSeconds: 10)
+        let headerless = InboundMessage(record: ConsumerRecord(topic: "orders.priority", partition: 0, offset: 0, timestamp: 0, key: Array("v".utf8), value: [], headers: []), lane: .vip)
+        let vipHeaderOnStandard = InboundMessage(record: message("s", offset: 0, vip: true).record, lane: .standard)
+        #expect(message("x", offset: 0, vip: true).lane == .vip, "without a lane given, the header decides")
+        _ = pipeline.receive(headerless, known: nil, now: t0)
+        _ = pipeline.receive(vipHeaderOnStandard, known: nil, now: t0)
+        #expect(pipeline.taken == 2 && pipeline.takenVIP == 1)
+        pipeline.flushed([Pipeline.Finished(token: 0, message: headerless, outcome: .work("v"))])
+        #expect(pipeline.takenVIP == 0, "it leaves the budget it was counted in")
+    }
+
     @Test func theFIFOKeepsOrderAcrossCompaction() {
         var fifo = FIFO<Int>()
         var out: [Int] = []

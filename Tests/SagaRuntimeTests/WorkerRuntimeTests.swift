@@ -100,6 +100,43 @@ import Testing
         return broker
     }
 
+    /// Found with a heap profile: orders `produce` puts on `orders.priority` carry no
+    /// `priority` header, so the intake counted them as standard, and the VIP lane, whose
+    /// budget counts only VIP messages, kept taking them: a million queued orders' VIP share
+    /// was read into memory at once (100,000 of them: 370 MiB instead of 190).
+    @Test func recordsTakenFromThePriorityTopicsStayWithinTheVIPBudgetWhateverTheirHeaders() async throws {
+        struct Parked: StepHandler {
+            var name: String { "runtime-test" }
+            func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int {
+                try await Task.sleep(for: .seconds(60))
+                return 0
+            }
+            func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
+        }
+        let directory = TemporaryDirectory("runtime-lanes")
+        let (broker, logger) = try quietBroker(directory.path)
+        for name in ["in", "in.priority"] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
+        let queued = 1_000
+        _ = try await broker.produce((0..<queued).map { ProducerRecord(topic: "in.priority", key: Array("o-\($0)".utf8), value: Array("{}".utf8)) })
+        var configuration = WorkerRuntimeConfiguration(group: "runtime-test", standardTopics: ["in"], priorityTopics: ["in.priority"], policy: StepPolicy(timeoutSeconds: 120), router: nil)
+        configuration.batchSize = 20
+        configuration.concurrency = 10
+        configuration.shutdownGrace = .milliseconds(10)
+        let runtime = WorkerRuntime(broker: broker, handler: Parked(), configuration: configuration, logger: logger)
+        let task = Task { try await runtime.run() }
+        // Every message parks in its handler, so the runtime takes until its budget is full.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while runtime.inHand.taken < runtime.capacity, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(500))
+        let inHand = runtime.inHand
+        task.cancel()
+        _ = try? await task.value
+        #expect(inHand.taken == runtime.capacity, "the VIP lane fills its budget (\(inHand.taken) of \(runtime.capacity) taken)")
+        #expect(inHand.vip == inHand.taken, "every record taken from a priority topic counts against the VIP budget")
+        #expect(runtime.capacity < queued)
+        withExtendedLifetime(directory) {}
+    }
+
     static func count(_ topic: String, _ broker: EmbeddedBroker) async throws -> Int {
         try await broker.describeTopic(topic).partitions.reduce(0) { $0 + Int($1.endOffset) }
     }
