@@ -68,8 +68,9 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
 
     /// Messages taken and not yet flushed (or handed back).
     public var taken: Int { ledger.taken }
-    /// Of those, the VIP ones: the priority lane has a budget of its own, so a full pipeline
-    /// of standard work never keeps a VIP message from being taken.
+    /// Of those, the ones taken from the VIP lane (`InboundMessage.lane`): that lane has a
+    /// budget of its own, so a full pipeline of standard work never keeps a VIP message from
+    /// being taken, and VIP work never takes more than its budget.
     public private(set) var takenVIP = 0
     public var runningCount: Int { running.count }
     /// Nothing running and nothing waiting behind a running message of its order.
