@@ -136,7 +136,8 @@ final class PostgresSession {
     /// One statement with parameters; the caller clears the result.
     func execute(_ sql: String, _ values: [SQLValue]) throws -> OpaquePointer {
         reconnectIfBroken()
-        var known = statements[sql] ?? KnownStatement(translated: PostgresDialect.translate(sql))
+        let seen = statements[sql]
+        var known = seen ?? KnownStatement(translated: PostgresDialect.translate(sql))
         let translated = known.translated
         var types: [Oid] = []
         var texts: [UnsafeMutablePointer<CChar>?] = []
@@ -179,9 +180,10 @@ final class PostgresSession {
         }
         var name = known.preparedAs[types]
         if name == nil {
-            // A new text, or new types for it: remember its spelling and any name it gets.
+            // A new text, or new types for it: remember its spelling and any name it gets
+            // (a statement not to be prepared is written back only when first seen).
             name = try prepare(&known, sql, types)
-            statements[sql] = known
+            if seen == nil || name != nil { statements[sql] = known }
         }
         let result = texts.withUnsafeBufferPointer { textPointers in
             textPointers.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
