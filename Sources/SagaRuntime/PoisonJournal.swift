@@ -159,9 +159,15 @@ public final class PoisonJournal: Sendable {
 
     public func isQuarantined(_ record: RecordCoordinates) -> Bool { state.withLock { $0.isQuarantined(record) } }
 
+    /// Each write happens under the lock that made its state: a worker's two lanes take
+    /// records at once, and an older state written after a newer one would forget records in
+    /// hand.
     public func took(_ records: [ConsumerRecord]) {
         let coordinates = records.map { RecordCoordinates($0.topicPartition, $0.offset) }
-        write(state.withLock { $0.took(coordinates); return $0 })
+        state.withLock {
+            $0.took(coordinates)
+            write($0)
+        }
     }
 
     public func committed(_ offsets: [TopicPartition: Int64]) {
@@ -174,15 +180,18 @@ public final class PoisonJournal: Sendable {
     public func endTurn() { journals.gate.release() }
 
     public func tookAlone(_ record: ConsumerRecord) {
-        write(state.withLock { $0.tookAlone(RecordCoordinates(record.topicPartition, record.offset)); return $0 })
+        state.withLock {
+            $0.tookAlone(RecordCoordinates(record.topicPartition, record.offset))
+            write($0)
+        }
     }
 
     public func handledAlone(_ record: ConsumerRecord) {
-        let (current, suspicious) = state.withLock { s -> (PoisonGuard, Bool) in
+        let suspicious = state.withLock { s -> Bool in
             s.handledAlone(RecordCoordinates(record.topicPartition, record.offset))
-            return (s, s.isSuspicious)
+            write(s)
+            return s.isSuspicious
         }
-        write(current)
         if !suspicious { journals.noLongerSuspicious(name) }
     }
 
