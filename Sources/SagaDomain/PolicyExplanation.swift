@@ -96,7 +96,7 @@ public struct PolicyExplanation: Sendable {
         var out: [String] = []
         out.append("An order passes four steps: \(SagaStep.allCases.map(\.actionName).joined(separator: " → ")). Each step is a worker that consumes its request topic, does its work idempotently (keyed by `<order_id>:<step>`, so redelivery, recovery and redrive never charge or reserve twice) and publishes the next request.")
         out.append("")
-        out.append("VIP orders (tier `vip`, or an amount above \(Int(configuration.vipAmountThreshold))) travel on the `.priority` topics, which every worker drains first; at least one standard batch runs in every \(configuration.starvationGuard) so standard orders keep moving.")
+        out.append("VIP orders (tier `vip`, or an amount above \(Int(configuration.vipAmountThreshold))) travel on the `.priority` topics, which every worker polls in a lane of its own and handles ahead of standard work; while VIP orders flood in (the lane keeps finding full batches), at least one standard batch is taken in every \(configuration.starvationGuard) so standard orders keep moving.")
         for step in SagaStep.allCases {
             let policy = configuration[step]
             out.append("")

@@ -6,7 +6,8 @@ public struct SagaConfiguration: Hashable, Sendable {
     public var partitions = 12
     /// Orders above this amount (in the order's currency) ride the priority topics.
     public var vipAmountThreshold: Double = 10_000
-    /// While VIP traffic lasts, at least one standard batch in every `starvationGuard` batches.
+    /// While VIP orders flood in (the VIP lane keeps finding full batches), at least one
+    /// standard batch in every `starvationGuard` batches.
     public var starvationGuard = 8
     public var steps: [SagaStep: StepPolicy] = SagaConfiguration.seedSteps
     /// Refund, release and cancel: retried with capped backoff; past the cap the order is

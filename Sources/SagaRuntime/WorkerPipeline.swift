@@ -1,4 +1,5 @@
 import Messaging
+import SagaDomain
 
 /// The worker runtime's bookkeeping, as a plain state machine: no tasks, no I/O, the clock
 /// passed in. `WorkerRuntime` owns one under a lock and carries out what it returns.
@@ -53,10 +54,11 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     private var readyVIP = FIFO<Launch>()
     private var readyStandard = FIFO<Launch>()
     private var finished: [Finished] = []
-    /// VIP outcomes, flushed ahead of standard ones: a batch never holds a VIP result back
-    /// behind a thousand standard ones. (In-line pipelines keep one queue: their outcomes
-    /// leave in consumption order.)
+    /// VIP outcomes, flushed apart from standard ones (`takeFinished`).
     private var finishedVIP: [Finished] = []
+    private var firstVIPFinishedAt: ContinuousClock.Instant?
+    /// VIP outcomes taken by a flusher and not yet flushed (or handed back).
+    private var flushingVIP = 0
     public private(set) var isStopping = false
 
     public init(concurrency: Int, timeoutSeconds: Double, heartbeatSeconds: Double? = nil, oneMessagePerOrder: Bool = true) {
@@ -147,20 +149,42 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         return overdue
     }
 
-    /// Up to `max` finished outcomes, oldest first, for one flush.
-    public mutating func takeFinished(max: Int) -> [Finished] {
-        var take = Array(finishedVIP.prefix(max))
-        finishedVIP.removeFirst(take.count)
-        let standard = finished.prefix(max - take.count)
-        take += standard
-        finished.removeFirst(standard.count)
+    /// Up to `max` finished outcomes of one lane, oldest first, for one flush. A batch never
+    /// mixes lanes: a VIP result is applied and published in a transaction of a few records,
+    /// by the VIP lane's own flusher, never padded with a thousand standard ones. A standard
+    /// flusher with no standard outcome waiting takes VIP ones, so a flood of VIP work is not
+    /// left to one flusher. (In-line pipelines keep one queue, in consumption order.)
+    public mutating func takeFinished(max: Int, lane: Priority = .standard) -> [Finished] {
+        if lane == .vip || finished.isEmpty {
+            let take = Array(finishedVIP.prefix(max))
+            finishedVIP.removeFirst(take.count)
+            flushingVIP += take.count
+            if finishedVIP.isEmpty { firstVIPFinishedAt = nil }
+            return take
+        }
+        let take = Array(finished.prefix(max))
+        finished.removeFirst(take.count)
         return take
+    }
+
+    /// Finished VIP outcomes wait for a flusher.
+    public var hasFinishedVIP: Bool { !finishedVIP.isEmpty }
+
+    /// When the finished VIP outcomes should leave: at once when no other VIP message in hand
+    /// is still being handled (nothing more would join them: a trickle of VIP orders leaves
+    /// one by one), else `linger` after the first of them finished, so a burst of VIP work
+    /// leaves in a few transactions rather than one per record. `nil`: none is finished.
+    public func vipFlushDue(linger: Duration) -> ContinuousClock.Instant? {
+        guard let first = firstVIPFinishedAt else { return nil }
+        let stillHandled = takenVIP - finishedVIP.count - flushingVIP
+        return stillHandled > 0 ? first + linger : first
     }
 
     /// The batch's results are durably published: its offsets may be committed.
     public mutating func flushed(_ batch: [Finished]) {
         for f in batch {
             ledger.flushed(f.message.topicPartition, f.message.record.offset)
+            if oneMessagePerOrder && f.message.lane == .vip { flushingVIP -= 1 }
             if f.message.lane == .vip { takenVIP -= 1 }
         }
     }
@@ -169,6 +193,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     public mutating func handBack(_ batch: [Finished]) {
         for f in batch {
             ledger.abandoned()
+            if oneMessagePerOrder && f.message.lane == .vip { flushingVIP -= 1 }
             if f.message.lane == .vip { takenVIP -= 1 }
         }
     }
@@ -211,7 +236,12 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         var current: Finished? = first
         while let done = current {
             current = nil
-            if oneMessagePerOrder && done.message.lane == .vip { finishedVIP.append(done) } else { finished.append(done) }
+            if oneMessagePerOrder && done.message.lane == .vip {
+                if finishedVIP.isEmpty { firstVIPFinishedAt = now }
+                finishedVIP.append(done)
+            } else {
+                finished.append(done)
+            }
             guard oneMessagePerOrder, let token = ledger.finishHandling(orderKey: Self.orderKey(done.message)), let next = queued.removeValue(forKey: token) else { break }
             if let known = next.known {
                 current = Finished(token: token, message: next.message, outcome: known)

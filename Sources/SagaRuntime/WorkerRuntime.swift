@@ -28,7 +28,8 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// with the previous batch's produce; one keeps batches applied in consumption order
     /// (the tracker's recorded offsets need that).
     public var flushers = 2
-    /// While VIP traffic lasts, at least one standard poll in every `starvationGuard` polls.
+    /// While VIP traffic floods (the VIP lane keeps finding full batches), at least one
+    /// standard batch in every `starvationGuard` VIP batches (`LaneTurns`).
     public var starvationGuard = 8
     /// How long a graceful shutdown lets running handlers finish before handing them back.
     public var shutdownGrace: Duration = .seconds(5)
@@ -76,6 +77,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         /// The tasks and heartbeats of running attempts, beside the pipeline that knows them.
         var tasks: [Int: Task<Void, Never>] = [:]
         var heartbeats: [Int: Heartbeat] = [:]
+        var turns: LaneTurns
     }
 
     /// What became of one applied message.
@@ -94,9 +96,18 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     /// The group members, once made; the revoke hook commits through them.
     private let members = Mutex<[any GroupConsumer]>([])
     private let flushSignal = Signal()
+    /// A VIP outcome is finished: wakes the VIP lane's flusher, which sleeps through the
+    /// standard lane's thousands of signals a second.
+    private let vipFlushSignal = Signal()
     private let commitSignal = Signal()
+    /// The standard lane had its turn (`LaneTurns`).
+    private let standardTurnSignal = Signal()
     /// Handed to in-line handlers, which take no heartbeats.
     private let unusedHeartbeat = Heartbeat()
+
+    /// How long finished VIP outcomes wait for the VIP work still being handled beside them
+    /// (`WorkerPipeline.vipFlushDue`).
+    static var vipLinger: Duration { .milliseconds(5) }
 
     /// Attempts of a whole batch's transaction before its records are tried one by one.
     static var batchAttempts: Int { 3 }
@@ -118,7 +129,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         state = Mutex(State(pipeline: Pipeline(
             concurrency: handler.performsInline ? Int.max : configuration.concurrency,
             timeoutSeconds: configuration.policy.timeoutSeconds, heartbeatSeconds: configuration.policy.heartbeatSeconds,
-            oneMessagePerOrder: !handler.performsInline)))
+            oneMessagePerOrder: !handler.performsInline), turns: LaneTurns(guardEvery: configuration.starvationGuard)))
     }
 
     public func run() async throws {
@@ -138,26 +149,27 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         members.withLock { $0 = consumers }
         configuration.onReady?()
 
-        let flusher = Task {
-            await withDiscardingTaskGroup { group in
-                for _ in 0..<max(1, configuration.flushers) { group.addTask { await self.flushLoop() } }
-            }
-        }
+        // The VIP lane's tasks are unstructured: a child of a task group runs at its parent's
+        // priority whatever it was given, and the VIP lane must run ahead of the standard one.
+        // The VIP lane's own flusher means a VIP result never waits for a flusher busy with
+        // a standard batch.
+        let flushers = (0..<max(1, configuration.flushers)).map { _ in Task(priority: .medium) { await self.flushLoop(lane: .standard) } }
+            + (priority != nil && !handler.performsInline ? [Task(priority: .high) { await self.flushLoop(lane: .vip) }] : [])
         let committer = Task { await self.commitLoop(consumers: consumers) }
         let deadlines = handler.performsInline ? nil : Task { await self.deadlineLoop() }
-        // A broker briefly away (retriable errors) is waited out; anything else stops the worker.
-        while true {
-            do {
-                try await pollLoop(standard: standard, priority: priority)
-                break
-            } catch let error as BrokerError where error.isRetriable && !error.isFatal {
-                logger.warning("the broker is not answering; polling again shortly", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(500))
-                if Task.isShuttingDownGracefully || Task.isCancelled { break }
-            } catch {
-                logger.error("worker stopped by an error", metadata: ["error.message": "\(error)"])
-                break
+        // Each lane polls in a task of its own, the VIP lane's at a higher priority: a VIP
+        // record is taken while the standard lane is busy taking a batch of a thousand. When
+        // one lane stops (shutdown, or an error that stops the worker), the other stops too.
+        let lanes = [Task(priority: .medium) { await self.keepPolling { try await self.pollStandardLane(standard, priority: priority) } }]
+            + (priority.map { priority in [Task(priority: .high) { await self.keepPolling { try await self.pollVIPLane(priority) } }] } ?? [])
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                for lane in lanes { group.addTask { await lane.value } }
+                await group.next()
+                for lane in lanes { lane.cancel() }
             }
+        } onCancel: {
+            for lane in lanes { lane.cancel() }
         }
         // Graceful shutdown: no new work; let running handlers finish, then hand back the rest
         // (messages not started are simply not committed: they are redelivered after restart).
@@ -169,9 +181,9 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         let abandoned = state.withLock { Array($0.tasks.values) }
         for task in abandoned { task.cancel() }
         for task in abandoned { await task.value }
-        flushSignal.signal()
+        signalFlushers(vip: true)
         deadlines?.cancel()
-        await flusher.value
+        for flusher in flushers { await flusher.value }
         committer.cancel()
         await committer.value
         await commit(consumers)
@@ -182,41 +194,78 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     // MARK: Polling
 
-    private func pollLoop(standard: any GroupConsumer, priority: (any GroupConsumer)?) async throws {
-        var priorityStreak = 0
+    /// Runs a lane's poll loop. A broker briefly away (retriable errors) is waited out;
+    /// anything else stops the worker.
+    private func keepPolling(_ loop: () async throws -> Void) async {
+        while true {
+            do {
+                try await loop()
+                return
+            } catch let error as BrokerError where error.isRetriable && !error.isFatal {
+                logger.warning("the broker is not answering; polling again shortly", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(500))
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            } catch {
+                if Task.isCancelled { return }
+                logger.error("worker stopped by an error", metadata: ["error.message": "\(error)"])
+                return
+            }
+        }
+    }
+
+    /// The standard lane: request and retry topics, within the standard budget. After a
+    /// crash it is the one lane that polls, one record at a time from both (`handleAlone`).
+    private func pollStandardLane(_ standard: any GroupConsumer, priority: (any GroupConsumer)?) async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             if let journal = configuration.journal, journal.isCautious {
                 try await handleAlone(standard: standard, priority: priority, journal: journal)
                 continue
             }
-            // The VIP lane has a budget of its own: standard work filling the pipeline never
-            // keeps a VIP message waiting to be taken.
-            let (room, vipRoom) = state.withLock { ($0.pipeline.taken - $0.pipeline.takenVIP, $0.pipeline.takenVIP) }
-            let standardRoom = capacity - room
-            var records: [ConsumerRecord] = []
-            var lane = Priority.standard
-            if let priority, priorityStreak < configuration.starvationGuard || standardRoom <= 0, capacity - vipRoom > 0 {
-                records = try await priority.poll(maxRecords: min(capacity - vipRoom, configuration.batchSize), maxWait: .zero)
-                lane = .vip
+            let room = state.withLock { capacity - ($0.pipeline.taken - $0.pipeline.takenVIP) }
+            guard room > 0 else {
+                endStandardTurn()
+                await capacitySignal.wait(timeout: .milliseconds(100))
+                continue
             }
-            if records.isEmpty {
-                lane = .standard
-                priorityStreak = 0
-                guard standardRoom > 0 else {
-                    await capacitySignal.wait(timeout: priority == nil ? .milliseconds(100) : .milliseconds(2))
-                    continue
-                }
-                let idle = state.withLock { $0.pipeline.taken == 0 }
-                records = try await standard.poll(maxRecords: min(standardRoom, configuration.batchSize), maxWait: priority == nil || idle ? .milliseconds(20) : .zero)
-                if records.isEmpty && priority != nil && !idle {
-                    await capacitySignal.wait(timeout: .milliseconds(2))
-                }
-            } else {
-                priorityStreak += 1
-            }
+            let records = try await standard.poll(maxRecords: min(room, configuration.batchSize), maxWait: .milliseconds(20))
             if !records.isEmpty {
                 configuration.journal?.took(records)
-                await accept(records, lane: lane)
+                await accept(records, lane: .standard)
+            }
+            endStandardTurn()
+        }
+    }
+
+    private func endStandardTurn() {
+        state.withLock { $0.turns.standardHadTurn() }
+        standardTurnSignal.signal()
+    }
+
+    /// The VIP lane: the priority topics, within a budget of its own, so a pipeline full of
+    /// standard work never keeps a VIP record from being taken. It owes the standard lane a
+    /// turn only while it keeps finding full batches (`LaneTurns`).
+    private func pollVIPLane(_ priority: any GroupConsumer) async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            // After a crash, the standard lane takes records one at a time from both lanes.
+            if configuration.journal?.isCautious == true {
+                try? await Task.sleep(for: .milliseconds(5))
+                continue
+            }
+            let (room, mayPoll) = state.withLock { (capacity - $0.pipeline.takenVIP, $0.turns.vipMayPoll) }
+            guard mayPoll else {
+                await standardTurnSignal.wait(timeout: .milliseconds(20))
+                continue
+            }
+            guard room > 0 else {
+                await capacitySignal.wait(timeout: .milliseconds(2))
+                continue
+            }
+            let asked = min(room, configuration.batchSize)
+            let records = try await priority.poll(maxRecords: asked, maxWait: .milliseconds(20))
+            state.withLock { $0.turns.vipTook(records.count, asked: asked) }
+            if !records.isEmpty {
+                configuration.journal?.took(records)
+                await accept(records, lane: .vip)
             }
         }
     }
@@ -281,10 +330,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             return
         }
         let now = ContinuousClock.now
-        let launches = state.withLock { state in
-            zip(messages, known).flatMap { state.pipeline.receive($0, known: $1, now: now) }
+        let (launches, vipFinished) = state.withLock { state in
+            (zip(messages, known).flatMap { state.pipeline.receive($0, known: $1, now: now) }, state.pipeline.hasFinishedVIP)
         }
-        flushSignal.signal()
+        signalFlushers(vip: vipFinished)
         for launch in launches { self.launch(launch) }
     }
 
@@ -316,18 +365,21 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     private func launch(_ launch: Pipeline.Launch) {
         let heartbeat = Heartbeat()
-        let task = Task {
+        // VIP attempts run ahead of standard ones on the cooperative pool, where hundreds of
+        // standard attempts may be queued. Both are explicit: an attempt launched from a VIP
+        // attempt's end would otherwise inherit its priority.
+        let task = Task(priority: launch.message.lane == .vip ? .high : .medium) {
             let started = ContinuousClock.now
             let outcome = await perform(launch.message, heartbeat: heartbeat)
             configuration.metrics.step?.attemptTook(.now - started)
             // Handed back at shutdown when cancelled without an overdue mark (that mark wins).
             let handedBack = Task.isCancelled
-            let next = state.withLock { state in
+            let (next, vipFinished) = state.withLock { state in
                 state.tasks[launch.token] = nil
                 state.heartbeats[launch.token] = nil
-                return state.pipeline.attemptEnded(launch.token, outcome: outcome, handedBack: handedBack, now: .now)
+                return (state.pipeline.attemptEnded(launch.token, outcome: outcome, handedBack: handedBack, now: .now), state.pipeline.hasFinishedVIP)
             }
-            flushSignal.signal()
+            signalFlushers(vip: vipFinished)
             for n in next { self.launch(n) }
         }
         state.withLock { state in
@@ -356,19 +408,30 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     // MARK: Flushing
 
-    private func flushLoop() async {
+    /// `lane`: `.vip` for the VIP lane's own flusher (`WorkerPipeline.takeFinished`).
+    private func flushLoop(lane: Priority) async {
+        let signal = lane == .vip ? vipFlushSignal : flushSignal
         while true {
+            if lane == .vip, let due = state.withLock({ $0.pipeline.vipFlushDue(linger: Self.vipLinger) }), case let now = ContinuousClock.now, due > now {
+                await signal.wait(timeout: due - now)
+                continue
+            }
             let (batch, stopping, idle) = state.withLock { state in
-                (state.pipeline.takeFinished(max: configuration.batchSize), state.pipeline.isStopping, state.pipeline.isIdle)
+                (state.pipeline.takeFinished(max: configuration.batchSize, lane: lane), state.pipeline.isStopping, state.pipeline.isIdle)
             }
             if batch.isEmpty {
                 if stopping && idle { return }
-                await flushSignal.wait(timeout: .milliseconds(50))
+                await signal.wait(timeout: .milliseconds(50))
                 continue
             }
             await flush(batch)
             commitSignal.signal()
         }
+    }
+
+    private func signalFlushers(vip: Bool) {
+        flushSignal.signal()
+        if vip { vipFlushSignal.signal() }
     }
 
     /// Commits in its own task, so publishing the next batch never waits for a commit's fsync.

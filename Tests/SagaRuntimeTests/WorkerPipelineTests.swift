@@ -129,7 +129,7 @@ import Testing
         #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [2, 3, 4])
     }
 
-    @Test func vipOutcomesLeaveAheadOfStandardOnesButInLineOutcomesKeepTheirOrder() {
+    @Test func vipOutcomesLeaveInBatchesOfTheirOwnButInLineOutcomesKeepTheirOrder() {
         var pipeline = Pipeline(concurrency: 8, timeoutSeconds: 10)
         var inLine = Pipeline(concurrency: 8, timeoutSeconds: 10, oneMessagePerOrder: false)
         for (i, vip) in [false, false, true, false, true].enumerated() {
@@ -139,9 +139,40 @@ import Testing
                 if p == 0 { _ = pipeline.attemptEnded(launch[0].token, outcome: .work("\(i)"), now: t0) } else { _ = inLine.attemptEnded(launch[0].token, outcome: .work("\(i)"), now: t0) }
             }
         }
-        #expect(pipeline.takeFinished(max: 3).map(\.message.record.offset) == [2, 4, 0], "a batch never holds a VIP result behind standard ones")
-        #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [1, 3])
+        #expect(pipeline.takeFinished(max: 10, lane: .vip).map(\.message.record.offset) == [2, 4], "the VIP flusher takes VIP outcomes only")
+        #expect(pipeline.takeFinished(max: 10, lane: .vip).isEmpty)
+        #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [0, 1, 3])
         #expect(inLine.takeFinished(max: 10).map(\.message.record.offset) == [0, 1, 2, 3, 4], "in line: consumption order")
+    }
+
+    @Test func aStandardFlusherTakesStandardOutcomesFirstAndVIPOnesOnlyWhenNoStandardOneWaits() {
+        var pipeline = Pipeline(concurrency: 8, timeoutSeconds: 10)
+        for (i, vip) in [true, false, true].enumerated() {
+            let launch = pipeline.receive(message("o-\(i)", offset: Int64(i), vip: vip), known: nil, now: t0)
+            _ = pipeline.attemptEnded(launch[0].token, outcome: .work("\(i)"), now: t0)
+        }
+        #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [1], "never a batch of both lanes")
+        #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [0, 2], "then it helps the VIP lane")
+    }
+
+    @Test func finishedVIPOutcomesLeaveAtOnceUnlessMoreVIPWorkIsStillBeingHandled() {
+        var pipeline = Pipeline(concurrency: 8, timeoutSeconds: 10)
+        let linger = Duration.milliseconds(5)
+        #expect(pipeline.vipFlushDue(linger: linger) == nil, "nothing finished")
+        let a = pipeline.receive(message("v-1", offset: 0, vip: true), known: nil, now: t0)
+        let b = pipeline.receive(message("v-2", offset: 1, vip: true), known: nil, now: t0)
+        _ = pipeline.receive(message("s-1", offset: 2), known: nil, now: t0)
+        _ = pipeline.attemptEnded(a[0].token, outcome: .work("1"), now: t0 + .milliseconds(1))
+        #expect(pipeline.vipFlushDue(linger: linger) == t0 + .milliseconds(6), "v-2 is still being handled: v-1 waits for it a little")
+        _ = pipeline.attemptEnded(b[0].token, outcome: .work("2"), now: t0 + .milliseconds(2))
+        #expect(pipeline.vipFlushDue(linger: linger) == t0 + .milliseconds(1), "no VIP work left in hand: due at once (a running standard message does not count)")
+        let batch = pipeline.takeFinished(max: 10, lane: .vip)
+        #expect(batch.count == 2 && pipeline.vipFlushDue(linger: linger) == nil)
+        let c = pipeline.receive(message("v-3", offset: 3, vip: true), known: nil, now: t0)
+        _ = pipeline.attemptEnded(c[0].token, outcome: .work("3"), now: t0 + .milliseconds(9))
+        #expect(pipeline.vipFlushDue(linger: linger) == t0 + .milliseconds(9), "a batch being flushed is not work still being handled")
+        pipeline.flushed(batch)
+        #expect(pipeline.takenVIP == 1)
     }
 
     @Test func vipMessagesAreCountedApartUntilFlushedOrHandedBack() {

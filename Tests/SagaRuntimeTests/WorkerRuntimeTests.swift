@@ -137,6 +137,58 @@ import Testing
         withExtendedLifetime(directory) {}
     }
 
+    /// Each lane polls in a task of its own. With one poll loop for both, a VIP record waited
+    /// while the loop was busy taking a standard batch (reading its recorded outcomes, which
+    /// waits on the store): here that read never returns, and the VIP record must still be
+    /// taken, handled and published.
+    @Test func aVIPRecordGoesThroughWhileTheStandardLaneIsStuckTakingABatch() async throws {
+        final class Gate: Sendable {
+            let open = Atomic(false)
+            let standardStuck = Atomic(false)
+            var isStuck: Bool { standardStuck.load(ordering: .relaxed) }
+        }
+        struct StuckStandard: StepHandler {
+            let gate: Gate
+            var name: String { "runtime-test" }
+            func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] {
+                guard messages.contains(where: { $0.lane == .standard }) else { return [:] }
+                gate.standardStuck.store(true, ordering: .relaxed)
+                while !gate.open.load(ordering: .relaxed) { usleep(1_000) }
+                return [:]
+            }
+            func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int { 0 }
+            func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] {
+                batch.map { .success([ProducerRecord(topic: "done", key: $0.message.orderID, value: "{}")]) }
+            }
+        }
+        let directory = TemporaryDirectory("runtime-vip-lane")
+        let (broker, logger) = try quietBroker(directory.path)
+        defer { broker.shutdown() }
+        for name in ["in", "in.priority", "done"] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
+        _ = try await broker.produce((0..<50).map { ProducerRecord(topic: "in", key: "s-\($0)", value: "{}") })
+        var configuration = WorkerRuntimeConfiguration(group: "runtime-test", standardTopics: ["in"], priorityTopics: ["in.priority"], policy: StepPolicy(timeoutSeconds: 120), router: nil)
+        configuration.shutdownGrace = .milliseconds(10)
+        let gate = Gate()
+        let runtime = WorkerRuntime(broker: broker, handler: StuckStandard(gate: gate), configuration: configuration, logger: logger)
+        let task = Task { try await runtime.run() }
+        defer { gate.open.store(true, ordering: .relaxed) }
+        var deadline = ContinuousClock.now + .seconds(20)
+        while !gate.isStuck, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(gate.isStuck, "the standard lane took its batch and is stuck reading it")
+        _ = try await broker.produce([ProducerRecord(topic: "in.priority", key: "v-1", value: "{}")])
+        deadline = ContinuousClock.now + .seconds(20)
+        var done: [String?] = []
+        while done.isEmpty, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+            done = try await broker.read(topic: "done", partition: 0, from: 0, maxRecords: 100).map(\.keyString)
+        }
+        #expect(done == ["v-1"], "the VIP record was published while the standard batch is still stuck")
+        gate.open.store(true, ordering: .relaxed)
+        task.cancel()
+        _ = try? await task.value
+        withExtendedLifetime(directory) {}
+    }
+
     static func count(_ topic: String, _ broker: EmbeddedBroker) async throws -> Int {
         try await broker.describeTopic(topic).partitions.reduce(0) { $0 + Int($1.endOffset) }
     }
