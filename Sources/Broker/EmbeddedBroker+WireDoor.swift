@@ -8,9 +8,15 @@ extension EmbeddedBroker {
     /// Whole v2 batches of one partition from `offset` on (the first may start before it;
     /// clients skip what they did not ask for), never past the high watermark.
     public struct StoredBatches: Sendable {
-        public var bytes: [UInt8]
+        /// The batches as slices of what was read from disk, in order, not copied.
+        public var parts: [ArraySlice<UInt8>]
+        /// Their bytes in all.
+        public var count: Int
         public var highWatermark: Int64
         public var logStartOffset: Int64
+
+        /// The batches in one array (a copy).
+        public var bytes: [UInt8] { Array(parts.joined()) }
     }
 
     /// An append not yet acknowledged: under `fsync batch` its records are acknowledged (and
@@ -71,8 +77,8 @@ extension EmbeddedBroker {
     }
 
     public func readBatches(topic: String, partition: Int, from offset: Int64, maxBytes: Int) throws -> StoredBatches {
-        let result = try partitionLog(topic, partition).read(from: offset, maxBytes: maxBytes)
-        return StoredBatches(bytes: result.bytes, highWatermark: result.highWatermark, logStartOffset: result.logStartOffset)
+        let read = try partitionLog(topic, partition).readParts(from: offset, maxBytes: maxBytes)
+        return StoredBatches(parts: read.parts, count: read.count, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
     }
 
     /// Returns once any of `partitions` may have records past `offsets`, at `deadline`, or on

@@ -154,7 +154,29 @@ final class PartitionLog: Syncable {
         var logStartOffset: Int64
     }
 
+    /// A read's whole batches as slices of the chunks read from disk, not copied: the wire
+    /// door writes them straight into its response (a fetch used to copy each batch into an
+    /// array of its own first).
+    struct ReadParts {
+        var parts: [ArraySlice<UInt8>] = []
+        var count = 0
+        var highWatermark: Int64
+        var logStartOffset: Int64
+    }
+
     func read(from offset: Int64, maxBytes: Int) throws -> ReadResult {
+        let read = try readParts(from: offset, maxBytes: maxBytes)
+        var bytes: [UInt8] = []
+        if read.parts.count == 1 {
+            bytes = Array(read.parts[0])
+        } else {
+            bytes.reserveCapacity(read.count)
+            for part in read.parts { bytes += part }
+        }
+        return ReadResult(bytes: bytes, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
+    }
+
+    func readParts(from offset: Int64, maxBytes: Int) throws -> ReadParts {
         let (segment, highWatermark, logStart): (LogSegment?, Int64, Int64) = try state.withLock { (state) in
             let start = state.segments[0].baseOffset
             guard offset >= start, offset <= state.logEndOffset else {
@@ -169,15 +191,18 @@ final class PartitionLog: Syncable {
             }
             return (state.segments[low], state.highWatermark, start)
         }
-        guard let segment else { return ReadResult(bytes: [], highWatermark: highWatermark, logStartOffset: logStart) }
+        var output = ReadParts(highWatermark: highWatermark, logStartOffset: logStart)
+        guard let segment else { return output }
         var position = segment.startPosition(for: offset)
-        var output: [UInt8] = []
         while position < segment.size {
             let want = Int(min(Int64(max(maxBytes - output.count, RecordBatchHeader.size)) + LogSegment.indexIntervalBytes, segment.size - position))
             let chunk = try segment.log.read(count: want, at: position)
             var consumed = 0
             var firstIncomplete = 0
             var reachedEnd = false
+            // The wanted batches of a chunk are contiguous: from the first that reaches
+            // `offset` to the last whole one within `maxBytes`.
+            var wanted: Range<Int>?
             try chunk.withUnsafeBytes { (raw) in
                 while consumed + RecordBatchHeader.size <= raw.count {
                     let header = try RecordBatchHeader.parse(UnsafeRawBufferPointer(rebasing: raw[consumed...]))
@@ -190,14 +215,19 @@ final class PartitionLog: Syncable {
                         return
                     }
                     if header.lastOffset >= offset {
-                        if !output.isEmpty, output.count + header.totalSize > maxBytes {
+                        let size = output.count + (wanted?.count ?? 0)
+                        if size > 0, size + header.totalSize > maxBytes {
                             reachedEnd = true
                             return
                         }
-                        output.append(contentsOf: raw[consumed..<(consumed + header.totalSize)])
+                        wanted = (wanted?.lowerBound ?? consumed)..<(consumed + header.totalSize)
                     }
                     consumed += header.totalSize
                 }
+            }
+            if let wanted {
+                output.parts.append(chunk[wanted])
+                output.count += wanted.count
             }
             position += Int64(consumed)
             if reachedEnd || output.count >= maxBytes { break }
@@ -207,12 +237,15 @@ final class PartitionLog: Syncable {
                 let whole = try segment.log.read(count: firstIncomplete, at: position)
                 guard whole.count == firstIncomplete else { break }
                 let lastOffset = try whole.withUnsafeBytes { (raw) in try RecordBatchHeader.parse(raw).lastOffset }
-                if lastOffset >= offset { output += whole }
+                if lastOffset >= offset {
+                    output.parts.append(whole[...])
+                    output.count += whole.count
+                }
                 position += Int64(firstIncomplete)
                 if output.count >= maxBytes { break }
             }
         }
-        return ReadResult(bytes: output, highWatermark: highWatermark, logStartOffset: logStart)
+        return output
     }
 
     /// Deletes every segment and the folder (the topic was deleted); waiters wake.

@@ -130,6 +130,12 @@ struct WireWriter {
         bytes.append(contentsOf: s.utf8)
     }
 
+    /// Bytes given in parts (`count` in all), written as one length-prefixed field.
+    mutating func bytes(_ parts: [ArraySlice<UInt8>], count: Int) {
+        int32(Int32(count))
+        for part in parts { bytes.append(contentsOf: part) }
+    }
+
     mutating func nullableBytes(_ b: [UInt8]?) {
         guard let b else { return int32(-1) }
         int32(Int32(b.count))

@@ -15,7 +15,8 @@ extension WireRequestHandler {
         var error: ErrorCode
         var highWatermark: Int64 = -1
         var logStartOffset: Int64 = -1
-        var batches: [UInt8] = []
+        var batches: [ArraySlice<UInt8>] = []
+        var batchBytes = 0
     }
 
     func writeFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
@@ -67,10 +68,11 @@ extension WireRequestHandler {
                     let limit = gathered == 0 ? max(Int(want.maxBytes), 1) : min(Int(want.maxBytes), budget)
                     if limit > 0 {
                         let stored = try broker.readBatches(topic: want.topic, partition: Int(want.partition), from: want.offset, maxBytes: limit)
-                        answer.batches = stored.bytes
+                        answer.batches = stored.parts
+                        answer.batchBytes = stored.count
                         answer.highWatermark = stored.highWatermark
-                        budget -= stored.bytes.count
-                        gathered += stored.bytes.count
+                        budget -= stored.count
+                        gathered += stored.count
                     }
                 } else if want.offset == p.endOffset {
                     waitOn[TopicPartition(want.topic, Int(want.partition))] = want.offset
@@ -82,6 +84,9 @@ extension WireRequestHandler {
             await broker.waitForRecords(waitOn, until: deadline)
             if Task.isCancelled { break }
         }
+        // Room for the whole answer at once: grown by doubling, a fetch of tens of megabytes
+        // was copied (and mapped and unmapped) a dozen times over.
+        w.bytes.reserveCapacity(w.bytes.count + answers.reduce(64) { $0 + $1.batchBytes + $1.wanted.topic.utf8.count + 64 })
         w.int32(0)  // throttle
         if version >= 7 { w.int16(0); w.int32(0) }  // error, session id
         var byTopic: [(String, [FetchAnswer])] = []
@@ -98,7 +103,7 @@ extension WireRequestHandler {
                 if version >= 5 { w.int64(a.logStartOffset) }
                 w.int32(-1)  // aborted transactions: null
                 if version >= 11 { w.int32(-1) }  // preferred read replica
-                w.nullableBytes(a.batches)
+                w.bytes(a.batches, count: a.batchBytes)
             }
         }
     }
