@@ -238,6 +238,8 @@ final class PartitionLog: Syncable {
                 guard whole.count == firstIncomplete else { break }
                 let lastOffset = try whole.withUnsafeBytes { (raw) in try RecordBatchHeader.parse(raw).lastOffset }
                 if lastOffset >= offset {
+                    // Past the limit only as the first batch, as everywhere else.
+                    if output.count > 0, output.count + whole.count > maxBytes { break }
                     output.parts.append(whole[...])
                     output.count += whole.count
                 }

@@ -52,6 +52,48 @@ import Testing
         #expect(files.contains("00000000000000000000.index"))
     }
 
+    /// The wire door's reads hand out slices of the chunks read from disk. Whatever the
+    /// offset and the byte limit (a batch larger than a chunk among them), they must be
+    /// exactly the whole batches a fetch is owed: from the one holding the offset, at least
+    /// one, and no more than the limit allows after it. A batch larger than a chunk used to
+    /// be added past the limit.
+    @Test func batchesReadInPartsAreTheWholeBatchesAFetchIsOwed() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        defer { broker.shutdown() }
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+        var next = 0
+        for size in Array(repeating: 10, count: 30) + [200] + Array(repeating: 10, count: 30) {
+            let records = (0..<size).map { _ in record("t", "k", "v-\(next)-" + String(repeating: "x", count: 100), partition: 0) }
+            next += size
+            _ = try await broker.produce(records)
+        }
+        // Every batch, in order, read from the files directly.
+        let all = try broker.readBatches(topic: "t", partition: 0, from: 0, maxBytes: 1 << 30).bytes
+        var batches: [(header: RecordBatchHeader, bytes: ArraySlice<UInt8>)] = []
+        var position = 0
+        while position < all.count {
+            let header = try all.withUnsafeBytes { try RecordBatchHeader.parse(UnsafeRawBufferPointer(rebasing: $0[position...])) }
+            batches.append((header, all[position..<(position + header.totalSize)]))
+            position += header.totalSize
+        }
+        #expect(batches.count == 61 && batches.contains { $0.bytes.count > 8 * 1024 }, "one batch is larger than a chunk read")
+        // Around the large batch, limits below and above it: it is taken whole from a read of
+        // its own when it comes first, and left for the next fetch when it would pass the limit.
+        for offset in Array(stride(from: Int64(0), to: Int64(next), by: 37)) + [289, 299, 300, Int64(next - 1)] {
+            for maxBytes in [1, 1_500, 5_000, 25_000, 26_000, 30_000, 1 << 20] {
+                let read = try broker.readBatches(topic: "t", partition: 0, from: offset, maxBytes: maxBytes)
+                var owed: [UInt8] = []
+                for batch in batches.drop(while: { $0.header.lastOffset < offset }) {
+                    if !owed.isEmpty, owed.count + batch.bytes.count > maxBytes { break }
+                    owed += batch.bytes
+                }
+                #expect(read.count == owed.count, "offset \(offset), at most \(maxBytes) bytes")
+                #expect(read.bytes.elementsEqual(owed), "offset \(offset), at most \(maxBytes) bytes")
+            }
+        }
+    }
+
     @Test func retentionBySizeDeletesTheOldestClosedSegments() async throws {
         let dir = TemporaryDirectory()
         let broker = try openBroker(dir.path, segmentBytes: 4 * 1024)
