@@ -282,10 +282,11 @@ public struct WireListener: Sendable {
                         do {
                             for await reply in replies {
                                 try await reply.ready()
-                                if let response = reply.bytes {
-                                    var buffer = allocator.buffer(capacity: response.count + 4)
-                                    buffer.writeInteger(Int32(response.count))
-                                    buffer.writeBytes(response)
+                                if let written = reply.written {
+                                    let count = reply.count
+                                    var buffer = allocator.buffer(capacity: count + 4)
+                                    buffer.writeInteger(Int32(count))
+                                    reply.forEachPiece(of: written) { buffer.writeBytes($0) }
                                     try await outbound.write(buffer)
                                 }
                                 window.release()

@@ -84,9 +84,6 @@ extension WireRequestHandler {
             await broker.waitForRecords(waitOn, until: deadline)
             if Task.isCancelled { break }
         }
-        // Room for the whole answer at once: grown by doubling, a fetch of tens of megabytes
-        // was copied (and mapped and unmapped) a dozen times over.
-        w.bytes.reserveCapacity(w.bytes.count + answers.reduce(64) { $0 + $1.batchBytes + $1.wanted.topic.utf8.count + 64 })
         w.int32(0)  // throttle
         if version >= 7 { w.int16(0); w.int32(0) }  // error, session id
         var byTopic: [(String, [FetchAnswer])] = []

@@ -122,13 +122,47 @@ public struct WireRequestHandler: Sendable {
     /// The answer to one request: its bytes (none for Produce with acks=0), sent once
     /// `ready()` returns, i.e. once what it acknowledges is durable.
     public struct Reply: Sendable {
-        public var bytes: [UInt8]?
+        /// The response without its length prefix, as written (`nil`: none is sent), and the
+        /// large byte fields kept by reference (`WireWriter.spliced`).
+        var written: [UInt8]?
+        var spliced: [WireWriter.Splice] = []
         var durability: [EmbeddedBroker.PendingDurability] = []
         /// A request-level error the answer carries (ApiVersions out of range), for the counter.
         var topLevelError = "NONE"
 
+        init(_ writer: WireWriter?, durability: [EmbeddedBroker.PendingDurability] = [], topLevelError: String = "NONE") {
+            written = writer?.bytes
+            spliced = writer?.spliced ?? []
+            self.durability = durability
+            self.topLevelError = topLevelError
+        }
+
         public func ready() async throws {
             for pending in durability { try await pending.wait() }
+        }
+
+        /// The response's length in bytes.
+        var count: Int { (written?.count ?? 0) + spliced.reduce(0) { $0 + $1.part.count } }
+
+        /// The response in one array (a copy; the listener writes the pieces instead).
+        public var bytes: [UInt8]? {
+            guard let written else { return nil }
+            guard !spliced.isEmpty else { return written }
+            var out: [UInt8] = []
+            out.reserveCapacity(count)
+            forEachPiece(of: written) { out.append(contentsOf: $0) }
+            return out
+        }
+
+        /// The response's pieces in order: written bytes and spliced parts.
+        func forEachPiece(of written: [UInt8], _ body: (ArraySlice<UInt8>) -> Void) {
+            var from = 0
+            for splice in spliced {
+                body(written[from..<splice.at])
+                body(splice.part)
+                from = splice.at
+            }
+            body(written[from...])
         }
     }
 
@@ -209,7 +243,7 @@ public struct WireRequestHandler: Sendable {
             let answered = version > range.max ? 0 : version
             if version >= 3 && version <= range.max { try r.taggedFields() }
             writeApiVersions(&w, version: answered, error: version > range.max ? .unsupportedVersion : .none)
-            return Reply(bytes: w.bytes, topLevelError: version > range.max ? "UNSUPPORTED_VERSION" : "NONE")
+            return Reply(w, topLevelError: version > range.max ? "UNSUPPORTED_VERSION" : "NONE")
         }
         guard version >= range.min && version <= range.max else {
             throw WireError(.unsupported, "API key \(key) version \(version) is outside \(range.min)-\(range.max)")
@@ -217,10 +251,10 @@ public struct WireRequestHandler: Sendable {
         switch key {
         case Self.saslHandshake:
             writeSaslHandshake(&w, mechanism: try r.string(), version: version, session: session, context: context)
-            return Reply(bytes: w.bytes)
+            return Reply(w)
         case Self.saslAuthenticate:
             try writeSaslAuthenticate(&w, token: try r.nullableBytes() ?? [], version: version, session: session, context: context)
-            return Reply(bytes: w.bytes)
+            return Reply(w)
         default:
             // As Kafka does: before authentication only ApiVersions and SASL are answered.
             guard session.mayServe else {
@@ -233,7 +267,7 @@ public struct WireRequestHandler: Sendable {
         case Self.produce:
             var durability: [EmbeddedBroker.PendingDurability] = []
             let acks = try await writeProduce(&w, &r, version: version, grants: grants, durability: &durability)
-            return Reply(bytes: acks == 0 ? nil : w.bytes, durability: durability)
+            return Reply(acks == 0 ? nil : w, durability: durability)
         case Self.fetch: try await writeFetch(&w, &r, version: version, grants: grants)
         case Self.listOffsets: try await writeListOffsets(&w, &r, version: version, grants: grants)
         case Self.createTopics: try await writeCreateTopics(&w, &r, version: version, grants: grants)
@@ -250,7 +284,7 @@ public struct WireRequestHandler: Sendable {
         case Self.listGroups: await writeListGroups(&w, version: version)
         default: throw WireError(.unsupported, "API key \(key) is not served")
         }
-        return Reply(bytes: w.bytes)
+        return Reply(w)
     }
 
     /// The named topics that exist, described (only those: a request names a few topics,
