@@ -169,18 +169,19 @@ public struct VIPLatencyBenchmark: Sendable {
         return generator.runTag
     }
 
+    /// The order ids of a backlog queued under `tag`, as bounds for `order_id >= ? AND order_id < ?`.
+    static func backlogIDs(_ tag: String) -> [SQLValue] { [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}")] }
+
     /// When the first backlog order finished (ms).
     static func firstFinished(_ store: DispatcherStore, tag: String) throws -> Int64 {
-        try store.stateReader.scalar(
-            "SELECT MIN(finished_at) FROM orders WHERE order_id >= ? AND order_id < ?",
-            [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}")]) ?? 0
+        try store.stateReader.scalar("SELECT MIN(finished_at) FROM orders WHERE order_id >= ? AND order_id < ?", backlogIDs(tag)) ?? 0
     }
 
     /// Backlog orders finished by `until` (ms), and those not.
     static func backlogFigures(_ store: DispatcherStore, tag: String, count: Int, until: Int64) throws -> (finished: Int, left: Int) {
         let finished = Int(try store.stateReader.scalar(
             "SELECT COUNT(*) FROM orders WHERE order_id >= ? AND order_id < ? AND state IN ('completed', 'compensated', 'manual_review') AND finished_at <= ?",
-            [.text("o-\(tag)-"), .text("o-\(tag)-\u{FFFF}"), .integer(until)]) ?? 0)
+            backlogIDs(tag) + [.integer(until)]) ?? 0)
         return (finished, count - finished)
     }
 }

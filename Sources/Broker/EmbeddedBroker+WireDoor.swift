@@ -16,7 +16,7 @@ extension EmbeddedBroker {
         public var logStartOffset: Int64
 
         /// The batches in one array (a copy).
-        public var bytes: [UInt8] { Array(parts.joined()) }
+        public var bytes: [UInt8] { parts.joinedBytes(count: count) }
     }
 
     /// An append not yet acknowledged: under `fsync batch` its records are acknowledged (and

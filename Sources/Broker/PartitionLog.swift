@@ -166,14 +166,7 @@ final class PartitionLog: Syncable {
 
     func read(from offset: Int64, maxBytes: Int) throws -> ReadResult {
         let read = try readParts(from: offset, maxBytes: maxBytes)
-        var bytes: [UInt8] = []
-        if read.parts.count == 1 {
-            bytes = Array(read.parts[0])
-        } else {
-            bytes.reserveCapacity(read.count)
-            for part in read.parts { bytes += part }
-        }
-        return ReadResult(bytes: bytes, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
+        return ReadResult(bytes: read.parts.joinedBytes(count: read.count), highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
     }
 
     func readParts(from offset: Int64, maxBytes: Int) throws -> ReadParts {
@@ -300,3 +293,13 @@ final class PartitionLog: Syncable {
     var segmentCount: Int { state.withLock { $0.segments.count } }
 }
 
+extension Array where Element == ArraySlice<UInt8> {
+    /// The parts in one array of `count` bytes (their total), allocated once.
+    func joinedBytes(count: Int) -> [UInt8] {
+        if self.count == 1 { return [UInt8](self[0]) }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        for part in self { bytes += part }
+        return bytes
+    }
+}
