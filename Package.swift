@@ -68,6 +68,7 @@ let package = Package(
                 "CCRC32C",
                 "FulfillmentMetrics",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: optimized
         ),
@@ -236,7 +237,7 @@ let package = Package(
         .testTarget(name: "SagaDomainTests", dependencies: ["SagaDomain"]),
         .testTarget(name: "AlertingTests", dependencies: ["Alerting", "FulfillmentMetrics", "SagaDomain"]),
         .testTarget(name: "StepFunctionsTests", dependencies: ["StepFunctions", "SagaDomain", "TestSupport"]),
-        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport"], exclude: ["Clients"]),
+        .testTarget(name: "KafkaWireTests", dependencies: ["KafkaWire", "Messaging", "Broker", "TestSupport", .product(name: "NIOCore", package: "swift-nio")], exclude: ["Clients"]),
         .testTarget(name: "WireSecurityTests", dependencies: ["WireSecurity", "KafkaWire"]),
         .testTarget(name: "CommandLineTests", dependencies: ["fulfillment", "TestSupport", .product(name: "Yams", package: "Yams")]),
         /// What several test targets share: fresh store locations of both backends, the built

@@ -1,5 +1,6 @@
 import Foundation
 import Messaging
+import NIOCore
 
 /// What the Kafka wire door needs beyond `MessageBroker`: batches appended and read as bytes
 /// (stored exactly as a client sent them, served exactly as stored), group offsets committed
@@ -9,7 +10,7 @@ extension EmbeddedBroker {
     /// clients skip what they did not ask for), never past the high watermark.
     public struct StoredBatches: Sendable {
         /// The batches as slices of what was read from disk, in order, not copied.
-        public var parts: [ArraySlice<UInt8>]
+        public var parts: [ByteBuffer]
         /// Their bytes in all.
         public var count: Int
         public var highWatermark: Int64

@@ -1,5 +1,6 @@
 import Logging
 import Messaging
+import NIOCore
 import Synchronization
 
 /// One topic-partition on disk: a folder of segments, appended under a lock, read lock-free
@@ -155,10 +156,9 @@ final class PartitionLog: Syncable {
     }
 
     /// A read's whole batches as slices of the chunks read from disk, not copied: the wire
-    /// door writes them straight into its response (a fetch used to copy each batch into an
-    /// array of its own first).
+    /// door hands them to the socket as they are (a fetch used to copy each batch three times).
     struct ReadParts {
-        var parts: [ArraySlice<UInt8>] = []
+        var parts: [ByteBuffer] = []
         var count = 0
         var highWatermark: Int64
         var logStartOffset: Int64
@@ -189,14 +189,14 @@ final class PartitionLog: Syncable {
         var position = segment.startPosition(for: offset)
         while position < segment.size {
             let want = Int(min(Int64(max(maxBytes - output.count, RecordBatchHeader.size)) + LogSegment.indexIntervalBytes, segment.size - position))
-            let chunk = try segment.log.read(count: want, at: position)
+            let chunk = try segment.log.readBuffer(count: want, at: position)
             var consumed = 0
             var firstIncomplete = 0
             var reachedEnd = false
             // The wanted batches of a chunk are contiguous: from the first that reaches
             // `offset` to the last whole one within `maxBytes`.
             var wanted: Range<Int>?
-            try chunk.withUnsafeBytes { (raw) in
+            try chunk.withUnsafeReadableBytes { (raw) in
                 while consumed + RecordBatchHeader.size <= raw.count {
                     let header = try RecordBatchHeader.parse(UnsafeRawBufferPointer(rebasing: raw[consumed...]))
                     if header.baseOffset >= highWatermark {
@@ -219,7 +219,7 @@ final class PartitionLog: Syncable {
                 }
             }
             if let wanted {
-                output.parts.append(chunk[wanted])
+                output.parts.append(chunk.getSlice(at: chunk.readerIndex + wanted.lowerBound, length: wanted.count)!)
                 output.count += wanted.count
             }
             position += Int64(consumed)
@@ -227,14 +227,14 @@ final class PartitionLog: Syncable {
             if consumed == 0 {
                 guard firstIncomplete > 0 else { break }
                 // A batch larger than what was read: fetch it whole.
-                let whole = try segment.log.read(count: firstIncomplete, at: position)
-                guard whole.count == firstIncomplete else { break }
-                let lastOffset = try whole.withUnsafeBytes { (raw) in try RecordBatchHeader.parse(raw).lastOffset }
+                let whole = try segment.log.readBuffer(count: firstIncomplete, at: position)
+                guard whole.readableBytes == firstIncomplete else { break }
+                let lastOffset = try whole.withUnsafeReadableBytes { (raw) in try RecordBatchHeader.parse(raw).lastOffset }
                 if lastOffset >= offset {
                     // Past the limit only as the first batch, as everywhere else.
-                    if output.count > 0, output.count + whole.count > maxBytes { break }
-                    output.parts.append(whole[...])
-                    output.count += whole.count
+                    if output.count > 0, output.count + firstIncomplete > maxBytes { break }
+                    output.parts.append(whole)
+                    output.count += firstIncomplete
                 }
                 position += Int64(firstIncomplete)
                 if output.count >= maxBytes { break }
@@ -293,13 +293,12 @@ final class PartitionLog: Syncable {
     var segmentCount: Int { state.withLock { $0.segments.count } }
 }
 
-extension Array where Element == ArraySlice<UInt8> {
+extension Array where Element == ByteBuffer {
     /// The parts in one array of `count` bytes (their total), allocated once.
-    func joinedBytes(count: Int) -> [UInt8] {
-        if self.count == 1 { return [UInt8](self[0]) }
+    public func joinedBytes(count: Int) -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
-        for part in self { bytes += part }
+        for part in self { part.withUnsafeReadableBytes { bytes.append(contentsOf: $0) } }
         return bytes
     }
 }

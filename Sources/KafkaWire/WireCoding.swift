@@ -1,4 +1,5 @@
 import Messaging
+import NIOCore
 
 /// A malformed request: the connection is answered with an error or closed, never the broker.
 struct WireError: Error, CustomStringConvertible {
@@ -114,10 +115,10 @@ struct WireReader {
 struct WireWriter {
     var bytes: [UInt8] = []
     /// A large byte field kept by reference: `part` goes at `at` in `bytes` (before the byte
-    /// written there). A fetch's batches reach the socket's buffer in one copy, not three.
+    /// written there). A fetch's batches reach the socket as the buffers they were read into.
     struct Splice: Sendable {
         var at: Int
-        var part: ArraySlice<UInt8>
+        var part: ByteBuffer
     }
     private(set) var spliced: [Splice] = []
 
@@ -139,9 +140,9 @@ struct WireWriter {
 
     /// Bytes given in parts (`count` in all), one length-prefixed field, spliced in by
     /// reference (`spliced`), not copied.
-    mutating func bytes(_ parts: [ArraySlice<UInt8>], count: Int) {
+    mutating func bytes(_ parts: [ByteBuffer], count: Int) {
         int32(Int32(count))
-        for part in parts where !part.isEmpty { spliced.append(Splice(at: bytes.count, part: part)) }
+        for part in parts where part.readableBytes > 0 { spliced.append(Splice(at: bytes.count, part: part)) }
     }
 
     mutating func nullableBytes(_ b: [UInt8]?) {

@@ -282,12 +282,8 @@ public struct WireListener: Sendable {
                         do {
                             for await reply in replies {
                                 try await reply.ready()
-                                if let written = reply.written {
-                                    let count = reply.count
-                                    var buffer = allocator.buffer(capacity: count + 4)
-                                    buffer.writeInteger(Int32(count))
-                                    reply.forEachPiece(of: written) { buffer.writeBytes($0) }
-                                    try await outbound.write(buffer)
+                                if let frame = reply.frame(allocator: allocator) {
+                                    try await outbound.write(contentsOf: frame)
                                 }
                                 window.release()
                             }

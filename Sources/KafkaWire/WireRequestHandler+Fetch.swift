@@ -1,4 +1,5 @@
 import Messaging
+import NIOCore
 
 extension WireRequestHandler {
     // MARK: Fetch
@@ -15,7 +16,7 @@ extension WireRequestHandler {
         var error: ErrorCode
         var highWatermark: Int64 = -1
         var logStartOffset: Int64 = -1
-        var batches: [ArraySlice<UInt8>] = []
+        var batches: [ByteBuffer] = []
         var batchBytes = 0
     }
 

@@ -132,8 +132,9 @@ extension WireRequestHandler {
         var headers: [RecordBatchHeader] = []
         while offset < range.endOffset {
             let chunk = try broker.readBatches(topic: topic, partition: partition, from: offset, maxBytes: 1 << 20)
-            guard !chunk.bytes.isEmpty else { break }
-            try chunk.bytes.withUnsafeBytes { raw in
+            let bytes = chunk.bytes
+            guard !bytes.isEmpty else { break }
+            try bytes.withUnsafeBytes { raw in
                 var position = 0
                 while position + RecordBatchHeader.size <= raw.count {
                     let header = try RecordBatchHeader.parse(UnsafeRawBufferPointer(rebasing: raw[position...]))

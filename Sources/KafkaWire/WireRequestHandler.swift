@@ -2,6 +2,7 @@ import Broker
 import FulfillmentMetrics
 import Logging
 import Messaging
+import NIOCore
 
 /// Answers Kafka protocol requests from the embedded broker's storage. One instance serves
 /// every connection; each connection's requests are handled one after another, in order.
@@ -142,27 +143,50 @@ public struct WireRequestHandler: Sendable {
         }
 
         /// The response's length in bytes.
-        var count: Int { (written?.count ?? 0) + spliced.reduce(0) { $0 + $1.part.count } }
+        var count: Int { (written?.count ?? 0) + spliced.reduce(0) { $0 + $1.part.readableBytes } }
 
-        /// The response in one array (a copy; the listener writes the pieces instead).
+        /// The response in one array (a copy; the listener sends `frame(allocator:)`).
         public var bytes: [UInt8]? {
             guard let written else { return nil }
             guard !spliced.isEmpty else { return written }
             var out: [UInt8] = []
-            out.reserveCapacity(count)
-            forEachPiece(of: written) { out.append(contentsOf: $0) }
+            out.reserveCapacity(count + 4)
+            for (index, buffer) in (frame(allocator: ByteBufferAllocator()) ?? []).enumerated() {
+                // The first buffer starts with the length prefix, which `bytes` leaves out.
+                buffer.withUnsafeReadableBytes { out.append(contentsOf: index == 0 ? UnsafeRawBufferPointer(rebasing: $0[4...]) : $0) }
+            }
             return out
         }
 
-        /// The response's pieces in order: written bytes and spliced parts.
-        func forEachPiece(of written: [UInt8], _ body: (ArraySlice<UInt8>) -> Void) {
+        /// Spliced parts smaller than this are copied into the frame's own buffer: a few
+        /// bytes cost less to copy than to send as a piece of their own.
+        static let smallestSentAsIs = 8 << 10
+
+        /// The length-prefixed frame as the buffers to write in order (one write of several
+        /// buffers goes out in one `writev`): the written bytes with small parts copied in,
+        /// and large spliced parts as they were read from disk. `nil` when no answer is sent.
+        func frame(allocator: ByteBufferAllocator) -> [ByteBuffer]? {
+            guard let written else { return nil }
+            var buffers: [ByteBuffer] = []
+            var copied = 0
+            for splice in spliced where splice.part.readableBytes < Self.smallestSentAsIs { copied += splice.part.readableBytes }
+            var head = allocator.buffer(capacity: 4 + written.count + copied)
+            head.writeInteger(Int32(count))
             var from = 0
             for splice in spliced {
-                body(written[from..<splice.at])
-                body(splice.part)
+                head.writeBytes(written[from..<splice.at])
                 from = splice.at
+                if splice.part.readableBytes < Self.smallestSentAsIs {
+                    head.writeImmutableBuffer(splice.part)
+                } else {
+                    if head.readableBytes > 0 { buffers.append(head) }
+                    buffers.append(splice.part)
+                    head = allocator.buffer(capacity: written.count - from)
+                }
             }
-            body(written[from...])
+            head.writeBytes(written[from...])
+            if head.readableBytes > 0 { buffers.append(head) }
+            return buffers
         }
     }
 
@@ -183,7 +207,8 @@ public struct WireRequestHandler: Sendable {
         let key = frame.count >= 2 ? Int16(bitPattern: UInt16(frame[0]) << 8 | UInt16(frame[1])) : -1
         do {
             let reply = try await answer(frame, peer: peer, session: session ?? ConnectionSession(requiresAuthentication: false))
-            metrics.requests[Self.apiName(key), reply.bytes.map { _ in reply.topLevelError } ?? "NONE"].increment()
+            // `written`, not `bytes`: a fetch's answer must not be joined into one array here.
+            metrics.requests[Self.apiName(key), reply.written == nil ? "NONE" : reply.topLevelError].increment()
             return reply
         } catch let error as WireError {
             metrics.requests[Self.apiName(key), Self.refusalCode(error.code)].increment()

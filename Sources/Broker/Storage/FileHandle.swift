@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import Messaging
+import NIOCore
 
 /// A POSIX file descriptor closed on deinit. Reads use `pread`, so concurrent readers
 /// never disturb each other or the appender.
@@ -47,23 +48,38 @@ final class FileDescriptor: Sendable {
     /// Reads up to `count` bytes at `offset`; fewer only at end of file.
     func read(count: Int, at offset: Int64) throws -> [UInt8] {
         guard count > 0 else { return [] }
-        var failure: BrokerError?
+        var failure: Error?
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            var done = 0
-            while done < count {
-                let n = pread(fd, buffer.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    failure = BrokerError(.io, "cannot read \(path): \(errnoDescription())")
-                    break
-                }
-                if n == 0 { break }
-                done += n
-            }
-            initialized = done
+            do { initialized = try readFully(into: UnsafeMutableRawBufferPointer(buffer), at: offset) } catch { failure = error }
         }
         if let failure { throw failure }
         return bytes
+    }
+
+    /// Reads up to `count` bytes at `offset` into a buffer NIO can send as it is: the wire
+    /// door's fetch hands slices of it to the socket without copying them again.
+    func readBuffer(count: Int, at offset: Int64) throws -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: count)
+        guard count > 0 else { return buffer }
+        _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { raw in
+            try readFully(into: UnsafeMutableRawBufferPointer(rebasing: raw[..<count]), at: offset)
+        }
+        return buffer
+    }
+
+    /// `pread` until `buffer` is full or the file ends; returns the bytes read.
+    private func readFully(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BrokerError(.io, "cannot read \(path): \(errnoDescription())")
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
     }
 
     func truncate(to length: Int64) throws {
