@@ -10,7 +10,10 @@ on its own port), N generated orders queued with `produce --generate` first, the
 dispatcher and K instances of each of the four step workers started together. The clock
 runs from the start of the processes until every order is final in the dispatcher's store
 (completed, compensated, rejected or parked for manual review), and `check` must pass.
-Prints a table of medians, or one JSON object with --json.
+Besides that whole-run rate, the steady rate: the middle 80 % of the orders (from the 10th to
+the 90th percentile of their finish times) over the time they took, which leaves out the
+processes' start and consumer-group joins (seconds on the mock cluster). Prints a table of
+medians, or one JSON object with --json.
 
 Everything runs on this machine: with 2 cores, two instances of each worker share the same
 two cores as one instance does; the figure says what the extra processes cost or gain here,
@@ -44,6 +47,7 @@ def one_run(postgres, orders, instances, work, round_number, quiet):
         for step in STEPS:
             roles += [("%s-%d" % (step, i), ["worker", step]) for i in range(1, instances + 1)]
         started = time.monotonic()
+        started_wall_ms = time.time() * 1000
         for name, arguments in roles:
             processes.append((name, subprocess.Popen([BINARY] + arguments + common, stdin=subprocess.DEVNULL,
                                                      stdout=open(os.path.join(logs, name + ".log"), "ab"), stderr=subprocess.STDOUT)))
@@ -61,6 +65,14 @@ def one_run(postgres, orders, instances, work, round_number, quiet):
             if time.monotonic() - started > 1800:
                 raise SystemExit("%d instance(s): only %d of %d orders final after 30 minutes" % (instances, done, orders))
         seconds = time.monotonic() - started
+        # The steady rate: the middle 80 % of the orders over the time they took to finish,
+        # which leaves out the start (processes starting, consumer groups joining) and the
+        # last stragglers.
+        finished = "SELECT percentile_disc(%s) WITHIN GROUP (ORDER BY finished_at) FROM dispatcher.orders WHERE finished_at IS NOT NULL"
+        p10, p90 = postgres.scalar(finished % "0.1", store), postgres.scalar(finished % "0.9", store)
+        first = postgres.scalar("SELECT MIN(finished_at) FROM dispatcher.orders", store)
+        if min(p10, p90, first) < 0:
+            raise SystemExit("could not read the orders' finish times from %s" % store)
     finally:
         for _, process in processes:
             process.terminate()
@@ -75,7 +87,9 @@ def one_run(postgres, orders, instances, work, round_number, quiet):
     checked = json.loads(check.stdout or b"{}")
     if check.returncode != 0 or not checked.get("ok"):
         raise SystemExit("check failed after %d instance(s): %s" % (instances, check.stdout.decode()[-2000:]))
-    return {"instances": instances, "processes": len(roles) + 1, "seconds": seconds, "orders_per_s": orders / seconds}
+    return {"instances": instances, "processes": len(roles) + 1, "seconds": seconds, "orders_per_s": orders / seconds,
+            "steady_orders_per_s": 0.8 * orders / max((p90 - p10) / 1000, 0.001),
+            "first_final_after_s": (first - started_wall_ms) / 1000}
 
 
 def main():
@@ -99,7 +113,9 @@ def main():
                     print("round %d/%d: %d instance(s) of each worker, %d orders" % (round_number + 1, args.rounds, k, args.orders), file=sys.stderr, flush=True)
                 runs[k].append(one_run(postgres, args.orders, k, work, round_number + 1, args.json))
                 if not args.json:
-                    print("  %.0f orders/s (%.1f s)" % (runs[k][-1]["orders_per_s"], runs[k][-1]["seconds"]), file=sys.stderr, flush=True)
+                    run = runs[k][-1]
+                    print("  %.0f orders/s (%.1f s); steady %.0f orders/s; first order final after %.1f s"
+                          % (run["orders_per_s"], run["seconds"], run["steady_orders_per_s"], run["first_final_after_s"]), file=sys.stderr, flush=True)
     except BaseException:
         print("the processes' logs are kept in %s" % work, file=sys.stderr)
         postgres.stop()
@@ -107,20 +123,27 @@ def main():
     postgres.stop()
     shutil.rmtree(work, ignore_errors=True)
     results = {str(k): {"orders_per_s": statistics.median(r["orders_per_s"] for r in rs), "processes": rs[0]["processes"],
-                        "rounds": [round(r["orders_per_s"], 1) for r in rs]} for k, rs in runs.items()}
+                        "rounds": [round(r["orders_per_s"], 1) for r in rs],
+                        "steady_orders_per_s": statistics.median(r["steady_orders_per_s"] for r in rs),
+                        "steady_rounds": [round(r["steady_orders_per_s"], 1) for r in rs],
+                        "first_final_after_s": statistics.median(r["first_final_after_s"] for r in rs)} for k, rs in runs.items()}
     summary = {"orders": args.orders, "faults": "none", "cluster": "librdkafka mock (kafka-mock)", "store": "postgresql",
                "cores": os.cpu_count(), "results": results}
     if len(counts) >= 2:
         summary["ratio"] = results[str(counts[1])]["orders_per_s"] / results[str(counts[0])]["orders_per_s"]
+        summary["steady_ratio"] = results[str(counts[1])]["steady_orders_per_s"] / results[str(counts[0])]["steady_orders_per_s"]
     if args.json:
         print(json.dumps(summary))
         return
     print("medians of %d rounds, %d orders, faults none, librdkafka mock cluster, PostgreSQL stores, %d cores" % (args.rounds, args.orders, os.cpu_count()))
-    print("%-22s %12s  %s" % ("instances per step", "orders/s", "rounds"))
+    print("orders/s: all orders over the whole run; steady: the middle 80 % of the orders over the time they took")
+    print("%-20s %9s  %-20s %9s  %-20s %s" % ("instances per step", "orders/s", "rounds", "steady", "rounds", "first final after"))
     for k, r in results.items():
-        print("%-22s %12.0f  %s  (%d processes with the mock cluster)" % (k, r["orders_per_s"], " ".join("%.0f" % x for x in r["rounds"]), r["processes"]))
+        print("%-20s %9.0f  %-20s %9.0f  %-20s %.1f s  (%d processes with the mock cluster)" % (
+            k, r["orders_per_s"], " / ".join("%.0f" % x for x in r["rounds"]),
+            r["steady_orders_per_s"], " / ".join("%.0f" % x for x in r["steady_rounds"]), r["first_final_after_s"], r["processes"]))
     if "ratio" in summary:
-        print("%s instances / %s: x%.2f" % (counts[1], counts[0], summary["ratio"]))
+        print("%s instances / %s: x%.2f over the whole run, x%.2f steady" % (counts[1], counts[0], summary["ratio"], summary["steady_ratio"]))
 
 
 if __name__ == "__main__":
