@@ -11,7 +11,8 @@ DATA_DIR ?= ./fulfillment-data
 # kcat: a Kafka client nobody here wrote, for the wire-protocol tests.
 # prometheus: promtool (checks /metrics and the alert rules) and a real server the tests scrape with.
 # chromium + chromium-driver: the web console's tests run in a real (headless) browser.
-APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev postgresql kcat prometheus chromium chromium-driver
+# libmimalloc-dev: the memory allocator the executable links instead of glibc's malloc.
+APT_PACKAGES := libsqlite3-dev pkg-config librdkafka-dev libpq-dev libmimalloc-dev postgresql kcat prometheus chromium chromium-driver
 deps:
 	@command -v $(SWIFT) >/dev/null || { echo "Swift 6 is required: https://swift.org/install"; exit 2; }
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

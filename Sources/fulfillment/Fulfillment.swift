@@ -21,7 +21,6 @@ struct Fulfillment: AsyncParsableCommand {
     /// flight), 2 a usage or runtime error. ArgumentParser's own would say 64 for a usage
     /// error and 1 for any other failure.
     static func main() async {
-        limitMallocArenas()
         do {
             var command = try parseAsRoot()
             if var command = command as? any AsyncParsableCommand {
@@ -38,16 +37,3 @@ struct Fulfillment: AsyncParsableCommand {
         }
     }
 }
-
-/// glibc gives each thread that meets a locked arena a new one, up to 8 per core, and memory
-/// freed in one arena is not reused by another: on `run --drain` of 200,000 orders the
-/// default peaked at 382 MiB resident, one arena per core at 295 MiB, in the same time.
-/// `MALLOC_ARENA_MAX` in the environment still wins.
-private func limitMallocArenas() {
-    guard ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil else { return }
-    let arenaMax: Int32 = -8  // M_ARENA_MAX in <malloc.h>, which the Glibc module does not export
-    _ = glibcMallopt(arenaMax, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
-}
-
-@_silgen_name("mallopt")
-private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
