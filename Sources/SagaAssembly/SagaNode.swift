@@ -104,7 +104,7 @@ public final class SagaNode: Sendable {
         func journal(_ consumer: String) throws -> PoisonJournal? { try journals?.journal(consumer) }
         let metrics = self.metrics
         let onConsumerReady = self.onConsumerReady
-        func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) throws -> WorkerRuntime<H> {
+        func runtime<H: StepHandler>(_ handler: H, step: SagaStep?, standard: [String], priority: [String], policy: StepPolicy) throws -> any Service {
             var c = WorkerRuntimeConfiguration(
                 group: handler.name, standardTopics: standard, priorityTopics: priority, policy: policy,
                 router: RetryRouter(policy: policy, retryTopic: { t.retry(step, tier: $0) }, deadLetterTopic: t.deadLetter(step)))
@@ -115,9 +115,9 @@ public final class SagaNode: Sendable {
             c.metrics = RuntimeMetrics(step: metrics.steps[step?.rawValue ?? "compensation"], deadLetters: metrics.deadLetters)
             let group = c.group
             c.onReady = { onConsumerReady(group) }
-            return WorkerRuntime(broker: broker, handler: handler, configuration: c, logger: logger)
+            return SpecializedRuntime(WorkerRuntime(broker: broker, handler: handler, configuration: c, logger: logger))
         }
-        func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) throws -> WorkerRuntime<H> {
+        func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) throws -> any Service {
             let policy = configuration[step]
             return try runtime(
                 handler, step: step, standard: [t.requested(step)] + (0..<policy.retryTiers).map { t.retry(step, tier: $0 + 1) },
@@ -135,7 +135,7 @@ public final class SagaNode: Sendable {
             intakeRuntime.poisonOutcome = { message, reason in [intake.poisonRejection(message, reason: reason)] }
             intakeRuntime.metrics = RuntimeMetrics(step: nil, deadLetters: metrics.deadLetters)
             intakeRuntime.onReady = { onConsumerReady("dispatcher") }
-            services.append(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, logger: logger))
+            services.append(SpecializedRuntime(WorkerRuntime(broker: broker, handler: intake, configuration: intakeRuntime, logger: logger)))
             var tracker = SagaTracker(
                 broker: broker, store: dispatcherStore, configuration: configuration, journal: try journal("tracker"), metrics: metrics.orders, logger: logger)
             tracker.onReady = { onConsumerReady("tracker") }
@@ -172,4 +172,21 @@ public final class SagaNode: Sendable {
         }
         return services
     }
+}
+
+/// A worker runtime run through a closure made where its handler's type is known, so the
+/// optimizer specializes the runtime for that handler. Called through `any Service`, the
+/// runtime's generic code ran unspecialized and looked up type metadata at run time on every
+/// message: wrapped, `run --orders 100000` goes 19 % faster (docs/performance.md).
+struct SpecializedRuntime: Service, CustomStringConvertible {
+    let body: @Sendable () async throws -> Void
+    /// The runtime's own type name (`WorkerRuntime<PaymentHandler>`), for ServiceGroup's logs.
+    let description: String
+
+    init<H: StepHandler>(_ runtime: WorkerRuntime<H>) {
+        body = { try await runtime.run() }
+        description = String(describing: type(of: runtime))
+    }
+
+    func run() async throws { try await body() }
 }
