@@ -120,6 +120,7 @@ public struct VIPLatencyBenchmark: Sendable {
         options.vipShare = 1
         options.rate = rate
         options.faults = faults
+        let started = UnixClock.nowMillis()
         guard try await SagaRun(options: options, logger: logger).run(progress: progress, notice: progress) != nil else {
             throw BenchmarkFailure(message: "the run was stopped before its VIP orders finished")
         }
@@ -143,12 +144,21 @@ public struct VIPLatencyBenchmark: Sendable {
         progress("reference: the same backlog alone for \(String(format: "%.1f", runSeconds)) s")
         var reference = SagaRun.Options(dataDirectory: alone, configuration: configuration)
         reference.drain = true
-        reference.maxSeconds = runSeconds + 5
+        // Its clock starts at its own start: it must outlast the pipeline's fill before the
+        // first backlog order finishes (seconds with a large backlog) as well as the window.
+        let fill = Double(max(0, first - started)) / 1000
+        reference.maxSeconds = 2 * fill + runSeconds + 5
         reference.faults = faults
         _ = try await SagaRun(options: reference, logger: logger).run(progress: { _ in }, notice: { _ in })
+        let referenceEnded = UnixClock.nowMillis()
         let aloneStore = try DispatcherStore(location: alone, readOnly: true)
         let firstAlone = try Self.firstFinished(aloneStore, tag: aloneTag)
-        let (finishedAlone, _) = try Self.backlogFigures(aloneStore, tag: aloneTag, count: backlog, until: firstAlone + window)
+        let (finishedAlone, leftAlone) = try Self.backlogFigures(aloneStore, tag: aloneTag, count: backlog, until: firstAlone + window)
+        // A reference stopped inside its window would count too few orders and call the run
+        // with VIP orders faster than it was.
+        if leftAlone > 0, referenceEnded < firstAlone + window {
+            throw BenchmarkFailure(message: "the reference run stopped \(firstAlone + window - referenceEnded) ms before its window ended; its rate would be too low")
+        }
         let aloneRate = Double(finishedAlone) / runSeconds
         return Report(
             backlog: backlog, vip: vip, rate: rate, faults: faults,
