@@ -11,13 +11,13 @@ extension EmbeddedBroker {
     public struct StoredBatches: Sendable {
         /// The batches as slices of what was read from disk, in order, not copied.
         public var parts: [ByteBuffer]
-        /// Their bytes in all.
-        public var count: Int
         public var highWatermark: Int64
         public var logStartOffset: Int64
 
         /// The batches in one array (a copy).
-        public var bytes: [UInt8] { parts.joinedBytes(count: count) }
+        public var bytes: [UInt8] { parts.joinedBytes() }
+        /// Their bytes in all.
+        public var count: Int { parts.byteCount }
     }
 
     /// An append not yet acknowledged: under `fsync batch` its records are acknowledged (and
@@ -79,7 +79,7 @@ extension EmbeddedBroker {
 
     public func readBatches(topic: String, partition: Int, from offset: Int64, maxBytes: Int) throws -> StoredBatches {
         let read = try partitionLog(topic, partition).readParts(from: offset, maxBytes: maxBytes)
-        return StoredBatches(parts: read.parts, count: read.count, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
+        return StoredBatches(parts: read.parts, highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
     }
 
     /// Returns once any of `partitions` may have records past `offsets`, at `deadline`, or on

@@ -159,14 +159,14 @@ final class PartitionLog: Syncable {
     /// door hands them to the socket as they are (a fetch used to copy each batch three times).
     struct ReadParts {
         var parts: [ByteBuffer] = []
-        var count = 0
         var highWatermark: Int64
         var logStartOffset: Int64
+        var count: Int { parts.byteCount }
     }
 
     func read(from offset: Int64, maxBytes: Int) throws -> ReadResult {
         let read = try readParts(from: offset, maxBytes: maxBytes)
-        return ReadResult(bytes: read.parts.joinedBytes(count: read.count), highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
+        return ReadResult(bytes: read.parts.joinedBytes(), highWatermark: read.highWatermark, logStartOffset: read.logStartOffset)
     }
 
     func readParts(from offset: Int64, maxBytes: Int) throws -> ReadParts {
@@ -186,9 +186,10 @@ final class PartitionLog: Syncable {
         }
         var output = ReadParts(highWatermark: highWatermark, logStartOffset: logStart)
         guard let segment else { return output }
+        var taken = 0  // the bytes of `output.parts`
         var position = segment.startPosition(for: offset)
         while position < segment.size {
-            let want = Int(min(Int64(max(maxBytes - output.count, RecordBatchHeader.size)) + LogSegment.indexIntervalBytes, segment.size - position))
+            let want = Int(min(Int64(max(maxBytes - taken, RecordBatchHeader.size)) + LogSegment.indexIntervalBytes, segment.size - position))
             let chunk = try segment.log.readBuffer(count: want, at: position)
             var consumed = 0
             var firstIncomplete = 0
@@ -208,7 +209,7 @@ final class PartitionLog: Syncable {
                         return
                     }
                     if header.lastOffset >= offset {
-                        let size = output.count + (wanted?.count ?? 0)
+                        let size = taken + (wanted?.count ?? 0)
                         if size > 0, size + header.totalSize > maxBytes {
                             reachedEnd = true
                             return
@@ -220,10 +221,10 @@ final class PartitionLog: Syncable {
             }
             if let wanted {
                 output.parts.append(chunk.getSlice(at: chunk.readerIndex + wanted.lowerBound, length: wanted.count)!)
-                output.count += wanted.count
+                taken += wanted.count
             }
             position += Int64(consumed)
-            if reachedEnd || output.count >= maxBytes { break }
+            if reachedEnd || taken >= maxBytes { break }
             if consumed == 0 {
                 guard firstIncomplete > 0 else { break }
                 // A batch larger than what was read: fetch it whole.
@@ -232,12 +233,12 @@ final class PartitionLog: Syncable {
                 let lastOffset = try whole.withUnsafeReadableBytes { (raw) in try RecordBatchHeader.parse(raw).lastOffset }
                 if lastOffset >= offset {
                     // Past the limit only as the first batch, as everywhere else.
-                    if output.count > 0, output.count + firstIncomplete > maxBytes { break }
+                    if taken > 0, taken + firstIncomplete > maxBytes { break }
                     output.parts.append(whole)
-                    output.count += firstIncomplete
+                    taken += firstIncomplete
                 }
                 position += Int64(firstIncomplete)
-                if output.count >= maxBytes { break }
+                if taken >= maxBytes { break }
             }
         }
         return output
@@ -294,10 +295,13 @@ final class PartitionLog: Syncable {
 }
 
 extension Array where Element == ByteBuffer {
-    /// The parts in one array of `count` bytes (their total), allocated once.
-    public func joinedBytes(count: Int) -> [UInt8] {
+    /// The readable bytes of all the parts.
+    public var byteCount: Int { reduce(0) { $0 + $1.readableBytes } }
+
+    /// The parts in one array, allocated once.
+    public func joinedBytes() -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(count)
+        bytes.reserveCapacity(byteCount)
         for part in self { part.withUnsafeReadableBytes { bytes.append(contentsOf: $0) } }
         return bytes
     }

@@ -1,3 +1,4 @@
+import Broker
 import Messaging
 import NIOCore
 
@@ -138,10 +139,10 @@ struct WireWriter {
         bytes.append(contentsOf: s.utf8)
     }
 
-    /// Bytes given in parts (`count` in all), one length-prefixed field, spliced in by
-    /// reference (`spliced`), not copied.
-    mutating func bytes(_ parts: [ByteBuffer], count: Int) {
-        int32(Int32(count))
+    /// Bytes given in parts, one length-prefixed field, spliced in by reference (`spliced`),
+    /// not copied.
+    mutating func bytes(_ parts: [ByteBuffer]) {
+        int32(Int32(parts.byteCount))
         for part in parts where part.readableBytes > 0 { spliced.append(Splice(at: bytes.count, part: part)) }
     }
 

@@ -17,7 +17,6 @@ extension WireRequestHandler {
         var highWatermark: Int64 = -1
         var logStartOffset: Int64 = -1
         var batches: [ByteBuffer] = []
-        var batchBytes = 0
     }
 
     func writeFetch(_ w: inout WireWriter, _ r: inout WireReader, version: Int16, grants: TopicGrants?) async throws {
@@ -70,10 +69,10 @@ extension WireRequestHandler {
                     if limit > 0 {
                         let stored = try broker.readBatches(topic: want.topic, partition: Int(want.partition), from: want.offset, maxBytes: limit)
                         answer.batches = stored.parts
-                        answer.batchBytes = stored.count
                         answer.highWatermark = stored.highWatermark
-                        budget -= stored.count
-                        gathered += stored.count
+                        let read = stored.count
+                        budget -= read
+                        gathered += read
                     }
                 } else if want.offset == p.endOffset {
                     waitOn[TopicPartition(want.topic, Int(want.partition))] = want.offset
@@ -101,7 +100,7 @@ extension WireRequestHandler {
                 if version >= 5 { w.int64(a.logStartOffset) }
                 w.int32(-1)  // aborted transactions: null
                 if version >= 11 { w.int32(-1) }  // preferred read replica
-                w.bytes(a.batches, count: a.batchBytes)
+                w.bytes(a.batches)
             }
         }
     }
