@@ -25,6 +25,11 @@ public struct SagaTracker: Service {
     let metrics: OrderMetrics
     /// Called once its consumer has joined (for `/readyz`).
     public var onReady: (@Sendable () -> Void)?
+    /// What each topic it reads means, worked out once: every record asks, and building the
+    /// topic names to compare with cost more than the rest of naming the event.
+    let roles: [String: TopicRole]
+    /// The state update of an order entering each state, written once for the statement cache.
+    let updateStatements: [OrderState: String]
 
     public init(
         broker: any MessageBroker, store: DispatcherStore, configuration: SagaConfiguration, journal: PoisonJournal? = nil,
@@ -36,6 +41,10 @@ public struct SagaTracker: Service {
         self.configuration = configuration
         self.journal = journal
         self.logger = logger
+        let topics = configuration.topics
+        self.roles = Dictionary(Self.topics(configuration).compactMap { topic in Self.role(ofTopic: topic, topics).map { (topic, $0) } },
+                                uniquingKeysWith: { first, _ in first })
+        self.updateStatements = Dictionary(uniqueKeysWithValues: OrderState.allCases.map { ($0, Self.updateStatement(entering: $0)) })
     }
 
     /// Every topic the tracker reads.
@@ -125,32 +134,50 @@ public struct SagaTracker: Service {
         var failedStep: SagaStep?
     }
 
-    func classify(_ record: ConsumerRecord) -> Event? {
-        let t = configuration.topics
-        let orderID = InboundMessage.orderID(of: record)
-        let topic = record.topic
-        guard !orderID.isEmpty else { return nil }
-        if topic == t.completed { return Event(orderID: orderID, name: "completed", state: .completed) }
-        if topic == t.compensated { return Event(orderID: orderID, name: "compensated", state: .compensated) }
-        if topic == t.manualReview { return Event(orderID: orderID, name: "manual_review", state: .manualReview) }
-        if topic == t.rejected { return Event(orderID: orderID, name: "rejected", state: nil) }
-        if topic == t.compensation { return Event(orderID: orderID, name: "compensation_requested", state: .compensating) }
+    /// What records of one topic are, before their headers are read.
+    enum TopicRole: Equatable {
+        /// The event is the same for every record of the topic.
+        case fixed(name: String, state: OrderState?)
+        case stepRequest(SagaStep)
+        case stepRetry(SagaStep)
+        case stepDeadLetter(SagaStep)
+    }
+
+    static func role(ofTopic topic: String, _ t: SagaTopics) -> TopicRole? {
+        if topic == t.completed { return .fixed(name: "completed", state: .completed) }
+        if topic == t.compensated { return .fixed(name: "compensated", state: .compensated) }
+        if topic == t.manualReview { return .fixed(name: "manual_review", state: .manualReview) }
+        if topic == t.rejected { return .fixed(name: "rejected", state: nil) }
+        if topic == t.compensation { return .fixed(name: "compensation_requested", state: .compensating) }
         // History only: the driver parks the order next (`manual_review`), and both records
         // carry the same failure time, so letting this one set a state could, depending on
         // which topic is read first, take a parked order back to `compensating`.
-        if topic == t.deadLetter(nil) { return Event(orderID: orderID, name: "compensation_dead_lettered", state: nil) }
-        if topic.hasPrefix(t.compensation + ".retry.") { return Event(orderID: orderID, name: "compensation_retry_scheduled", state: .compensating) }
+        if topic == t.deadLetter(nil) { return .fixed(name: "compensation_dead_lettered", state: nil) }
+        if topic.hasPrefix(t.compensation + ".retry.") { return .fixed(name: "compensation_retry_scheduled", state: .compensating) }
         guard let step = t.step(ofTopic: topic) else { return nil }
-        if topic == t.deadLetter(step) {
+        if topic == t.deadLetter(step) { return .stepDeadLetter(step) }
+        if topic.hasPrefix(t.requested(step) + ".retry.") { return .stepRetry(step) }
+        return .stepRequest(step)
+    }
+
+    func classify(_ record: ConsumerRecord) -> Event? {
+        let orderID = InboundMessage.orderID(of: record)
+        guard !orderID.isEmpty, let role = roles[record.topic] ?? Self.role(ofTopic: record.topic, configuration.topics) else { return nil }
+        switch role {
+        case .fixed(let name, let state):
+            return Event(orderID: orderID, name: name, state: state)
+        case .stepDeadLetter(let step):
             // A late request for an order already compensated fails with OrderCompensated:
             // history only (the driver ignores it too), or it would take a parked order back
             // to `compensating`.
             let late = record.header(SagaHeader.errorClass) == "OrderCompensated"
             return Event(orderID: orderID, name: "dead_lettered", step: step, state: late ? nil : .compensating, failedStep: late ? nil : step)
+        case .stepRetry(let step):
+            return Event(orderID: orderID, name: "retry_scheduled", step: step, state: OrderState(step: step))
+        case .stepRequest(let step):
+            let recovered = record.header(SagaHeader.recoveredBy) != nil ? "recovered" : record.header(SagaHeader.redriven) != nil ? "redriven" : "requested"
+            return Event(orderID: orderID, name: recovered, step: step, state: OrderState(step: step))
         }
-        if topic.hasPrefix(t.requested(step) + ".retry.") { return Event(orderID: orderID, name: "retry_scheduled", step: step, state: OrderState(step: step)) }
-        let recovered = record.header(SagaHeader.recoveredBy) != nil ? "recovered" : record.header(SagaHeader.redriven) != nil ? "redriven" : "requested"
-        return Event(orderID: orderID, name: recovered, step: step, state: OrderState(step: step))
     }
 
     struct StateUpdate {
@@ -213,9 +240,31 @@ public struct SagaTracker: Service {
             [.text(orderID), .integer(at), .text(String(source[0])), .integer(partition), .integer(offset)])
     }
 
+    static let historyWidth = 10
+    static let historyRowsPerStatement = 50
+    static func historyInsert(rows: Int) -> String {
+        "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES "
+            + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+    static let historyInsert = historyInsert(rows: historyRowsPerStatement)
+
+    /// The update of an order's row to `state`. A terminal state is counted when the order
+    /// enters it: the update changes a row only then (a final order is never updated again; a
+    /// parked one is not parked twice), and says when the order was accepted.
+    static func updateStatement(entering state: OrderState) -> String {
+        let entering = state.isTerminal ? " AND state <> '\(state.rawValue)' RETURNING created_at, priority" : ""
+        return """
+            UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
+                failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
+                finished_at = COALESCE(?, finished_at)
+            WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ? = 1)
+            """ + entering
+    }
+
     func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws {
         let fresh = consumed.filter(records)
         guard !fresh.isEmpty else { return }
+        let next = ConsumedOffsets.next(fresh)
         let counts = try store.connection.transaction { db -> Counts in
             var counts = Counts()
             var compensating: Set<String> = []
@@ -223,14 +272,14 @@ public struct SagaTracker: Service {
             history.reserveCapacity(fresh.count * 10)
             var updates: [String: StateUpdate] = [:]
             var order: [String] = []
-            let events = fresh.map { ($0, classify($0)) }
+            let events = fresh.map(classify)
             // When the batch's orders that may start here were submitted, read in one
             // statement; kept current below as orders start or move earlier.
             var createdAtOf = Dictionary(try db.query(
                 "SELECT order_id, created_at FROM orders WHERE order_id = ANY(?)",
-                anyOf: events.compactMap { _, event in event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil ? $0.orderID : nil } }
+                anyOf: events.compactMap { event in event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil ? $0.orderID : nil } }
             ) { ($0.text(0), $0.int(1)) }, uniquingKeysWith: { first, _ in first })
-            for (record, event) in events {
+            for (record, event) in zip(fresh, events) {
                 guard let event else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
                 // An order starts being tracked at its first payment request (or, for orders
@@ -285,29 +334,16 @@ public struct SagaTracker: Service {
                 updates[event.orderID] = update
             }
             // History rows go in 50 to a statement (10 values each).
-            let width = 10
             var start = 0
             while start < history.count {
-                let end = min(history.count, start + 50 * width)
-                let rows = (end - start) / width
-                let placeholders = Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
-                try db.run(
-                    "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES " + placeholders,
-                    Array(history[start..<end]))
+                let end = min(history.count, start + Self.historyRowsPerStatement * Self.historyWidth)
+                let rows = (end - start) / Self.historyWidth
+                try db.run(rows == Self.historyRowsPerStatement ? Self.historyInsert : Self.historyInsert(rows: rows), Array(history[start..<end]))
                 start = end
             }
             for id in order {
                 let u = updates[id]!
-                // A terminal state is counted when the order enters it: the update changes a
-                // row only then (a final order is never updated again; a parked one is not
-                // parked twice), and says when the order was accepted.
-                let entering = u.state.isTerminal ? " AND state <> '\(u.state.rawValue)' RETURNING created_at, priority" : ""
-                let sql = """
-                    UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
-                        failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
-                        finished_at = COALESCE(?, finished_at)
-                    WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ? = 1)
-                    """ + entering
+                let sql = updateStatements[u.state] ?? Self.updateStatement(entering: u.state)
                 let values: [SQLValue] = [
                     .text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
@@ -322,17 +358,18 @@ public struct SagaTracker: Service {
                     try db.run(sql, values)
                 }
             }
-            for (tp, next) in ConsumedOffsets.next(fresh) {
+            for (tp, next) in next {
                 try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
             }
             return counts
         }
-        consumed.advance(fresh)
+        consumed.advance(to: next)
         count(counts)
     }
 }
 
 /// The next offset the tracker has not recorded yet, per partition, kept in its own store.
+/// A batch holds runs of records of one partition, so each run looks its partition up once.
 final class ConsumedOffsets: Sendable {
     private let offsets: Mutex<[TopicPartition: Int64]>
 
@@ -342,17 +379,43 @@ final class ConsumedOffsets: Sendable {
 
     /// The records not recorded before (a redelivery after a crash repeats some).
     func filter(_ records: [ConsumerRecord]) -> [ConsumerRecord] {
-        offsets.withLock { offsets in records.filter { $0.offset >= offsets[$0.topicPartition] ?? 0 } }
+        offsets.withLock { offsets in
+            var fresh: [ConsumerRecord]?
+            var run: (topic: String, partition: Int, next: Int64)?
+            for (i, record) in records.enumerated() {
+                if run == nil || run!.partition != record.partition || run!.topic != record.topic {
+                    run = (record.topic, record.partition, offsets[record.topicPartition] ?? 0)
+                }
+                if record.offset < run!.next {
+                    if fresh == nil { fresh = Array(records[..<i]) }
+                } else {
+                    fresh?.append(record)
+                }
+            }
+            return fresh ?? records
+        }
     }
 
+    /// The offset after the last of `records` in each of their partitions.
     static func next(_ records: [ConsumerRecord]) -> [TopicPartition: Int64] {
         var next: [TopicPartition: Int64] = [:]
-        for record in records { next[record.topicPartition] = max(next[record.topicPartition] ?? 0, record.offset + 1) }
+        var run: (topic: String, partition: Int, next: Int64)?
+        func close() {
+            if let run { next[TopicPartition(run.topic, run.partition), default: 0] = max(next[TopicPartition(run.topic, run.partition)] ?? 0, run.next) }
+        }
+        for record in records {
+            if let current = run, current.partition == record.partition, current.topic == record.topic {
+                run!.next = max(current.next, record.offset + 1)
+            } else {
+                close()
+                run = (record.topic, record.partition, record.offset + 1)
+            }
+        }
+        close()
         return next
     }
 
-    func advance(_ records: [ConsumerRecord]) {
-        let next = Self.next(records)
+    func advance(to next: [TopicPartition: Int64]) {
         offsets.withLock { offsets in
             for (tp, offset) in next { offsets[tp] = max(offsets[tp] ?? 0, offset) }
         }

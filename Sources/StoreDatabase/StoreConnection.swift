@@ -311,7 +311,13 @@ public final class StoreConnection: Sendable {
                 switch value {
                 case .integer(let v): sqlite3_bind_int64(statement, index, v)
                 case .real(let v): sqlite3_bind_double(statement, index, v)
-                case .text(let v): sqlite3_bind_text(statement, index, v, -1, SQLITE_TRANSIENT)
+                case .text(var v):
+                    // Bound from the string's own UTF-8 with its length: the implicit C-string
+                    // conversion copies every small string (the inline ones) into an array first.
+                    v.withUTF8 { utf8 in
+                        let bytes = utf8.baseAddress.map { UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self) }
+                        _ = sqlite3_bind_text(statement, index, bytes ?? emptyText, Int32(utf8.count), SQLITE_TRANSIENT)
+                    }
                 case .blob(let v): v.withUnsafeBytes { _ = sqlite3_bind_blob(statement, index, $0.baseAddress, Int32($0.count), SQLITE_TRANSIENT) }
                 case .null: sqlite3_bind_null(statement, index)
                 }
@@ -408,6 +414,13 @@ public final class StoreConnection: Sendable {
         try query(sql, values) { $0.isNull(0) ? nil : $0.int(0) }.first ?? nil
     }
 }
+
+/// An empty text (a null pointer would bind NULL instead).
+nonisolated(unsafe) private let emptyText: UnsafePointer<CChar> = {
+    let pointer = UnsafeMutablePointer<CChar>.allocate(capacity: 1)
+    pointer.initialize(to: 0)
+    return UnsafePointer(pointer)
+}()
 
 /// SQLite's "copy the bytes now" destructor, which the C macro spells as -1.
 private let SQLITE_TRANSIENT = unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)

@@ -108,6 +108,12 @@ import Testing
         #expect(event(topics.deadLetter(nil))?.1 == nil, "the driver parks it next; the dead letter alone sets no state")
         #expect(tracker.classify(ConsumerRecord(topic: topics.completed, partition: 0, offset: 0, timestamp: 0, key: nil, value: [], headers: [])) == nil,
                 "a record naming no order is not an event")
+        // Every topic it reads has a role, the one its name gives; a topic it does not read has none.
+        for topic in SagaTracker.topics(configuration) {
+            #expect(tracker.roles[topic] != nil && tracker.roles[topic] == SagaTracker.role(ofTopic: topic, topics), "\(topic)")
+        }
+        #expect(event(topics.retry(.inventory, tier: 9))?.0 == "retry_scheduled", "a tier beyond the configured ones is still a retry")
+        #expect(event("unrelated.topic") == nil)
     }
 
     @Test func theDriverCompensatesStepFailuresAndParksWhatItCannotUndo() throws {

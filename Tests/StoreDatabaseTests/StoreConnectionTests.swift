@@ -34,6 +34,21 @@ import Testing
         #expect(try db.scalar("SELECT COUNT(*) FROM items WHERE key = ?", [.text("missing")]) == 0)
     }
 
+    /// Texts of every shape come back as they went in: the empty one as an empty text (not
+    /// NULL), small ones (kept inline by Swift), long ones and non-ASCII ones.
+    @Test(arguments: StoreBackend.allCases)
+    func textsOfEveryShapeRoundTrip(_ backend: StoreBackend) throws {
+        let db = try open(backend)
+        let texts = ["", "n", "fifteen-bytes!!", "sixteen-bytes!!!", String(repeating: "long ", count: 100), "zürich-東京-🚚"]
+        for (i, text) in texts.enumerated() {
+            try db.run("INSERT INTO items (key, n) VALUES (?, ?)", [.text(text), .integer(Int64(i))])
+        }
+        let rows = try db.query("SELECT key, key IS NULL, n FROM items ORDER BY n", []) { ($0.text(0), $0.int(1), $0.int(2)) }
+        #expect(rows.map(\.0) == texts)
+        #expect(rows.allSatisfy { $0.1 == 0 }, "no text is stored as NULL")
+        #expect(try db.scalar("SELECT n FROM items WHERE key = ?", [.text("")]) == 0)
+    }
+
     /// Pages end exactly at, just before and just after a page boundary; the cursor returns
     /// every row once, in byte order on both backends (PostgreSQL's locale would put "B"
     /// after "a"), and stops (a finished SQLite statement stepped again starts over).
