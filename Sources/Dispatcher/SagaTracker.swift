@@ -269,7 +269,7 @@ public struct SagaTracker: Service {
             var counts = Counts()
             var compensating: Set<String> = []
             var history: [SQLValue] = []
-            history.reserveCapacity(fresh.count * 10)
+            history.reserveCapacity(fresh.count * Self.historyWidth)
             var updates: [String: StateUpdate] = [:]
             var order: [String] = []
             let events = fresh.map(classify)
@@ -401,7 +401,9 @@ final class ConsumedOffsets: Sendable {
         var next: [TopicPartition: Int64] = [:]
         var run: (topic: String, partition: Int, next: Int64)?
         func close() {
-            if let run { next[TopicPartition(run.topic, run.partition), default: 0] = max(next[TopicPartition(run.topic, run.partition)] ?? 0, run.next) }
+            guard let run else { return }
+            let partition = TopicPartition(run.topic, run.partition)
+            next[partition] = max(next[partition] ?? 0, run.next)
         }
         for record in records {
             if let current = run, current.partition == record.partition, current.topic == record.topic {
