@@ -246,7 +246,7 @@ public struct SagaTracker: Service {
         "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES "
             + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
-    static let historyInsert = historyInsert(rows: historyRowsPerStatement)
+    static let fullHistoryInsert = historyInsert(rows: historyRowsPerStatement)
 
     /// The update of an order's row to `state`. A terminal state is counted when the order
     /// enters it: the update changes a row only then (a final order is never updated again; a
@@ -338,12 +338,12 @@ public struct SagaTracker: Service {
             while start < history.count {
                 let end = min(history.count, start + Self.historyRowsPerStatement * Self.historyWidth)
                 let rows = (end - start) / Self.historyWidth
-                try db.run(rows == Self.historyRowsPerStatement ? Self.historyInsert : Self.historyInsert(rows: rows), Array(history[start..<end]))
+                try db.run(rows == Self.historyRowsPerStatement ? Self.fullHistoryInsert : Self.historyInsert(rows: rows), Array(history[start..<end]))
                 start = end
             }
             for id in order {
                 let u = updates[id]!
-                let sql = updateStatements[u.state] ?? Self.updateStatement(entering: u.state)
+                let sql = updateStatements[u.state]!  // every state is in the table
                 let values: [SQLValue] = [
                     .text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,

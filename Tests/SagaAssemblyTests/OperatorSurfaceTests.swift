@@ -160,6 +160,12 @@ import Testing
         }
         #expect((report["order"] as? [String: Any])?["state"] as? String == "completed", "\(report)")
         #expect(try await admin.get("/api/orders/no-such-order").status == 404)
+        // Its body as the intake stored it: canonical JSON of the order sent.
+        let body = try await admin.get("/api/orders/api-1/body")
+        #expect(body.status == 200, "\(body.status): \(body.text)")
+        let served = try Order.decode(Array(body.body))
+        #expect(served.orderID == "api-1" && served.amountCents == H.order("api-1").amountCents && served.canonicalJSON() == Array(body.body))
+        #expect(try await admin.get("/api/orders/no-such-order/body").status == 404)
         #expect(try await admin.get("/api/orders?state=bogus").status == 400)
         #expect(try await admin.get("/api/orders?state=in_flight&limit=0").status == 400)
         let page = try await admin.get("/api/orders?state=manual_review")
