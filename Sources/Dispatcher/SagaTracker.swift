@@ -102,7 +102,15 @@ public struct SagaTracker: Service {
             try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
         })
         var runtime = WorkerRuntimeConfiguration(group: "tracker", standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
-        runtime.batchSize = 5000
+        // Large transactions: each history row adds an entry to `history_order`, and one
+        // batch's entries land all over that index (the orders in flight span it), so most of
+        // a transaction's cost is the index pages it rewrites, near one per row at 5,000 rows.
+        // With 20,000 a page takes several rows: after a 200,000-order saga's last order the
+        // tracker needed 8.9 s instead of 23.3 (docs/performance.md). Two batches in hand
+        // (one recorded, one filling), not the runtime's default four: when the tracker
+        // catches up, its records in hand are most of the memory it adds.
+        runtime.batchSize = 20_000
+        runtime.maxInHand = 40_000
         // One flusher: batches are recorded in consumption order, as the recorded offsets
         // (which skip what a redelivery repeats) assume.
         runtime.flushers = 1

@@ -24,6 +24,9 @@ public struct WorkerRuntimeConfiguration: Sendable {
     public var concurrency = 64
     /// Records taken per poll, and the most results applied in one store transaction.
     public var batchSize = 500
+    /// Messages taken and not yet committed at most; `nil`: four batches, or four times
+    /// `concurrency` when that is more (see `WorkerRuntime.capacity`).
+    public var maxInHand: Int?
     /// Flushers applying and publishing batches at once. Two overlap one batch's transaction
     /// with the previous batch's produce; one keeps batches applied in consumption order
     /// (the tracker's recorded offsets need that).
@@ -114,7 +117,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
 
     /// Messages taken and not yet committed at most: enough for several batches to be in
     /// different stages (handling, applying, publishing) at once.
-    var capacity: Int { max(configuration.concurrency * 4, configuration.batchSize * 4) }
+    var capacity: Int { configuration.maxInHand ?? max(configuration.concurrency * 4, configuration.batchSize * 4) }
 
     /// Messages in hand now, and how many of them the VIP lane holds (for tests).
     var inHand: (taken: Int, vip: Int) { state.withLock { ($0.pipeline.taken, $0.pipeline.takenVIP) } }

@@ -137,6 +137,40 @@ import Testing
         withExtendedLifetime(directory) {}
     }
 
+    /// `maxInHand` replaces the default budget (four batches): the tracker records 20,000-record
+    /// batches and holds two, not four.
+    @Test func aRuntimeTakesNoMoreThanItsMaxInHand() async throws {
+        struct Parked: StepHandler {
+            var name: String { "runtime-test" }
+            func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int {
+                try await Task.sleep(for: .seconds(60))
+                return 0
+            }
+            func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
+        }
+        let directory = TemporaryDirectory("runtime-in-hand")
+        let (broker, logger) = try quietBroker(directory.path)
+        try await broker.createTopic(TopicSpec(name: "in", partitions: 2))
+        _ = try await broker.produce((0..<500).map { ProducerRecord(topic: "in", key: Array("o-\($0)".utf8), value: Array("{}".utf8)) })
+        var configuration = WorkerRuntimeConfiguration(group: "runtime-test", standardTopics: ["in"], priorityTopics: [], policy: StepPolicy(timeoutSeconds: 120), router: nil)
+        configuration.batchSize = 20
+        configuration.concurrency = 100
+        configuration.maxInHand = 30
+        configuration.shutdownGrace = .milliseconds(10)
+        let runtime = WorkerRuntime(broker: broker, handler: Parked(), configuration: configuration, logger: logger)
+        #expect(runtime.capacity == 30)
+        let task = Task { try await runtime.run() }
+        // Every message parks in its handler, so the runtime takes until its budget is full.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while runtime.inHand.taken < 30, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(500))
+        let taken = runtime.inHand.taken
+        task.cancel()
+        _ = try? await task.value
+        #expect(taken == 30, "\(taken) taken; the default budget would be \(max(100 * 4, 20 * 4))")
+        withExtendedLifetime(directory) {}
+    }
+
     /// Each lane polls in a task of its own. With one poll loop for both, a VIP record waited
     /// while the loop was busy taking a standard batch (reading its recorded outcomes, which
     /// waits on the store): here that read never returns, and the VIP record must still be
