@@ -100,19 +100,22 @@ import Testing
         return broker
     }
 
+    /// A handler that keeps every message for a minute: the runtime goes on taking until its
+    /// budget of messages in hand is full.
+    struct Parked: StepHandler {
+        var name: String { "runtime-test" }
+        func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int {
+            try await Task.sleep(for: .seconds(60))
+            return 0
+        }
+        func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
+    }
+
     /// Found with a heap profile: orders `produce` puts on `orders.priority` carry no
     /// `priority` header, so the intake counted them as standard, and the VIP lane, whose
     /// budget counts only VIP messages, kept taking them: a million queued orders' VIP share
     /// was read into memory at once (100,000 of them: 370 MiB instead of 190).
     @Test func recordsTakenFromThePriorityTopicsStayWithinTheVIPBudgetWhateverTheirHeaders() async throws {
-        struct Parked: StepHandler {
-            var name: String { "runtime-test" }
-            func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int {
-                try await Task.sleep(for: .seconds(60))
-                return 0
-            }
-            func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
-        }
         let directory = TemporaryDirectory("runtime-lanes")
         let (broker, logger) = try quietBroker(directory.path)
         for name in ["in", "in.priority"] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
@@ -140,14 +143,6 @@ import Testing
     /// `maxInHand` replaces the default budget (four batches): the tracker records 20,000-record
     /// batches and holds two, not four.
     @Test func aRuntimeTakesNoMoreThanItsMaxInHand() async throws {
-        struct Parked: StepHandler {
-            var name: String { "runtime-test" }
-            func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Int {
-                try await Task.sleep(for: .seconds(60))
-                return 0
-            }
-            func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
-        }
         let directory = TemporaryDirectory("runtime-in-hand")
         let (broker, logger) = try quietBroker(directory.path)
         try await broker.createTopic(TopicSpec(name: "in", partitions: 2))
