@@ -111,6 +111,19 @@ import Testing
         func apply(_ batch: [(message: InboundMessage, work: Int)]) throws -> [HandlerResult] { batch.map { _ in .success([]) } }
     }
 
+    /// Runs `runtime` (whose handler parks every message) until it has taken its whole budget,
+    /// waits a little longer for anything taken past it, and says what it holds then.
+    func inHandOnceFull(_ runtime: WorkerRuntime<Parked>) async throws -> (taken: Int, vip: Int) {
+        let task = Task { try await runtime.run() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while runtime.inHand.taken < runtime.capacity, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        try await Task.sleep(for: .milliseconds(500))
+        let inHand = runtime.inHand
+        task.cancel()
+        _ = try? await task.value
+        return inHand
+    }
+
     /// Found with a heap profile: orders `produce` puts on `orders.priority` carry no
     /// `priority` header, so the intake counted them as standard, and the VIP lane, whose
     /// budget counts only VIP messages, kept taking them: a million queued orders' VIP share
@@ -126,14 +139,7 @@ import Testing
         configuration.concurrency = 10
         configuration.shutdownGrace = .milliseconds(10)
         let runtime = WorkerRuntime(broker: broker, handler: Parked(), configuration: configuration, logger: logger)
-        let task = Task { try await runtime.run() }
-        // Every message parks in its handler, so the runtime takes until its budget is full.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while runtime.inHand.taken < runtime.capacity, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        try await Task.sleep(for: .milliseconds(500))
-        let inHand = runtime.inHand
-        task.cancel()
-        _ = try? await task.value
+        let inHand = try await inHandOnceFull(runtime)
         #expect(inHand.taken == runtime.capacity, "the VIP lane fills its budget (\(inHand.taken) of \(runtime.capacity) taken)")
         #expect(inHand.vip == inHand.taken, "every record taken from a priority topic counts against the VIP budget")
         #expect(runtime.capacity < queued)
@@ -154,15 +160,8 @@ import Testing
         configuration.shutdownGrace = .milliseconds(10)
         let runtime = WorkerRuntime(broker: broker, handler: Parked(), configuration: configuration, logger: logger)
         #expect(runtime.capacity == 30)
-        let task = Task { try await runtime.run() }
-        // Every message parks in its handler, so the runtime takes until its budget is full.
-        let deadline = ContinuousClock.now + .seconds(20)
-        while runtime.inHand.taken < 30, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
-        try await Task.sleep(for: .milliseconds(500))
-        let taken = runtime.inHand.taken
-        task.cancel()
-        _ = try? await task.value
-        #expect(taken == 30, "\(taken) taken; the default budget would be \(max(100 * 4, 20 * 4))")
+        let taken = try await inHandOnceFull(runtime).taken
+        #expect(taken == 30, "\(taken) taken; without maxInHand the budget would be 400 (4 × concurrency)")
         withExtendedLifetime(directory) {}
     }
 
