@@ -49,6 +49,19 @@ public final class DispatcherStore: Sendable {
             error_class TEXT,
             error_message TEXT);
         CREATE INDEX IF NOT EXISTS history_order ON history(order_id, at);
+        CREATE TABLE IF NOT EXISTS history_recent (
+            order_id TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            topic TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            offset INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            step TEXT,
+            attempt INTEGER,
+            error_class TEXT,
+            error_message TEXT);
+        CREATE VIEW IF NOT EXISTS every_history AS \(everyHistory);
+        CREATE TABLE IF NOT EXISTS compensations_counted (order_id TEXT PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS tracker_offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition));
         CREATE TABLE IF NOT EXISTS redriven (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, at INTEGER NOT NULL,
@@ -57,6 +70,20 @@ public final class DispatcherStore: Sendable {
         CREATE TABLE IF NOT EXISTS firing_alerts (alert_key TEXT PRIMARY KEY, alert TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS alert_evaluations (id INTEGER PRIMARY KEY, evaluated_at DOUBLE PRECISION NOT NULL);
         """
+
+    /// The history's columns, in the order the tracker writes them.
+    static let historyColumns = "order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message"
+
+    /// Every history row: those moved into `history` (indexed by order) and those the tracker
+    /// recorded since (`history_recent`, not indexed; see `SagaTracker.moveRecentHistory`).
+    /// `stage, seq` keep the order in which rows were recorded: a moved row before a recent one.
+    static let everyHistory = """
+        SELECT \(historyColumns), 0 AS stage, rowid AS seq FROM history
+        UNION ALL SELECT \(historyColumns), 1 AS stage, rowid AS seq FROM history_recent
+        """
+
+    /// What a store made before `history_recent` existed, opened read-only, has instead.
+    static let historyAlone = "(SELECT \(historyColumns), 0 AS stage, rowid AS seq FROM history) AS every_history"
 
     static let intakeSchema = """
         CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
@@ -72,7 +99,15 @@ public final class DispatcherStore: Sendable {
         intake = try StoreConnection.open(location: location, name: "intake", readOnly: readOnly)
         if !readOnly { try intake.execute(Self.intakeSchema) }
         stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
+        // `order`, `stats` and `check` open a store read-only, perhaps one an older version
+        // made, which has no `every_history` until a writer opens it.
+        let hasView = (try? connection.query("SELECT 1 FROM every_history LIMIT 0") { _ in 1 }) != nil
+        everyHistoryTable = hasView ? "every_history" : Self.historyAlone
     }
+
+    /// What readers of the whole history select from: the `every_history` view, or, in a
+    /// store an older version made, `history` alone.
+    public let everyHistoryTable: String
 
     /// One order as `order <id>` shows it.
     public struct OrderRecord: Codable, Sendable {
@@ -159,7 +194,7 @@ public final class DispatcherStore: Sendable {
 
     public func history(_ id: String) throws -> [HistoryEntry] {
         try connection.query(
-            "SELECT at, topic, partition, offset, event, step, attempt, error_class, error_message FROM history WHERE order_id = ? ORDER BY at, rowid",
+            "SELECT at, topic, partition, offset, event, step, attempt, error_class, error_message FROM \(everyHistoryTable) WHERE order_id = ? ORDER BY at, stage, seq",
             [.text(id)]
         ) { row in
             HistoryEntry(
@@ -190,6 +225,16 @@ public final class DispatcherStore: Sendable {
             guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'open_orders'") == nil else { return }
             try db.run("INSERT OR IGNORE INTO open_orders SELECT order_id FROM orders WHERE state NOT IN ('completed','compensated')")
             try db.run("INSERT INTO tracker_marks VALUES ('open_orders')")
+        }
+    }
+
+    /// Fills `compensations_counted` once for stores made before it existed (when every
+    /// history row was in `history`).
+    func backfillCountedCompensations() throws {
+        try connection.transaction { db in
+            guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'compensations_counted'") == nil else { return }
+            try db.run("INSERT OR IGNORE INTO compensations_counted SELECT DISTINCT order_id FROM history WHERE event = 'compensation_requested'")
+            try db.run("INSERT INTO tracker_marks VALUES ('compensations_counted')")
         }
     }
 

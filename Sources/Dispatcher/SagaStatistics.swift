@@ -111,7 +111,7 @@ public struct SagaStatistics: Codable, Sendable {
         for step in SagaStep.allCases { steps[step.rawValue] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0) }
         steps["compensation"] = StepFigures(retries: 0, deadLetters: 0, timeouts: 0)
         for (event, step, errorClass, count) in try store.connection.query(
-            "SELECT event, COALESCE(step, 'compensation'), COALESCE(error_class, ''), COUNT(*) FROM history WHERE event IN ('retry_scheduled','dead_lettered','compensation_retry_scheduled','compensation_dead_lettered') GROUP BY 1, 2, 3"
+            "SELECT event, COALESCE(step, 'compensation'), COALESCE(error_class, ''), COUNT(*) FROM \(store.everyHistoryTable) WHERE event IN ('retry_scheduled','dead_lettered','compensation_retry_scheduled','compensation_dead_lettered') GROUP BY 1, 2, 3"
         , [], { ($0.text(0), $0.text(1), $0.text(2), Int($0.int(3))) }) {
             var figures = steps[step] ?? StepFigures(retries: 0, deadLetters: 0, timeouts: 0)
             if event.hasSuffix("retry_scheduled") { figures.retries += count } else { figures.deadLetters += count }
@@ -119,7 +119,7 @@ public struct SagaStatistics: Codable, Sendable {
             steps[step] = figures
         }
         let firing = try store.firingAlerts()
-        let compensations = Int(try store.connection.scalar("SELECT COUNT(DISTINCT order_id) FROM history WHERE event = 'compensation_requested'") ?? 0)
+        let compensations = Int(try store.connection.scalar("SELECT COUNT(DISTINCT order_id) FROM \(store.everyHistoryTable) WHERE event = 'compensation_requested'") ?? 0)
         let alerts = Int(try store.connection.scalar("SELECT COUNT(*) FROM alerts") ?? 0)
         // Throughput: completed orders between the first acceptance and the last completion
         // (what /metrics' two timestamp gauges give).

@@ -91,7 +91,10 @@ public struct SagaTracker: Service {
 
     public func run() async throws {
         let store = self.store
-        try await BlockingIO.run { try store.backfillOpenOrders() }
+        try await BlockingIO.run {
+            try store.backfillOpenOrders()
+            try store.backfillCountedCompensations()
+        }
         // The gauges of the first acceptance and the last completion start from what the store has.
         let (first, last) = try await BlockingIO.run {
             (try store.connection.scalar("SELECT MIN(created_at) FROM orders"), try store.connection.scalar("SELECT MAX(finished_at) FROM orders WHERE state = 'completed'"))
@@ -102,35 +105,78 @@ public struct SagaTracker: Service {
             try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
         })
         var runtime = WorkerRuntimeConfiguration(group: "tracker", standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
-        // Large transactions: each history row adds an entry to `history_order`, and one
-        // batch's entries land all over that index (the orders in flight span it), so most of
-        // a transaction's cost is the index pages it rewrites, near one per row at 5,000 rows.
-        // With 20,000 a page takes several rows: after a 200,000-order saga's last order the
-        // tracker needed 8.9 s instead of 23.3 (docs/performance.md). Two batches in hand
-        // (one recorded, one filling), not the runtime's default four: when the tracker
-        // catches up, its records in hand are most of the memory it adds.
-        runtime.batchSize = 20_000
-        runtime.maxInHand = 40_000
+        // Large transactions: the pages a batch rewrites (its orders' rows, the index of
+        // their ids) take several of its records each. After a 200,000-order saga's last
+        // order the tracker needed 8.9 s with 20,000 records instead of 23.3 s with 5,000,
+        // and with its history in `history_recent` 10,000 were still slower than 20,000
+        // (docs/performance.md). Two batches in hand (one recorded, one filling), not the
+        // runtime's default four: when the tracker catches up, its records in hand are most
+        // of the memory it adds.
+        runtime.batchSize = Self.batchSize
+        runtime.maxInHand = 2 * Self.batchSize
         // One flusher: batches are recorded in consumption order, as the recorded offsets
         // (which skip what a redelivery repeats) assume.
         runtime.flushers = 1
         runtime.journal = journal
         runtime.onReady = onReady
-        try await WorkerRuntime(broker: broker, handler: Recorder(tracker: self, consumed: consumed), configuration: runtime, logger: logger).run()
+        let recent = RecentHistory(rows: Int(try await BlockingIO.run { try store.connection.scalar("SELECT COUNT(*) FROM history_recent") ?? 0 }))
+        try await WorkerRuntime(broker: broker, handler: Recorder(tracker: self, consumed: consumed, recent: recent), configuration: runtime, logger: logger).run()
     }
+
+    static let batchSize = 20_000
 
     /// The tracker's part in the worker runtime: a batch of events recorded in one transaction.
     struct Recorder: StepHandler {
         let tracker: SagaTracker
         let consumed: ConsumedOffsets
+        let recent: RecentHistory
         var name: String { "tracker" }
         var performsInline: Bool { true }
 
         func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws {}
 
         func apply(_ batch: [(message: InboundMessage, work: Void)]) throws -> [HandlerResult] {
-            try tracker.record(batch.map(\.message.record), consumed: consumed)
+            let recorded = try tracker.record(batch.map(\.message.record), consumed: consumed)
+            recent.add(recorded)
+            if recent.shouldMove(batchWasFull: batch.count >= SagaTracker.batchSize) {
+                try tracker.moveRecentHistory()
+                recent.moved()
+            }
             return Array(repeating: .success([]), count: batch.count)
+        }
+    }
+
+    /// How many history rows wait in `history_recent` to be moved into `history`.
+    ///
+    /// `history`'s index is keyed by order, and the orders a busy saga has in flight span
+    /// all of it: recorded straight into it, each batch rewrote about one index page per row,
+    /// and that was most of the tracker's time once it fell behind (docs/performance.md).
+    /// So the tracker records into `history_recent`, which has no index, and moves its rows
+    /// into `history` sorted by order, in one statement: the index pages are then rewritten
+    /// once per move. While the tracker keeps up (its batches are not full), it moves after
+    /// each batch, so `history_recent` stays small; while it catches up, rows wait until
+    /// `moveAtRows` of them are there. Readers see both tables (`every_history`).
+    final class RecentHistory: Sendable {
+        /// Readers scan `history_recent` (one order's history looks through all of it), so
+        /// it is kept to about 20 MB.
+        static let moveAtRows = 200_000
+        private let rows: Mutex<Int>
+
+        init(rows: Int) { self.rows = Mutex(rows) }
+
+        func add(_ n: Int) { rows.withLock { $0 += n } }
+        func moved() { rows.withLock { $0 = 0 } }
+        func shouldMove(batchWasFull: Bool) -> Bool {
+            rows.withLock { rows in rows >= Self.moveAtRows || (!batchWasFull && rows > 0) }
+        }
+    }
+
+    /// Moves every row of `history_recent` into `history` in one transaction, sorted by
+    /// order (then by when, then as recorded, which `every_history`'s readers keep).
+    func moveRecentHistory() throws {
+        try store.connection.transaction { db in
+            try db.run("INSERT INTO history (\(DispatcherStore.historyColumns)) SELECT \(DispatcherStore.historyColumns) FROM history_recent ORDER BY order_id, at, rowid")
+            try db.emptyTable("history_recent")
         }
     }
 
@@ -201,7 +247,7 @@ public struct SagaTracker: Service {
     /// facts (amount, units, tier, lane, body) and record when and where it was submitted.
     /// Returns the order's lane and submission time when it is new to the tracker.
     @discardableResult
-    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: StoreConnection.Transaction) throws -> (priority: String, createdAt: Int64)? {
+    func startTracking(_ orderID: String, _ record: ConsumerRecord, at: Int64, _ db: StoreConnection.Transaction, _ counts: inout Counts) throws -> (priority: String, createdAt: Int64)? {
         guard let order = ParsedOrders.shared.order(orderID, bytes: record.value) ?? (try? Order.decode(record.value)) else { return nil }
         let createdAt = record.header(SagaHeader.createdAt).flatMap(Int64.init) ?? at
         let priority = record.header(SagaHeader.priority) ?? Priority.standard.rawValue
@@ -209,7 +255,7 @@ public struct SagaTracker: Service {
             "INSERT OR IGNORE INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?, ?)",
             [.text(orderID), .blob(record.value), .integer(order.amountCents), .integer(Int64(order.totalUnits)), .text(order.customerTier.rawValue),
              .text(priority), .integer(createdAt), .integer(createdAt)])
-        if record.header(SagaHeader.createdAt) != nil { try recordAcceptance(orderID, record, createdAt, db) }
+        if record.header(SagaHeader.createdAt) != nil { counts.historyRows += try recordAcceptance(orderID, record, createdAt, db) }
         guard inserted == 1 else { return nil }
         try db.run("INSERT OR IGNORE INTO open_orders VALUES (?)", [.text(orderID)])
         return (priority, createdAt)
@@ -222,6 +268,8 @@ public struct SagaTracker: Service {
         var finished: [(outcome: String, tier: String, seconds: Double, at: Int64)] = []
         var compensationsStarted = 0
         var firstAccepted: Int64?
+        /// Rows written to `history_recent`.
+        var historyRows = 0
     }
 
     func count(_ counts: Counts) {
@@ -240,18 +288,19 @@ public struct SagaTracker: Service {
     }
 
     /// The `accepted` history entry, at the submission time and position the intake reported.
-    func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: StoreConnection.Transaction) throws {
+    /// Returns the rows written (none when the record does not say where it was submitted).
+    func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: StoreConnection.Transaction) throws -> Int {
         let source = (record.header(SagaHeader.sourcePosition) ?? "").split(separator: "/")
-        guard source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) else { return }
-        try db.run(
-            "INSERT INTO history (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
+        guard source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) else { return 0 }
+        return try db.run(
+            "INSERT INTO history_recent (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
             [.text(orderID), .integer(at), .text(String(source[0])), .integer(partition), .integer(offset)])
     }
 
     static let historyWidth = 10
     static let historyRowsPerStatement = 50
     static func historyInsert(rows: Int) -> String {
-        "INSERT INTO history (order_id, at, topic, partition, offset, event, step, attempt, error_class, error_message) VALUES "
+        "INSERT INTO history_recent (\(DispatcherStore.historyColumns)) VALUES "
             + Array(repeating: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
     static let fullHistoryInsert = historyInsert(rows: historyRowsPerStatement)
@@ -269,9 +318,11 @@ public struct SagaTracker: Service {
             """ + entering
     }
 
-    func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws {
+    /// Records a batch in one transaction; returns how many history rows it wrote.
+    @discardableResult
+    func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws -> Int {
         let fresh = consumed.filter(records)
-        guard !fresh.isEmpty else { return }
+        guard !fresh.isEmpty else { return 0 }
         let next = ConsumedOffsets.next(fresh)
         let counts = try store.connection.transaction { db -> Counts in
             var counts = Counts()
@@ -299,10 +350,10 @@ public struct SagaTracker: Service {
                         // (which says when the order was submitted) may come after a later event.
                         if let submitted = record.header(SagaHeader.createdAt).flatMap(Int64.init), submitted < createdAt {
                             try db.run("UPDATE orders SET created_at = ? WHERE order_id = ?", [.integer(submitted), .text(event.orderID)])
-                            try recordAcceptance(event.orderID, record, submitted, db)
+                            counts.historyRows += try recordAcceptance(event.orderID, record, submitted, db)
                             createdAtOf[event.orderID] = submitted
                         }
-                    } else if let new = try startTracking(event.orderID, record, at: at, db) {
+                    } else if let new = try startTracking(event.orderID, record, at: at, db, &counts) {
                         counts.accepted[new.priority, default: 0] += 1
                         counts.firstAccepted = min(counts.firstAccepted ?? new.createdAt, new.createdAt)
                         createdAtOf[event.orderID] = new.createdAt
@@ -316,9 +367,7 @@ public struct SagaTracker: Service {
                 if event.name == "compensation_requested", !compensating.contains(event.orderID) {
                     compensating.insert(event.orderID)
                     // Each order counted once, at its first request (a retried or redriven one is not new).
-                    if try db.scalar("SELECT 1 FROM history WHERE order_id = ? AND event = 'compensation_requested' LIMIT 1", [.text(event.orderID)]) == nil {
-                        counts.compensationsStarted += 1
-                    }
+                    counts.compensationsStarted += try db.run("INSERT OR IGNORE INTO compensations_counted VALUES (?)", [.text(event.orderID)])
                 }
                 let errorMessage = record.header(SagaHeader.errorMessage)
                 history += [
@@ -342,6 +391,7 @@ public struct SagaTracker: Service {
                 updates[event.orderID] = update
             }
             // History rows go in 50 to a statement (10 values each).
+            counts.historyRows += history.count / Self.historyWidth
             var start = 0
             while start < history.count {
                 let end = min(history.count, start + Self.historyRowsPerStatement * Self.historyWidth)
@@ -373,6 +423,7 @@ public struct SagaTracker: Service {
         }
         consumed.advance(to: next)
         count(counts)
+        return counts.historyRows
     }
 }
 

@@ -283,7 +283,7 @@ enum OrderScope: Sendable {
     func events(_ store: DispatcherStore, _ event: String) throws -> [String: Int] {
         var result: [String: Int] = [:]
         for step in SagaStep.allCases { result[step.rawValue] = 0 }
-        let sql = "SELECT COALESCE(step, 'compensation'), COUNT(*) FROM history WHERE \(filter.sql) AND event = ? GROUP BY 1"
+        let sql = "SELECT COALESCE(step, 'compensation'), COUNT(*) FROM \(store.everyHistoryTable) WHERE \(filter.sql) AND event = ? GROUP BY 1"
         for (step, n) in try store.connection.query(sql, filter.values + [.text(event)], { ($0.text(0), Int($0.int(1))) }) { result[step] = n }
         return result
     }

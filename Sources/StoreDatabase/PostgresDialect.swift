@@ -7,10 +7,12 @@ import Foundation
 /// - in `CREATE TABLE`, `INTEGER` becomes `BIGINT` (SQLite's integers are 64-bit), `BLOB`
 ///   `BYTEA` and `REAL` `DOUBLE PRECISION`;
 /// - the column name `offset` (a reserved word in PostgreSQL) is quoted;
-/// - `rowid` (insertion order of an append-only table) becomes `ctid`.
+/// - `rowid` (insertion order of an append-only table) becomes `ctid`;
+/// - `CREATE VIEW IF NOT EXISTS` (which PostgreSQL lacks) becomes `CREATE OR REPLACE VIEW`.
 public enum PostgresDialect {
     public static func translate(_ sql: String) -> String {
         var text = sql
+        text = text.replacingAll("CREATE VIEW IF NOT EXISTS", with: "CREATE OR REPLACE VIEW")
         var ignoreConflicts = false
         if text.contains("INSERT OR IGNORE INTO") {
             text = text.replacingAll("INSERT OR IGNORE INTO", with: "INSERT INTO")

@@ -289,6 +289,14 @@ public final class StoreConnection: Sendable {
             guard rc == SQLITE_OK else { throw error(rc, sql) }
         }
 
+        /// Removes every row of `table`. PostgreSQL's `TRUNCATE` starts the table again from
+        /// its first page, so `ctid` (what `rowid` becomes there) keeps following the order
+        /// of insertion; after a `DELETE`, a vacuum would let new rows fill freed space
+        /// anywhere in the table. SQLite's `rowid` follows insertion either way.
+        public func emptyTable(_ table: String) throws {
+            try exec(handles.postgres != nil ? "TRUNCATE \(table)" : "DELETE FROM \(table)")
+        }
+
         private func error(_ rc: Int32, _ sql: String) -> StoreError {
             StoreError(StoreError.sqlite(rc), databaseCode: rc, "\(path): \(String(cString: sqlite3_errmsg(handles.db))) in: \(sql.prefix(200))")
         }

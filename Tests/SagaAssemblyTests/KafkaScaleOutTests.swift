@@ -67,7 +67,7 @@ import Testing
         guard let store = try? DispatcherStore(location: location, readOnly: true) else { return "?" }
         let rows = (try? store.connection.query("SELECT order_id, state FROM orders WHERE state NOT IN ('completed','compensated')") { ($0.text(0), $0.text(1)) }) ?? []
         return rows.map { id, state in
-            let history = (try? store.connection.query("SELECT topic, event, step, error_class FROM history WHERE order_id = ? ORDER BY at", [.text(id)]) { row in
+            let history = (try? store.connection.query("SELECT topic, event, step, error_class FROM every_history WHERE order_id = ? ORDER BY at, stage, seq", [.text(id)]) { row in
                 (0..<4).map { row.text($0) }.joined(separator: " ")
             }) ?? []
             return "\(id) \(state): \(history.joined(separator: " | "))"

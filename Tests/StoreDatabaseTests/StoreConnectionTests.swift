@@ -227,5 +227,6 @@ import Testing
         #expect(PostgresDialect.translate("CREATE TABLE x (a INTEGER, b BLOB, c REAL, offset INTEGER, integer_count INTEGER)")
             == "CREATE TABLE x (a BIGINT, b BYTEA, c DOUBLE PRECISION, \"offset\" BIGINT, integer_count BIGINT)")
         #expect(PostgresDialect.translate("SELECT offset FROM h ORDER BY at, rowid") == "SELECT \"offset\" FROM h ORDER BY at, ctid")
+        #expect(PostgresDialect.translate("CREATE VIEW IF NOT EXISTS v AS SELECT a FROM t") == "CREATE OR REPLACE VIEW v AS SELECT a FROM t")
     }
 }
