@@ -7,7 +7,9 @@ public final class Signal: Sendable {
         var pending = false
         var nextID = 0
         var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
-        /// Waiters whose timeout fired before they parked.
+        /// The waits not returned yet, parked or about to park.
+        var live: Set<Int> = []
+        /// Live waits whose timeout fired before they parked.
         var expired: Set<Int> = []
     }
 
@@ -35,11 +37,13 @@ public final class Signal: Sendable {
                 return nil
             }
             state.nextID += 1
+            state.live.insert(state.nextID)
             return state.nextID
         }
         guard let id else { return }
         let timer = Task {
-            try? await Task.sleep(for: timeout)
+            // Cancelled: the wait has returned already.
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
             self.expire(id)
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -54,15 +58,24 @@ public final class Signal: Sendable {
             if resumeNow { continuation.resume() }
         }
         timer.cancel()
-        state.withLock { _ = $0.expired.remove(id) }
+        state.withLock { state in
+            state.live.remove(id)
+            state.expired.remove(id)
+        }
     }
 
+    /// A timer's end. It may come after its wait returned (a cancelled sleep ends early, and
+    /// a signal can win the race with the sleep): then there is nothing to wake or to mark,
+    /// and marking it would keep its id in `expired` for good, one per signalled wait.
     private func expire(_ id: Int) {
         let continuation: CheckedContinuation<Void, Never>? = state.withLock { state in
             if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
-            state.expired.insert(id)
+            if state.live.contains(id) { state.expired.insert(id) }
             return nil
         }
         continuation?.resume()
     }
+
+    /// Ids kept for waits (for tests: none once every wait has returned and its timer ended).
+    var idsKept: Int { state.withLock { $0.live.count + $0.expired.count + $0.waiters.count } }
 }
