@@ -6,13 +6,16 @@ import Testing
 
 /// The store connection on both backends: same statements, same results, same transactions.
 @Suite struct StoreConnectionTests {
+    /// Removed with the test (SQLite stores are directories under it).
+    let temporary = TemporaryDirectory("store")
+
     static let schema = """
         CREATE TABLE IF NOT EXISTS items (key TEXT PRIMARY KEY, n INTEGER NOT NULL, data BLOB, ratio REAL, offset INTEGER);
         CREATE TABLE IF NOT EXISTS log (at INTEGER NOT NULL, what TEXT NOT NULL);
         """
 
     func open(_ backend: StoreBackend) throws -> StoreConnection {
-        let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+        let location = try backend.freshLocation(directory: temporary.path + "/store-\(UUID().uuidString.prefix(8))")
         let connection = try StoreConnection.open(location: location, name: "items")
         try connection.execute(Self.schema)
         return connection
@@ -114,7 +117,7 @@ import Testing
     func writersOfOneStoreAreSerialisedAcrossConnections(_ backend: StoreBackend) async throws {
         // Two connections (two processes, in production) doing read-then-write increments:
         // serialised writers lose no update.
-        let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+        let location = try backend.freshLocation(directory: temporary.path + "/store-\(UUID().uuidString.prefix(8))")
         let a = try StoreConnection.open(location: location, name: "counter")
         let b = try StoreConnection.open(location: location, name: "counter")
         try a.execute("CREATE TABLE IF NOT EXISTS counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
@@ -141,7 +144,7 @@ import Testing
     @Test(arguments: StoreBackend.allCases)
     func connectionsOpeningANewStoreTogetherAllSucceed(_ backend: StoreBackend) throws {
         for round in 0..<16 {
-            let location = try backend.freshLocation(directory: NSTemporaryDirectory() + "store-\(UUID().uuidString.prefix(8))")
+            let location = try backend.freshLocation(directory: temporary.path + "/store-\(UUID().uuidString.prefix(8))")
             let failures = Mutex<[String]>([])
             DispatchQueue.concurrentPerform(iterations: 8) { _ in
                 do {
