@@ -37,29 +37,9 @@ public final class DispatcherStore: Sendable {
         DROP INDEX IF EXISTS orders_parked;
         CREATE TABLE IF NOT EXISTS open_orders (order_id TEXT PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS tracker_marks (name TEXT PRIMARY KEY);
-        CREATE TABLE IF NOT EXISTS history (
-            order_id TEXT NOT NULL,
-            at INTEGER NOT NULL,
-            topic TEXT NOT NULL,
-            partition INTEGER NOT NULL,
-            offset INTEGER NOT NULL,
-            event TEXT NOT NULL,
-            step TEXT,
-            attempt INTEGER,
-            error_class TEXT,
-            error_message TEXT);
+        CREATE TABLE IF NOT EXISTS history (\(historyColumnTypes));
         CREATE INDEX IF NOT EXISTS history_order ON history(order_id, at);
-        CREATE TABLE IF NOT EXISTS history_recent (
-            order_id TEXT NOT NULL,
-            at INTEGER NOT NULL,
-            topic TEXT NOT NULL,
-            partition INTEGER NOT NULL,
-            offset INTEGER NOT NULL,
-            event TEXT NOT NULL,
-            step TEXT,
-            attempt INTEGER,
-            error_class TEXT,
-            error_message TEXT);
+        CREATE TABLE IF NOT EXISTS history_recent (\(historyColumnTypes));
         CREATE VIEW IF NOT EXISTS every_history AS \(everyHistory);
         CREATE TABLE IF NOT EXISTS compensations_counted (order_id TEXT PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS tracker_offsets (topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, PRIMARY KEY (topic, partition));
@@ -69,6 +49,12 @@ public final class DispatcherStore: Sendable {
         CREATE TABLE IF NOT EXISTS alerts (at INTEGER NOT NULL, order_id TEXT, kind TEXT NOT NULL, message TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS firing_alerts (alert_key TEXT PRIMARY KEY, alert TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS alert_evaluations (id INTEGER PRIMARY KEY, evaluated_at DOUBLE PRECISION NOT NULL);
+        """
+
+    /// The columns of `history` and `history_recent`, which hold the same rows.
+    static let historyColumnTypes = """
+        order_id TEXT NOT NULL, at INTEGER NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+        event TEXT NOT NULL, step TEXT, attempt INTEGER, error_class TEXT, error_message TEXT
         """
 
     /// The history's columns, in the order the tracker writes them.

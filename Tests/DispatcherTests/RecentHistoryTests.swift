@@ -1,6 +1,5 @@
 import Broker
 import Foundation
-import Logging
 import Messaging
 import SagaDomain
 import StoreDatabase
@@ -19,11 +18,6 @@ import Testing
     let temporary = TemporaryDirectory("recent-history")
     let configuration = SagaConfiguration()
     var topics: SagaTopics { configuration.topics }
-    var logger: Logger {
-        var logger = Logger(label: "recent-history-test")
-        logger.logLevel = .critical
-        return logger
-    }
 
     func record(_ topic: String, _ orderID: String, offset: Int64, at: Int64) -> ConsumerRecord {
         ConsumerRecord(topic: topic, partition: 0, offset: offset, timestamp: at, key: Array(orderID.utf8),
@@ -36,7 +30,7 @@ import Testing
 
     @Test(arguments: StoreBackend.allCases) func anOrdersHistoryReadsTheSameBeforeAndAfterTheMove(_ backend: StoreBackend) throws {
         let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, _) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
+        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
         defer { broker.shutdown() }
         let store = try DispatcherStore(location: location)
         let tracker = SagaTracker(broker: broker, store: store, configuration: configuration, logger: logger)
@@ -78,7 +72,7 @@ import Testing
 
     @Test(arguments: StoreBackend.allCases) func aCompensationIsCountedOnceWhereverItsFirstRequestWaits(_ backend: StoreBackend) throws {
         let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, _) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
+        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
         defer { broker.shutdown() }
         let store = try DispatcherStore(location: location)
         let recorded = TestMetrics()
@@ -100,7 +94,7 @@ import Testing
     /// no view, compensations counted by scanning the history.
     @Test(arguments: StoreBackend.allCases) func aStoreFromBeforeTheMoveIsReadAndContinued(_ backend: StoreBackend) throws {
         let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, _) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
+        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
         defer { broker.shutdown() }
         do {
             let store = try DispatcherStore(location: location)
