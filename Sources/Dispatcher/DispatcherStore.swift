@@ -86,8 +86,8 @@ public final class DispatcherStore: Sendable {
         if !readOnly { try intake.execute(Self.intakeSchema) }
         stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
         // `order`, `stats` and `check` open a store read-only, perhaps one an older version
-        // made, which has no `every_history` until a writer opens it.
-        let hasView = (try? connection.query("SELECT 1 FROM every_history LIMIT 0") { _ in 1 }) != nil
+        // made, which has no `every_history` until a writer opens it (a writer has just made it).
+        let hasView = !readOnly || (try? connection.query("SELECT 1 FROM every_history LIMIT 0") { _ in 1 }) != nil
         everyHistoryTable = hasView ? "every_history" : Self.historyAlone
     }
 
