@@ -11,6 +11,7 @@ import Synchronization
 public final class SimulatedWorld: Sendable {
     public let profile: FaultProfile
     private let calls: Mutex<RecentTable<String, Int>>
+    private let latencyTimer = LatencyTimer()
 
     public init(profile: FaultProfile, rememberedKeys: Int = 100_000) {
         self.profile = profile
@@ -43,10 +44,11 @@ public final class SimulatedWorld: Sendable {
         FaultDraw.uniform(key, "undo", String(call)) < profile[step].undoFailure
     }
 
-    /// Simulated service latency for this call (cancellable).
+    /// Simulated service latency for this call (cancellable), ended by the world's one
+    /// `LatencyTimer`.
     public func latency(_ step: SagaStep, key: String, call: Int) async throws {
         let ms = profile[step].latencyMilliseconds.milliseconds(at: FaultDraw.uniform(key, "latency", String(call)))
-        if ms > 0 { try await Task.sleep(for: .microseconds(Int64(ms * 1000))) }
+        if ms > 0 { try await latencyTimer.wait(.microseconds(Int64(ms * 1000))) }
     }
 
     /// Hangs until cancelled (by the step's timeout or missed heartbeats).
