@@ -309,12 +309,15 @@ public final class EmbeddedBroker: MessageBroker {
                     return
                 }
                 let room = limit - records.count
+                let before = records.count
                 if header.recordCount <= room || header.isControl {
                     let complete = try RecordBatchCodec.decodeRecords(
                         batch: batch, header: header, topic: topic, partition: partition, fromOffset: next,
                         into: &records, dueCutoff: delay > 0 ? now : nil, deliveryDelay: delay, nextDue: &nextDue)
                     if !complete {
-                        next = records.last.map { max(next, $0.offset + 1) } ?? next
+                        // `records` may end with another partition's records: only this
+                        // batch's, appended just now, move this partition's position.
+                        if records.count > before, let last = records.last { next = max(next, last.offset + 1) }
                         return
                     }
                     next = header.lastOffset + 1

@@ -16,6 +16,10 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
         /// Fetch passes over the partitions; a parked poll makes none.
         var fetchPasses = 0
+        /// Delayed partitions whose next record is not due yet: its offset and when it is due.
+        /// Until then a fetch skips the partition instead of reading and decoding it again
+        /// (a standard lane polls its retry tiers hundreds of times a second).
+        var notDue: [TopicPartition: (offset: Int64, due: Int64)] = [:]
     }
 
     public let memberID: String
@@ -79,6 +83,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                 state.owned = []
                 state.positions = [:]
                 state.logs = [:]
+                state.notDue = [:]
             }
             try broker.groupJoin(group: group, memberID: memberID, topics: topics, sessionTimeout: configuration.sessionTimeout)
             sync = try broker.groupSync(group: group, memberID: memberID)
@@ -91,6 +96,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                     state.owned.remove(tp)
                     state.paused.remove(tp)
                     state.logs[tp] = nil
+                    state.notDue[tp] = nil
                 }
             }
             broker.groupRelease(group: group, memberID: memberID, partitions: sync.revoke)
@@ -118,17 +124,18 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
     }
 
     private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
-        let (order, positions, logs) = state.withLock { state -> ([TopicPartition], [TopicPartition: Int64], [TopicPartition: (log: PartitionLog, delay: Int64)]) in
+        let (order, positions, logs, notDue) = state.withLock { state in
             state.fetchPasses += 1
             let readable = state.owned.subtracting(state.paused).sorted()
-            guard !readable.isEmpty else { return ([], [:], [:]) }
+            guard !readable.isEmpty else { return ([TopicPartition](), [TopicPartition: Int64](), [TopicPartition: (log: PartitionLog, delay: Int64)](), state.notDue) }
             state.cursor %= readable.count
             let rotated = Array(readable[state.cursor...] + readable[..<state.cursor])
-            return (rotated, state.positions, state.logs)
+            return (rotated, state.positions, state.logs, state.notDue)
         }
         var records: [ConsumerRecord] = []
         var nextDue: Int64?
         var advanced: [TopicPartition: Int64] = [:]
+        var waiting: [TopicPartition: (offset: Int64, due: Int64)] = [:]
         let now = UnixClock.nowMillis()
         // Round robin: the next poll starts after the last partition this one read from, so a
         // deep backlog in some partitions never starves the others.
@@ -137,6 +144,11 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             guard var position = positions[tp], let (log, delay) = logs[tp] else { continue }
             // Nothing new: skip the read (and its lock) entirely.
             if position >= log.highWatermark { continue }
+            // The next record is known not to be due yet: nothing after it is either.
+            if let known = notDue[tp], known.offset == position, now < known.due {
+                nextDue = min(nextDue ?? known.due, known.due)
+                continue
+            }
             let result: PartitionLog.ReadResult
             do {
                 // Read about what the remaining room can hold, not a full fetch per partition.
@@ -154,14 +166,21 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                 limit: maxRecords, delay: delay, now: now)
             advanced[tp] = decoded.nextOffset
             if decoded.nextOffset > position { lastRead = index }
-            if let due = decoded.nextDue { nextDue = min(nextDue ?? due, due) }
+            if let due = decoded.nextDue {
+                nextDue = min(nextDue ?? due, due)
+                // Only when the decode stopped at that record, not for want of room.
+                if records.count < maxRecords { waiting[tp] = (decoded.nextOffset, due) }
+            }
         }
         if let lastRead {
             state.withLock { $0.cursor += lastRead + 1 }
         }
         if !advanced.isEmpty {
             state.withLock { state in
-                for (tp, offset) in advanced where state.positions[tp] != nil { state.positions[tp] = offset }
+                for (tp, offset) in advanced where state.positions[tp] != nil {
+                    state.positions[tp] = offset
+                    state.notDue[tp] = waiting[tp]
+                }
             }
         }
         return (records, nextDue)

@@ -221,4 +221,41 @@ import Testing
         #expect(deliveredAt >= sent.timestamp + 700)
         #expect(deliveredAt < sent.timestamp + 3000)
     }
+
+    /// A batch of a retry tier can hold records due at different times (a jittered retry is
+    /// back-dated). A fetch that reached such a batch's not-yet-due record with another
+    /// partition's records already in hand once moved the position past it by that other
+    /// partition's offset, and the record was never delivered.
+    @Test func aRecordNotYetDueBehindDueOnesOfItsBatchIsDeliveredWhenDue() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "main", partitions: 1))
+        try await broker.createTopic(TopicSpec(name: "retry.1", partitions: 1, deliveryDelayMilliseconds: 1_000))
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["main", "retry.1"], configuration: config("c"))
+        _ = try await consumer.poll(maxRecords: 0, maxWait: .zero)
+        let now = UnixClock.nowMillis()
+        func retry(_ value: String, at timestamp: Int64) -> ProducerRecord {
+            var r = record("retry.1", value, value, partition: 0)
+            r.timestamp = timestamp
+            return r
+        }
+        _ = try await broker.produce([retry("due-1", at: now - 5_000), retry("due-2", at: now - 5_000), retry("later", at: now)])
+        _ = try await broker.produce((0..<10).map { record("main", nil, "m\($0)", partition: 0) })
+        var delivered = try await consumer.poll(maxRecords: 100, maxWait: .seconds(1)).map(\.valueString)
+        #expect(delivered.contains("due-2"))
+        #expect(!delivered.contains("later"))
+        // The next fetch reads `main` first, then reaches "later" with m10...m19 in hand.
+        _ = try await broker.produce((10..<20).map { record("main", nil, "m\($0)", partition: 0) })
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !delivered.contains("later"), ContinuousClock.now < deadline {
+            delivered += try await consumer.poll(maxRecords: 100, maxWait: .seconds(1)).map(\.valueString)
+        }
+        #expect(delivered.contains("later"))
+        #expect(UnixClock.nowMillis() >= now + 1_000)
+        #expect(Set(delivered) == Set(["due-1", "due-2", "later"] + (0..<20).map { "m\($0)" }))
+        // What a fetch learnt about the not-due record does not outlive a seek back.
+        try await consumer.seek(TopicPartition("retry.1", 0), to: 0)
+        let again = try await consumer.poll(maxRecords: 100, maxWait: .seconds(1)).map(\.valueString)
+        #expect(again == ["due-1", "due-2", "later"])
+    }
 }
