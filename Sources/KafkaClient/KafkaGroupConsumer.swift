@@ -311,6 +311,11 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
         } else {
             rd_kafka_assign(handle, list)
         }
+        // librdkafka keeps an application's pause across unassign and assign: a partition
+        // held back for a record not yet due when it was revoked would come back paused, with
+        // its hold forgotten and nothing to resume it. An assigned partition starts unpaused,
+        // as with Kafka's Java client; a record still not due is held again when read.
+        rd_kafka_resume_partitions(handle, list)
         shared.logger.info("partitions assigned", metadata: ["kafka.partitions": "\(partitions.count)"])
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         if let onRevoke = shared.onRevoke, rd_kafka_assignment_lost(handle) == 0 {

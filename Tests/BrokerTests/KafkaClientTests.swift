@@ -165,6 +165,42 @@ import Testing
         await consumer.close()
     }
 
+    /// librdkafka keeps an application's pause across unassign and assign. A retry tier held
+    /// back (paused) for a record not yet due, then revoked and handed back by a rebalance,
+    /// came back paused with nothing left to resume it: its retries were never delivered.
+    @Test func aHeldDelayedPartitionHandedBackByARebalanceStillDelivers() async throws {
+        try cluster.createTopic("retry.held", partitions: 1)
+        try cluster.createTopic("elsewhere", partitions: 1)
+        broker.registerDelays([TopicSpec(name: "retry.held", partitions: 1, deliveryDelayMilliseconds: 15_000)])
+        let revocations = Mutex(0)
+        var configuration = ConsumerConfiguration()
+        configuration.sessionTimeout = .seconds(6)
+        configuration.onRevoke = { _ in revocations.withLock { $0 += 1 } }
+        let first = try await broker.makeConsumer(group: "g-held", topics: ["retry.held"], configuration: configuration)
+        try await awaitAssignment(first, count: 1)
+        let sentAt = ContinuousClock.now
+        _ = try await broker.produce(records("retry.held", 3))
+        let early = try await drain(first, count: 1, seconds: 1)
+        #expect(early.isEmpty, "held back: not due for 15 s")
+        // A member subscribed to another topic joins the group: an eager rebalance revokes
+        // the held partition and hands it straight back (only the first member wants it).
+        let second = try await broker.makeConsumer(group: "g-held", topics: ["elsewhere"], configuration: ConsumerConfiguration())
+        let deadline = ContinuousClock.now + .seconds(30)
+        var delivered: [ConsumerRecord] = []
+        while ContinuousClock.now < deadline {
+            delivered += try await first.poll(maxRecords: 10, maxWait: .milliseconds(50))
+            _ = try await second.poll(maxRecords: 10, maxWait: .milliseconds(50))
+            if revocations.withLock({ $0 }) > 0, await first.assignment().count == 1, await second.assignment().count == 1 { break }
+        }
+        #expect(revocations.withLock { $0 } > 0, "the rebalance revoked the held partition")
+        #expect(ContinuousClock.now - sentAt < .seconds(15), "the rebalance must end before the records are due for this test to mean anything")
+        delivered += try await drain(first, count: 3 - delivered.count, seconds: 20)
+        #expect(delivered.map(\.offset) == [0, 1, 2])
+        #expect(ContinuousClock.now - sentAt >= .milliseconds(14_900))
+        await second.close()
+        await first.close()
+    }
+
     @Test func producerRetriesThroughLeaderErrorsAndReportsBrokersDown() async throws {
         try cluster.createTopic("faults", partitions: 1)
         // Three Produce requests fail with NOT_LEADER_FOR_PARTITION (6): retried inside, no duplicate.
