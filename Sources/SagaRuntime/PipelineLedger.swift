@@ -17,19 +17,23 @@ public struct PipelineLedger: Sendable {
     struct PartitionOffsets: Sendable {
         var pending: [Int64] = []
         var head = 0
-        var flushedAhead: Set<Int64> = []
+        /// Offsets flushed ahead of an earlier unfinished one, with how many copies. An offset
+        /// can be taken twice: a partition handed back to this member by a rebalance is read
+        /// again from its last commit while the first copies are still being handled.
+        var flushedAhead: [Int64: Int] = [:]
         var nextCommit: Int64?
         var lastCommitted: Int64?
 
         mutating func flushed(_ offset: Int64) {
             if head < pending.count, pending[head] == offset, flushedAhead.isEmpty {
                 // In order: the usual case.
-                nextCommit = offset + 1
+                advance(past: offset)
                 head += 1
             } else {
-                flushedAhead.insert(offset)
-                while head < pending.count, flushedAhead.remove(pending[head]) != nil {
-                    nextCommit = pending[head] + 1
+                flushedAhead[offset, default: 0] += 1
+                while head < pending.count, let copies = flushedAhead[pending[head]] {
+                    flushedAhead[pending[head]] = copies == 1 ? nil : copies - 1
+                    advance(past: pending[head])
                     head += 1
                 }
             }
@@ -40,6 +44,12 @@ public struct PipelineLedger: Sendable {
                 pending.removeFirst(head)
                 head = 0
             }
+        }
+
+        /// Never backwards: the second copy of an offset finishes after the first let the
+        /// commit pass it.
+        private mutating func advance(past offset: Int64) {
+            nextCommit = max(nextCommit ?? offset + 1, offset + 1)
         }
     }
 
@@ -105,8 +115,12 @@ public struct PipelineLedger: Sendable {
         return result
     }
 
-    /// Forgets partitions that moved to another member.
-    public mutating func revoke(_ partitions: Set<TopicPartition>) {
-        for tp in partitions { self.partitions[tp] = nil }
+    /// Offsets whose commit failed (a broker briefly away): the next `takeCommittable` offers
+    /// them again, unless the partition has moved on since. Without this, a partition that
+    /// went quiet after a failed commit kept its last offsets uncommitted.
+    public mutating func commitFailed(_ offsets: [TopicPartition: Int64]) {
+        for (tp, offset) in offsets where partitions[tp]?.lastCommitted == offset {
+            partitions[tp]!.lastCommitted = nil
+        }
     }
 }

@@ -201,6 +201,9 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
     /// Offsets that advanced since the last call: safe to commit.
     public mutating func takeCommittable() -> [TopicPartition: Int64] { ledger.takeCommittable() }
 
+    /// Offsets taken by `takeCommittable` whose commit failed: offered again next time.
+    public mutating func commitFailed(_ offsets: [TopicPartition: Int64]) { ledger.commitFailed(offsets) }
+
     /// Graceful shutdown: nothing new starts; messages not started are handed back (not
     /// committed, so redelivered after a restart). Returns the running attempts, which the
     /// runtime lets finish for a grace period and then cancels.

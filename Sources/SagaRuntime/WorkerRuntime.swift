@@ -631,9 +631,13 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             guard !offsets.isEmpty else { continue }
             do {
                 try await consumer.commit(offsets)
-            } catch {
+            } catch let error as BrokerError where error.code == .notPartitionOwner {
                 // The partition moved: its new owner re-handles from the last commit, idempotently.
                 logger.warning("offset commit refused", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
+            } catch {
+                // Offered again at the next commit, even if the partition goes quiet meanwhile.
+                state.withLock { $0.pipeline.commitFailed(offsets) }
+                logger.warning("offset commit failed; it is retried", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
             }
         }
     }
