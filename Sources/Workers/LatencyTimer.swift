@@ -54,7 +54,9 @@ final class LatencyTimer: Sendable {
                 switch registered {
                 case .cancelled: continuation.resume(throwing: CancellationError())
                 case .waiting: break
-                case .startTicking: Task { await self.tickWhileWaiting() }
+                // High priority whoever starts it: a VIP call's latency must not end late
+                // because the ticker waits behind the standard work queued on the pool.
+                case .startTicking: Task(priority: .high) { await self.tickWhileWaiting() }
                 }
             }
         } onCancel: {
