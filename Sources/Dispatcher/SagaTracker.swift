@@ -436,18 +436,25 @@ final class ConsumedOffsets: Sendable {
         offsets = Mutex(Dictionary(stored, uniquingKeysWith: max))
     }
 
-    /// The records not recorded before (a redelivery after a crash repeats some).
+    /// The records not recorded before (a redelivery after a crash repeats some), each once:
+    /// a partition handed back by a rebalance is read again from its last commit while the
+    /// first copies are still in hand, so one batch can hold an offset twice.
     func filter(_ records: [ConsumerRecord]) -> [ConsumerRecord] {
         offsets.withLock { offsets in
             var fresh: [ConsumerRecord]?
             var run: (topic: String, partition: Int, next: Int64)?
+            /// Where earlier runs of this batch left their partitions.
+            var passed: [TopicPartition: Int64] = [:]
             for (i, record) in records.enumerated() {
                 if run == nil || run!.partition != record.partition || run!.topic != record.topic {
-                    run = (record.topic, record.partition, offsets[record.topicPartition] ?? 0)
+                    if let ended = run { passed[TopicPartition(ended.topic, ended.partition)] = ended.next }
+                    let tp = record.topicPartition
+                    run = (record.topic, record.partition, passed[tp] ?? offsets[tp] ?? 0)
                 }
                 if record.offset < run!.next {
                     if fresh == nil { fresh = Array(records[..<i]) }
                 } else {
+                    run!.next = record.offset + 1
                     fresh?.append(record)
                 }
             }

@@ -34,6 +34,21 @@ import Testing
         #expect(Self.positions(consumed.filter([Self.record("b", 1, 0), Self.record("b", 1, 3)])) == ["b/1/3"])
     }
 
+    /// A partition handed back by a rebalance is read again from its last commit while the
+    /// first copies are still in hand, so one batch can hold an offset twice: it is recorded
+    /// once (the history table has no key that would refuse the second row).
+    @Test func anOffsetTwiceInOneBatchIsKeptOnce() {
+        let consumed = ConsumedOffsets([(TopicPartition("a", 0), 100)])
+        let batch = [
+            Self.record("a", 0, 100), Self.record("a", 0, 101),
+            Self.record("b", 0, 0),
+            Self.record("a", 0, 100), Self.record("a", 0, 101), Self.record("a", 0, 102),
+        ]
+        #expect(Self.positions(consumed.filter(batch)) == ["a/0/100", "a/0/101", "b/0/0", "a/0/102"])
+        let oneRun = [Self.record("a", 1, 0), Self.record("a", 1, 1), Self.record("a", 1, 0), Self.record("a", 1, 1), Self.record("a", 1, 2)]
+        #expect(Self.positions(consumed.filter(oneRun)) == ["a/1/0", "a/1/1", "a/1/2"])
+    }
+
     @Test func nextIsTheOffsetAfterTheLastRecordOfEachPartition() {
         let batch = [
             Self.record("a", 0, 7), Self.record("a", 0, 8),
