@@ -83,24 +83,33 @@ final class OffsetStore: Syncable {
             bytes += Self.entry(Key(group: group, tp: tp), offset)
         }
         try state.withLock { (state) in
+            // After a compaction that replaced the file but could not reopen it.
+            if state.file == nil { state.file = try FileDescriptor(path: path, flags: O_RDWR) }
             try state.file!.write(bytes, at: state.size)
             state.size += Int64(bytes.count)
             state.entries += offsets.count
             for (tp, offset) in offsets { state.committed[Key(group: group, tp: tp)] = offset }
             if state.size > compactAfterBytes && state.entries > 4 * state.committed.count {
-                try compact(&state)
+                // Compaction only saves space: when it fails (a full disk), these commits are
+                // in the log all the same, and the next append tries again.
+                try? compact(&state)
             }
         }
     }
 
+    /// Rewrites the log with one entry per partition. Until the rewrite is in place the old
+    /// file stays open and in use, so a failure leaves the log as it was (it once closed the
+    /// file first, and the next commit after a failed rewrite crashed the process).
     private func compact(_ state: inout State) throws {
         var bytes: [UInt8] = []
         for (key, offset) in state.committed { bytes += Self.entry(key, offset) }
-        state.file = nil
         try FileSystem.writeAtomically(bytes, to: path)
-        state.file = try FileDescriptor(path: path, flags: O_RDWR)
+        // The old file has left the directory: never append to it again, even if the reopen
+        // below fails (the next append reopens).
+        state.file = nil
         state.size = Int64(bytes.count)
         state.entries = state.committed.count
+        state.file = try FileDescriptor(path: path, flags: O_RDWR)
     }
 
     func sync() throws {
