@@ -545,21 +545,30 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
     }
 
-    /// Tries each message alone (a few times each). `nil` when none goes through alone: then
-    /// the fault is not the messages' (the store is failing) and the batch is retried whole.
-    /// A message that failed alone while others went through is tried once more after them
-    /// (the store may have come back meanwhile); only one that fails again is set aside.
+    /// Tries each message alone (a few times each), keeping each partition's order: a
+    /// partition stops at its first message that fails alone, and its later messages are
+    /// applied only after that one (the tracker's recorded offsets, and an order's events,
+    /// rely on that order; a tracker that recorded a later offset first once skipped the
+    /// failed record on its retry as already recorded, and lost it).
+    ///
+    /// `nil` when nothing goes through alone and an empty transaction fails too: the store is
+    /// failing, not the messages, and the batch is retried whole. Otherwise each stopped
+    /// partition goes on from its failed message, which is tried again (the store may have
+    /// come back meanwhile) and set aside only if it fails again.
     private func applyOneByOne(_ items: [(message: InboundMessage, work: Handler.Work)]) async -> [Applied]? {
         var applied: [Applied?] = Array(repeating: nil, count: items.count)
-        var suspects: [Int] = []
-        for (i, item) in items.enumerated() {
-            if case .success(let result) = await applyAlone(item) { applied[i] = .result(result) } else { suspects.append(i) }
+        var stopped: Set<TopicPartition> = []
+        for (i, item) in items.enumerated() where !stopped.contains(item.message.topicPartition) {
+            if case .success(let result) = await applyAlone(item) { applied[i] = .result(result) } else { stopped.insert(item.message.topicPartition) }
         }
-        guard suspects.count < items.count else {
-            logger.error("no message of the batch applies alone either: retrying the batch (the store is failing, not the messages)")
-            return nil
+        if applied.allSatisfy({ $0 == nil }) {
+            let handler = self.handler
+            guard (try? await BlockingIO.run { try handler.apply([]) }) != nil else {
+                logger.error("no message of the batch applies alone either: retrying the batch (the store is failing, not the messages)")
+                return nil
+            }
         }
-        for i in suspects {
+        for i in items.indices where applied[i] == nil {
             var waited = false
             while applied[i] == nil {
                 switch await applyAlone(items[i]) {
@@ -576,7 +585,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                     if state.withLock({ $0.pipeline.isStopping }) { return nil }
                     try? await Task.sleep(for: .seconds(1))
                 case .failure(let error):
-                    applied[i] = .poison(reason: "its store transaction kept failing alone while the rest of its batch went through (\(configuration.group)): \(error)")
+                    applied[i] = .poison(reason: "its store transaction kept failing alone while the store committed without it (\(configuration.group)): \(error)")
                 }
             }
         }

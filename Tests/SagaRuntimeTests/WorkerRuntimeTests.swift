@@ -18,12 +18,15 @@ import Testing
     final class FailingStore: Sendable {
         let poisonOrders: Set<String>
         private let failuresLeft: Mutex<Int>
+        /// An order whose transactions fail this many times, then go through.
+        private let flaky: Mutex<(order: String, times: Int)?>
         private let appliedBatches = Mutex<[[ConsumerRecord]]>([])
         private let disk: Mutex<(room: Int, fullFor: Duration, freedAt: ContinuousClock.Instant?)>
 
-        init(poisonOrders: Set<String> = [], failEverything times: Int = 0, room: Int = .max, fullFor: Duration = .zero) {
+        init(poisonOrders: Set<String> = [], failEverything times: Int = 0, room: Int = .max, fullFor: Duration = .zero, flaky: (order: String, times: Int)? = nil) {
             self.poisonOrders = poisonOrders
             failuresLeft = Mutex(times)
+            self.flaky = Mutex(flaky)
             disk = Mutex((room, fullFor, nil))
         }
 
@@ -47,6 +50,11 @@ import Testing
                 throw StoreError(.storageFull, "database or disk is full")
             }
             if records.contains(where: { poisonOrders.contains($0.keyString ?? "") }) { throw Refused() }
+            try flaky.withLock { flaky in
+                guard let current = flaky, current.times > 0, records.contains(where: { $0.keyString == current.order }) else { return }
+                flaky!.times -= 1
+                throw Refused()
+            }
             appliedBatches.withLock { $0.append(records) }
         }
 
@@ -309,5 +317,20 @@ import Testing
             seen += 1
         }
         #expect(seen == 3000)
+    }
+
+    /// The batch fails, then its messages are applied alone: a later message of a partition
+    /// must not be applied before an earlier one that failed alone. The tracker's recorded
+    /// offsets moved past the failed record, whose retry was then skipped as already recorded.
+    @Test func messagesAppliedAloneKeepTheirPartitionsOrder() async throws {
+        let orders = (0..<6).map { "o-\($0)" }
+        // Three whole-batch attempts and three alone, then it goes through.
+        let store = FailingStore(flaky: (order: "o-2", times: 6))
+        let broker = try await run(Handler(store: store, inline: true), orders: orders, flushers: 1) { broker in
+            try await Self.count("done", broker) == 6
+        }
+        defer { broker.shutdown() }
+        #expect(store.applied.flatMap { $0 }.compactMap(\.keyString) == orders)
+        #expect(try await broker.listTopics().contains { $0.name == "in.poison" } == false, "it went through on its second turn")
     }
 }
