@@ -87,6 +87,17 @@ public final class EmbeddedBroker: MessageBroker {
             })
         }
         self.registry = Mutex(registry)
+        if !configuration.readOnly {
+            // Under `fsync interval` or `never` a commit can outlive records it passed: a
+            // crash cuts a partition's unsynced tail while the commit is in the offsets log.
+            // The group would then skip whatever is written at those offsets after the
+            // restart; it resumes at the recovered end instead.
+            var ends: [TopicPartition: Int64] = [:]
+            for (name, topic) in registry.topics {
+                for (partition, log) in topic.partitions.enumerated() { ends[TopicPartition(name, partition)] = log.offsets.end }
+            }
+            try offsets.clampCommitted(toEnds: ends)
+        }
         if let interval = configuration.retentionCheckInterval, !configuration.readOnly {
             retentionTask.withLock {
                 $0 = Task { [weak self] in

@@ -97,6 +97,21 @@ final class OffsetStore: Syncable {
         }
     }
 
+    /// Moves back, durably, every committed offset past its partition's end (`ends`).
+    func clampCommitted(toEnds ends: [TopicPartition: Int64]) throws {
+        let past = state.withLock { state in
+            state.committed.compactMap { key, offset -> (Key, Int64)? in
+                guard let end = ends[key.tp], offset > end else { return nil }
+                return (key, end)
+            }
+        }
+        guard !past.isEmpty else { return }
+        for (group, entries) in Dictionary(grouping: past, by: \.0.group) {
+            try append(group: group, offsets: Dictionary(entries.map { ($0.0.tp, $0.1) }, uniquingKeysWith: min))
+        }
+        try sync()
+    }
+
     /// Rewrites the log with one entry per partition. Until the rewrite is in place the old
     /// file stays open and in use, so a failure leaves the log as it was (it once closed the
     /// file first, and the next commit after a failed rewrite crashed the process).
