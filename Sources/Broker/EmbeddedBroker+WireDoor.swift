@@ -101,12 +101,23 @@ extension EmbeddedBroker {
     /// Durably records a group's offsets. Membership and generation are the caller's to check
     /// (the wire door's group coordinator); in-process members go through their consumer.
     public func commitOffsets(group: String, _ offsets: [TopicPartition: Int64]) async throws {
+        try await commitOffsets(group: group, offsets) { _ in }
+    }
+
+    /// `check` runs under the registry's lock together with the append, so what it verified
+    /// (an in-process member still owns the partitions) still holds when the offsets are
+    /// written: a release, and the next owner reading the committed offset, cannot come
+    /// between them and be overwritten by a stale commit.
+    func commitOffsets(group: String, _ offsets: [TopicPartition: Int64], checkedBy check: (Registry) throws -> Void) async throws {
         guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
         for (tp, offset) in offsets where offset < 0 {
             throw BrokerError(.offsetOutOfRange, "cannot commit negative offset \(offset) for \(tp)")
         }
-        try registry.withLock { try checkOpen($0) }
-        try self.offsets.append(group: group, offsets: offsets)
+        try registry.withLock { registry in
+            try checkOpen(registry)
+            try check(registry)
+            try self.offsets.append(group: group, offsets: offsets)
+        }
         try await pendingDurability(self.offsets, upTo: 0).wait()
     }
 

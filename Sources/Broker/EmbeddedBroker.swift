@@ -421,8 +421,7 @@ public final class EmbeddedBroker: MessageBroker {
     }
 
     func groupCommit(group: String, memberID: String, offsets: [TopicPartition: Int64]) async throws {
-        try registry.withLock { (registry) in
-            try checkOpen(registry)
+        try await commitOffsets(group: group, offsets) { registry in
             guard let entry = registry.groups[group], entry.state.members[memberID] != nil else {
                 throw BrokerError(.unknownMember, "member \(memberID) is no longer in group \(group) (it stopped polling past the session timeout)")
             }
@@ -430,7 +429,6 @@ public final class EmbeddedBroker: MessageBroker {
                 throw BrokerError(.notPartitionOwner, "member \(memberID) of group \(group) does not own \(tp) any more; its records will be redelivered to the new owner")
             }
         }
-        try await commitOffsets(group: group, offsets)
     }
 
     func partitionLogForConsumer(_ tp: TopicPartition) throws -> (PartitionLog, Int64) {
