@@ -237,6 +237,8 @@ public struct SagaTracker: Service {
     struct StateUpdate {
         var state: OrderState
         var at: Int64
+        /// The record that set `state`: the order's row is made from it when none exists yet.
+        var record: ConsumerRecord
         var attempt: Int64?
         var failedStep: SagaStep?
         var errorClass: String?
@@ -270,6 +272,11 @@ public struct SagaTracker: Service {
         var firstAccepted: Int64?
         /// Rows written to `history_recent`.
         var historyRows = 0
+
+        mutating func started(_ order: (priority: String, createdAt: Int64)) {
+            accepted[order.priority, default: 0] += 1
+            firstAccepted = min(firstAccepted ?? order.createdAt, order.createdAt)
+        }
     }
 
     func count(_ counts: Counts) {
@@ -354,8 +361,7 @@ public struct SagaTracker: Service {
                             createdAtOf[event.orderID] = submitted
                         }
                     } else if let new = try startTracking(event.orderID, record, at: at, db, &counts) {
-                        counts.accepted[new.priority, default: 0] += 1
-                        counts.firstAccepted = min(counts.firstAccepted ?? new.createdAt, new.createdAt)
+                        counts.started(new)
                         createdAtOf[event.orderID] = new.createdAt
                     } else if let existing = try db.scalar("SELECT created_at FROM orders WHERE order_id = ?", [.text(event.orderID)]) {
                         createdAtOf[event.orderID] = existing
@@ -378,10 +384,11 @@ public struct SagaTracker: Service {
                 guard let state = event.state else { continue }
                 // Several events of one order in a batch: one update, with the latest state; a
                 // final state (completed, compensated) wins over anything else, whatever its time.
-                var update = updates[event.orderID] ?? StateUpdate(state: state, at: at)
+                var update = updates[event.orderID] ?? StateUpdate(state: state, at: at, record: record)
                 if !update.state.isFinal && (at >= update.at || state.isFinal) {
                     update.state = state
                     update.at = at
+                    update.record = record
                 }
                 update.attempt = attempt ?? update.attempt
                 update.failedStep = event.failedStep ?? update.failedStep
@@ -412,7 +419,14 @@ public struct SagaTracker: Service {
                         counts.finished.append((u.state.rawValue, priority, Double(u.at - createdAt) / 1000, u.at))
                         if u.state.isFinal { try db.run("DELETE FROM open_orders WHERE order_id = ?", [.text(id)]) }
                     }
-                } else {
+                } else if try db.run(sql, values) == 0, createdAtOf[id] == nil,
+                          try db.scalar("SELECT COUNT(*) FROM orders WHERE order_id = ?", [.text(id)]) == 0,
+                          let new = try startTracking(id, u.record, at: u.at, db, &counts) {
+                    // A later step's event read before the order's first one (the tracker
+                    // reads many topics, and catching up it can be far ahead on one): the
+                    // order starts being tracked here, or its state would wait for its next
+                    // event. Its submission time is corrected when the intake's request comes.
+                    counts.started(new)
                     try db.run(sql, values)
                 }
             }
