@@ -36,7 +36,8 @@ final class OffsetStore: Syncable {
         var committed: [Key: Int64] = [:]
         var validEnd: Int64 = 0
         var entries = 0
-        let bytes = FileSystem.exists(path) ? try FileSystem.readFile(path) : []
+        let existed = FileSystem.exists(path)
+        let bytes = existed ? try FileSystem.readFile(path) : []
         bytes.withUnsafeBytes { raw in
             var position = 0
             while position + 8 <= raw.count {
@@ -55,6 +56,9 @@ final class OffsetStore: Syncable {
         var file: FileDescriptor?
         if !readOnly {
             let f = try FileDescriptor(path: path, flags: O_RDWR | O_CREAT)
+            // A new log's directory entry is made durable before any commit is acknowledged
+            // into it: fsyncing the file alone does not keep its name through a power loss.
+            if !existed { FileSystem.syncDirectory(path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ".") }
             if validEnd < Int64(bytes.count) { try f.truncate(to: validEnd) }
             file = f
         }
