@@ -101,9 +101,8 @@ public struct SagaTracker: Service {
         }
         if let first { metrics.firstAccepted.offer(Double(first) / 1000) }
         if let last { metrics.lastCompleted.offer(Double(last) / 1000) }
-        let consumed = ConsumedOffsets(try await BlockingIO.run {
-            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
-        })
+        // Filled from the store's offsets by each batch's transaction (`record`).
+        let consumed = ConsumedOffsets([])
         var runtime = WorkerRuntimeConfiguration(group: "tracker", standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
         // Large transactions: the pages a batch rewrites (its orders' rows, the index of
         // their ids) take several of its records each. After a 200,000-order saga's last
@@ -328,11 +327,18 @@ public struct SagaTracker: Service {
     /// Records a batch in one transaction; returns how many history rows it wrote.
     @discardableResult
     func record(_ records: [ConsumerRecord], consumed: ConsumedOffsets) throws -> Int {
-        let fresh = consumed.filter(records)
-        guard !fresh.isEmpty else { return 0 }
-        let next = ConsumedOffsets.next(fresh)
+        var next: [TopicPartition: Int64] = [:]
         let counts = try store.connection.transaction { db -> Counts in
+            // The store's offsets are the truth, read in the transaction that moves them: a
+            // commit whose reply was lost (a dropped PostgreSQL connection) is retried with
+            // the offsets in memory behind the store, and must not record its batch twice.
+            consumed.advance(to: Dictionary(try db.query("SELECT topic, partition, next_offset FROM tracker_offsets") {
+                (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2))
+            }, uniquingKeysWith: max))
+            let fresh = consumed.filter(records)
             var counts = Counts()
+            guard !fresh.isEmpty else { return counts }
+            next = ConsumedOffsets.next(fresh)
             var compensating: Set<String> = []
             var history: [SQLValue] = []
             history.reserveCapacity(fresh.count * Self.historyWidth)

@@ -9,11 +9,9 @@ import TestSupport
 import Testing
 @testable import Dispatcher
 
-/// The tracker reads every saga topic, so one order's events reach it in any order across
-/// topics (catching up, it can be far ahead on one topic). A later step's event read before
-/// the order's first one must still set the order's state, not wait for its next event.
-@Suite struct TrackerEventOrderTests {
-    let temporary = TemporaryDirectory("tracker-event-order")
+/// How the tracker records what it reads, on both store backends.
+@Suite struct TrackerRecordingTests {
+    let temporary = TemporaryDirectory("tracker-recording")
     let configuration = SagaConfiguration()
     var topics: SagaTopics { configuration.topics }
 
@@ -22,9 +20,13 @@ import Testing
                        value: DispatcherDecisionTests.orderJSON(orderID), headers: headers)
     }
 
+    /// The tracker reads every saga topic, so one order's events reach it in any order across
+    /// topics (catching up, it can be far ahead on one topic). A later step's event read
+    /// before the order's first one must still set the order's state, not wait for its next
+    /// event.
     @Test(arguments: StoreBackend.allCases) func aLaterStepsEventReadFirstSetsTheOrdersState(_ backend: StoreBackend) throws {
         let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-event-order-test")
+        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-recording-test")
         defer { broker.shutdown() }
         let store = try DispatcherStore(location: location)
         let recorded = TestMetrics()
@@ -58,5 +60,36 @@ import Testing
         #expect(try store.order("o-2")?.state == OrderState.shipping.rawValue)
         #expect(try store.order("o-3")?.state == OrderState.completed.rawValue)
         #expect(try store.connection.scalar("SELECT COUNT(*) FROM orders") == 3)
+    }
+
+    /// A batch whose transaction committed while the tracker was told it failed (a
+    /// PostgreSQL connection dropped before the commit's reply) is applied again, with the
+    /// offsets in memory still behind the store: nothing may be recorded twice.
+    @Test(arguments: StoreBackend.allCases) func aBatchRecordedAgainAfterALostCommitReplyAddsNothing(_ backend: StoreBackend) throws {
+        let location = try backend.freshLocation(directory: temporary.path + "/stores")
+        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-recording-test")
+        defer { broker.shutdown() }
+        let store = try DispatcherStore(location: location)
+        let recorded = TestMetrics()
+        let metrics = SagaMetrics(handles: MetricHandles(factory: recorded), steps: []).orders
+        let tracker = SagaTracker(broker: broker, store: store, configuration: configuration, metrics: metrics, logger: logger)
+        let submitted = [RecordHeader(SagaHeader.createdAt, "900"), RecordHeader(SagaHeader.sourcePosition, "orders/0/3")]
+        let batch = [
+            record(topics.requested(.payment), "o-1", offset: 0, at: 1_000, headers: submitted),
+            record(topics.requested(.inventory), "o-1", offset: 0, at: 1_100),
+            record(topics.completed, "o-1", offset: 0, at: 1_200),
+        ]
+        try tracker.record(batch, consumed: ConsumedOffsets([]))
+        let history = try store.history("o-1").map(\.event)
+        #expect(history == ["accepted", "requested", "requested", "completed"])
+
+        // The same batch again, the memory knowing nothing of the commit, and then the batch
+        // with one new record after it.
+        #expect(try tracker.record(batch, consumed: ConsumedOffsets([])) == 0)
+        try tracker.record(batch + [record(topics.requested(.payment), "o-2", offset: 1, at: 1_300)], consumed: ConsumedOffsets([]))
+        #expect(try store.history("o-1").map(\.event) == history, "nothing recorded twice")
+        #expect(try store.history("o-2").map(\.event) == ["requested"])
+        #expect(try recorded.expectCounter(metrics.total["accepted", Priority.standard.rawValue]).totalValue == 2, "each order accepted once")
+        #expect(try recorded.expectCounter(metrics.total["completed", Priority.standard.rawValue]).totalValue == 1)
     }
 }
