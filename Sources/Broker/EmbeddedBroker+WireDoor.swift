@@ -116,7 +116,11 @@ extension EmbeddedBroker {
         try registry.withLock { registry in
             try checkOpen(registry)
             try check(registry)
-            try self.offsets.append(group: group, offsets: offsets)
+            // A topic deleted since the member read it: its offsets would outlive it and
+            // apply to a topic made again under its name.
+            let existing = offsets.filter { tp, _ in registry.topics[tp.topic].map { tp.partition < $0.partitions.count } ?? false }
+            guard !existing.isEmpty else { return }
+            try self.offsets.append(group: group, offsets: existing)
         }
         try await pendingDurability(self.offsets, upTo: 0).wait()
     }
@@ -136,7 +140,12 @@ extension EmbeddedBroker {
         guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
         let removed: Topic = try registry.withLock { (registry) in
             try checkOpen(registry)
-            guard let topic = registry.topics.removeValue(forKey: name) else { throw BrokerError(.unknownTopic, "topic '\(name)' does not exist") }
+            guard registry.topics[name] != nil else { throw BrokerError(.unknownTopic, "topic '\(name)' does not exist") }
+            // Its groups' offsets go first: should the rest fail, the topic is still there
+            // and its groups read it again from the start (redelivery), where the other
+            // order could leave offsets that make a new topic of that name skip records.
+            try self.offsets.removeTopic(name)
+            let topic = registry.topics.removeValue(forKey: name)!
             let specs = registry.topics.values.map(\.spec).sorted { $0.name < $1.name }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

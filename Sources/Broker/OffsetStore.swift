@@ -47,7 +47,7 @@ final class OffsetStore: Syncable {
                 else { break }
                 let payload = UnsafeRawBufferPointer(rebasing: raw[(position + 8)..<(position + 8 + Int(length))])
                 guard CRC32C.checksum(payload) == crc, let (key, offset) = Self.decode(payload) else { break }
-                committed[key] = offset
+                committed[key] = offset >= 0 ? offset : nil
                 position += 8 + Int(length)
                 entries += 1
             }
@@ -98,6 +98,25 @@ final class OffsetStore: Syncable {
                 // in the log all the same, and the next append tries again.
                 try? compact(&state)
             }
+        }
+    }
+
+    /// Forgets, durably, every group's offsets in `topic` (deleted): a topic made again under
+    /// its name starts empty, and old offsets would make its groups skip its first records.
+    /// Written as entries with offset -1, which no commit can carry.
+    func removeTopic(_ topic: String) throws {
+        guard !readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
+        try state.withLock { state in
+            let keys = state.committed.keys.filter { $0.tp.topic == topic }
+            guard !keys.isEmpty else { return }
+            var bytes: [UInt8] = []
+            for key in keys { bytes += Self.entry(key, -1) }
+            if state.file == nil { state.file = try FileDescriptor(path: path, flags: O_RDWR) }
+            try state.file!.write(bytes, at: state.size)
+            try state.file!.sync()
+            state.size += Int64(bytes.count)
+            state.entries += keys.count
+            for key in keys { state.committed[key] = nil }
         }
     }
 

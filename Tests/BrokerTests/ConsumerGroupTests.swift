@@ -262,6 +262,41 @@ import Testing
         #expect(again == ["due-1", "due-2", "later"])
     }
 
+    /// A topic deleted and made again under its name starts empty: its groups' old offsets
+    /// went with it, or they would skip the new topic's first records. Durably so.
+    @Test func aTopicMadeAgainAfterItsDeletionIsReadFromItsStart() async throws {
+        let dir = TemporaryDirectory()
+        let tp = TopicPartition("t", 0)
+        do {
+            let broker = try openBroker(dir.path)
+            try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+            try await broker.createTopic(TopicSpec(name: "other", partitions: 1))
+            _ = try await broker.produce((0..<5).map { record("t", nil, "old\($0)", partition: 0) } + (0..<2).map { record("other", nil, "o\($0)", partition: 0) })
+            try await broker.commitOffsets(group: "g", [tp: 5, TopicPartition("other", 0): 2])
+            try broker.deleteTopic("t")
+            #expect(broker.committedOffset(group: "g", tp) == nil)
+            #expect(broker.committedOffset(group: "g", TopicPartition("other", 0)) == 2, "other topics' offsets stay")
+            // A commit for the deleted topic (a member that read it before) is not kept.
+            try await broker.commitOffsets(group: "g", [tp: 5])
+            #expect(broker.committedOffset(group: "g", tp) == nil)
+            try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+            _ = try await broker.produce((0..<3).map { record("t", nil, "new\($0)", partition: 0) })
+            let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+            var delivered: [String] = []
+            let deadline = ContinuousClock.now + .seconds(5)
+            while delivered.count < 3, ContinuousClock.now < deadline {
+                delivered += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
+            }
+            #expect(delivered == ["new0", "new1", "new2"])
+            await consumer.close()
+            broker.shutdown()
+        }
+        let reopened = try openBroker(dir.path)
+        defer { reopened.shutdown() }
+        #expect(reopened.committedOffset(group: "g", TopicPartition("other", 0)) == 2)
+        #expect(reopened.committedOffset(group: "g", tp) == nil, "the removal is durable; the new topic's group committed nothing yet")
+    }
+
     /// Under `fsync never` or `interval`, a crash can cut a partition's unsynced tail while a
     /// commit past it survived. The group used to resume at that commit and skip what was
     /// written at those offsets after the restart.
