@@ -136,15 +136,17 @@ extension EmbeddedBroker {
     }
 
     /// Removes a topic and its files. Readers holding a partition finish on the open files.
+    /// The files go under the registry's lock: a topic made again under the name at once
+    /// must not have its new segments, which bear the same names, unlinked by this removal.
     public func deleteTopic(_ name: String) throws {
         guard !configuration.readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
-        let removed: Topic = try registry.withLock { (registry) in
+        try registry.withLock { (registry) in
             try checkOpen(registry)
             guard registry.topics[name] != nil else { throw BrokerError(.unknownTopic, "topic '\(name)' does not exist") }
             // Its groups' offsets go first: should the rest fail, the topic is still there
             // and its groups read it again from the start (redelivery), where the other
             // order could leave offsets that make a new topic of that name skip records.
-            try self.offsets.removeTopic(name)
+            try self.offsets.forget { $0.topic == name }
             let topic = registry.topics.removeValue(forKey: name)!
             let specs = registry.topics.values.map(\.spec).sorted { $0.name < $1.name }
             let encoder = JSONEncoder()
@@ -155,9 +157,8 @@ extension EmbeddedBroker {
                 registry.topics[name] = topic
                 throw error
             }
-            return topic
+            for log in topic.partitions { log.removeFiles() }
         }
-        for log in removed.partitions { log.removeFiles() }
         logger.notice("topic deleted", metadata: ["kafka.topic": "\(name)"])
     }
 }

@@ -200,7 +200,14 @@ public final class EmbeddedBroker: MessageBroker {
                 return
             }
             let partitions = try (0..<spec.partitions).map { p throws in
-                try Self.openPartition(spec: spec, partition: p, configuration: configuration, logger: logger)
+                // A directory of this name is what a deletion cut short by a crash left (the
+                // topic is not listed): a new topic starts empty, not with the old records.
+                let leftover = configuration.dataDirectory + "/" + TopicPartition(spec.name, p).description
+                if FileSystem.isDirectory(leftover) {
+                    for file in FileSystem.list(leftover) { FileSystem.remove(leftover + "/" + file) }
+                    FileSystem.removeEmptyDirectory(leftover)
+                }
+                return try Self.openPartition(spec: spec, partition: p, configuration: configuration, logger: logger)
             }
             registry.topics[spec.name] = Topic(spec: spec, partitions: partitions)
             let specs = registry.topics.values.map(\.spec).sorted { $0.name < $1.name }

@@ -87,10 +87,7 @@ final class OffsetStore: Syncable {
             bytes += Self.entry(Key(group: group, tp: tp), offset)
         }
         try state.withLock { (state) in
-            // After a compaction that replaced the file but could not reopen it.
-            if state.file == nil { state.file = try FileDescriptor(path: path, flags: O_RDWR) }
-            try state.file!.write(bytes, at: state.size)
-            state.size += Int64(bytes.count)
+            try write(bytes, &state)
             state.entries += offsets.count
             for (tp, offset) in offsets { state.committed[Key(group: group, tp: tp)] = offset }
             if state.size > compactAfterBytes && state.entries > 4 * state.committed.count {
@@ -101,27 +98,44 @@ final class OffsetStore: Syncable {
         }
     }
 
-    /// Forgets, durably, every group's offsets in `topic` (deleted): a topic made again under
-    /// its name starts empty, and old offsets would make its groups skip its first records.
-    /// Written as entries with offset -1, which no commit can carry.
-    func removeTopic(_ topic: String) throws {
-        guard !readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
-        try state.withLock { state in
-            let keys = state.committed.keys.filter { $0.tp.topic == topic }
-            guard !keys.isEmpty else { return }
-            var bytes: [UInt8] = []
-            for key in keys { bytes += Self.entry(key, -1) }
-            if state.file == nil { state.file = try FileDescriptor(path: path, flags: O_RDWR) }
+    /// Appends entries at the end of the log. A write that fails is cut off again: left past
+    /// the end, a part of it could replay at the next open as whole entries.
+    private func write(_ bytes: [UInt8], _ state: inout State) throws {
+        // After a compaction that replaced the file but could not reopen it.
+        if state.file == nil { state.file = try FileDescriptor(path: path, flags: O_RDWR) }
+        do {
             try state.file!.write(bytes, at: state.size)
-            try state.file!.sync()
-            state.size += Int64(bytes.count)
-            state.entries += keys.count
-            for key in keys { state.committed[key] = nil }
+        } catch {
+            try? state.file!.truncate(to: state.size)
+            throw error
         }
+        state.size += Int64(bytes.count)
     }
 
-    /// Moves back, durably, every committed offset past its partition's end (`ends`).
+    /// Forgets, durably, every group's offsets in the partitions `gone` picks (of a deleted
+    /// topic): a topic made again under its name starts empty, and old offsets would make
+    /// its groups skip its first records. Written as entries with offset -1, which no commit
+    /// can carry.
+    func forget(where gone: (TopicPartition) -> Bool) throws {
+        guard !readOnly else { throw BrokerError(.readOnly, "the data directory is open read-only") }
+        let file = try state.withLock { state -> FileDescriptor? in
+            let keys = state.committed.keys.filter { gone($0.tp) }
+            guard !keys.isEmpty else { return nil }
+            var bytes: [UInt8] = []
+            for key in keys { bytes += Self.entry(key, -1) }
+            try write(bytes, &state)
+            state.entries += keys.count
+            for key in keys { state.committed[key] = nil }
+            return state.file
+        }
+        try file?.sync()
+    }
+
+    /// Moves back, durably, every committed offset past its partition's end (`ends`, every
+    /// partition there is), and forgets the offsets of partitions that are gone (topics
+    /// deleted by a version that kept their offsets).
     func clampCommitted(toEnds ends: [TopicPartition: Int64]) throws {
+        try forget { ends[$0] == nil }
         let past = state.withLock { state in
             state.committed.compactMap { key, offset -> (Key, Int64)? in
                 guard let end = ends[key.tp], offset > end else { return nil }

@@ -297,6 +297,43 @@ import Testing
         #expect(reopened.committedOffset(group: "g", tp) == nil, "the removal is durable; the new topic's group committed nothing yet")
     }
 
+    /// A deletion cut short by a crash (or made by a version that kept offsets): the topic is
+    /// gone from topics.json, but its partition's files and its groups' offsets are still
+    /// there. Opened again and made again, the topic starts empty and is read from its start.
+    @Test func aTopicMadeAgainAfterAnInterruptedDeletionStartsEmpty() async throws {
+        let dir = TemporaryDirectory()
+        let tp = TopicPartition("t", 0)
+        do {
+            let broker = try openBroker(dir.path)
+            try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+            try await broker.createTopic(TopicSpec(name: "kept", partitions: 1))
+            _ = try await broker.produce((0..<4).map { record("t", nil, "old\($0)", partition: 0) } + [record("kept", nil, "k", partition: 0)])
+            try await broker.commitOffsets(group: "g", [tp: 4, TopicPartition("kept", 0): 1])
+            broker.shutdown()
+        }
+        // What the crash left: topics.json without "t"; its folder and offsets as they were.
+        let topicsFile = dir.path + "/topics.json"
+        var specs = try JSONDecoder().decode([TopicSpec].self, from: Data(contentsOf: URL(fileURLWithPath: topicsFile)))
+        specs.removeAll { $0.name == "t" }
+        try JSONEncoder().encode(specs).write(to: URL(fileURLWithPath: topicsFile))
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/t-0"))
+
+        let broker = try openBroker(dir.path)
+        defer { broker.shutdown() }
+        #expect(broker.committedOffset(group: "g", tp) == nil, "offsets of a topic that is not there are forgotten at open")
+        #expect(broker.committedOffset(group: "g", TopicPartition("kept", 0)) == 1)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+        _ = try await broker.produce([record("t", nil, "new0", partition: 0)])
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
+        var delivered: [String] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while delivered.isEmpty, ContinuousClock.now < deadline {
+            delivered += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
+        }
+        #expect(delivered == ["new0"], "not the old records left in the folder")
+        await consumer.close()
+    }
+
     /// Under `fsync never` or `interval`, a crash can cut a partition's unsynced tail while a
     /// commit past it survived. The group used to resume at that commit and skip what was
     /// written at those offsets after the restart.
