@@ -99,11 +99,21 @@ actor GroupCoordinator {
     func leave(group: String, memberID: String) -> WireErrorCode {
         guard var state = groups[group] else { return .unknownMemberID }
         let (error, completions) = state.leave(memberID: memberID, now: .now)
-        groups[group] = state
+        keep(state, as: group)
         deliver(completions, group: group)
         if error == .none { logger.info("member left group", metadata: ["kafka.group": "\(group)", "kafka.member": "\(memberID)"]) }
         return error
     }
+
+    /// A group whose last member left or expired is forgotten (its committed offsets stay in
+    /// the broker's store), so groups that come and go (a console consumer's random group
+    /// name each run) do not pile up for the life of the listener.
+    private func keep(_ state: ClassicGroup, as name: String) {
+        groups[name] = state.isEmpty ? nil : state
+    }
+
+    /// Groups held in memory: with members, or with requests waiting (for tests).
+    var groupsHeld: Int { groups.count + parkedJoins.groups + parkedSyncs.groups }
 
     /// Expires silent members of every group; run periodically by the listener.
     func expireMembers() {
@@ -111,7 +121,7 @@ actor GroupCoordinator {
         for name in Array(groups.keys) {
             var state = groups[name]!
             let (expired, completions) = state.expire(now: now)
-            groups[name] = state
+            keep(state, as: name)
             deliver(completions, group: name)
             for member in expired {
                 logger.notice("member expired from group (no heartbeat within its session timeout)", metadata: ["kafka.group": "\(name)", "kafka.member": "\(member)"])
@@ -188,6 +198,9 @@ actor GroupCoordinator {
 struct ParkedRequests<Response> {
     private var waiting: [String: [String: (token: UInt64, continuation: CheckedContinuation<Response, Never>)]] = [:]
 
+    /// Groups with a request waiting (for tests).
+    var groups: Int { waiting.count }
+
     mutating func park(_ group: String, _ member: String, token: UInt64, _ continuation: CheckedContinuation<Response, Never>) {
         waiting[group, default: [:]][member] = (token, continuation)
     }
@@ -196,6 +209,7 @@ struct ParkedRequests<Response> {
     mutating func take(_ group: String, _ member: String, token: UInt64? = nil) -> CheckedContinuation<Response, Never>? {
         guard let parked = waiting[group]?[member], token == nil || parked.token == token else { return nil }
         waiting[group]?.removeValue(forKey: member)
+        if waiting[group]?.isEmpty == true { waiting[group] = nil }
         return parked.continuation
     }
 }

@@ -2,6 +2,7 @@
 import Foundation
 @testable import KafkaWire
 import Logging
+import Messaging
 import TestSupport
 import Testing
 
@@ -41,5 +42,38 @@ import Testing
         #expect(await coordinator.heartbeat(group: "g", memberID: first.memberID, generation: 1) == .rebalanceInProgress)
         let rejoined = await coordinator.join(group: "g", request(first.memberID, client: "a"))
         #expect(rejoined.error == .none && rejoined.generation == 2)
+    }
+
+    /// Groups come and go (a console consumer picks a new group name each run): a group whose
+    /// last member left, or went silent, is not held for the life of the listener, and its
+    /// committed offsets stay.
+    @Test func aGroupWhoseLastMemberIsGoneIsForgottenButItsOffsetsStay() async throws {
+        let temporary = TemporaryDirectory("coordinator")
+        let (broker, logger) = try quietBroker(temporary.path, label: "coordinator-test")
+        defer { broker.shutdown() }
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
+        let coordinator = GroupCoordinator(broker: broker, logger: logger)
+        for n in 0..<50 {
+            let joined = await coordinator.join(group: "console-\(n)", request(client: "c"))
+            #expect(joined.error == .none)
+            _ = await coordinator.sync(group: "console-\(n)", memberID: joined.memberID, generation: joined.generation, assignments: [joined.memberID: [1]])
+            #expect(await coordinator.commit(group: "console-\(n)", memberID: joined.memberID, generation: joined.generation, offsets: [TopicPartition("t", 0): 0]) == .none)
+            #expect(await coordinator.leave(group: "console-\(n)", memberID: joined.memberID) == .none)
+        }
+        #expect(await coordinator.groupsHeld == 0)
+        #expect(await coordinator.describe("console-7").phase == "Empty", "known by its offsets")
+
+        // One that goes silent: expired past its session timeout (1 s), then forgotten.
+        var silent = request(client: "s")
+        silent.sessionTimeout = .seconds(1)
+        let joined = await coordinator.join(group: "silent", silent)
+        _ = await coordinator.sync(group: "silent", memberID: joined.memberID, generation: joined.generation, assignments: [joined.memberID: [1]])
+        #expect(await coordinator.groupsHeld == 1)
+        try await Task.sleep(for: .milliseconds(1_200))
+        await coordinator.expireMembers()
+        #expect(await coordinator.groupsHeld == 0)
+        // The name can be used again, from a fresh generation.
+        let again = await coordinator.join(group: "silent", request(client: "s2"))
+        #expect(again.error == .none && again.generation == 1)
     }
 }
