@@ -332,6 +332,8 @@ public struct SagaTracker: Service {
             // The store's offsets are the truth, read in the transaction that moves them: a
             // commit whose reply was lost (a dropped PostgreSQL connection) is retried with
             // the offsets in memory behind the store, and must not record its batch twice.
+            // (What that batch counted in the metrics is then not counted: the counters may
+            // fall short of the store after such a loss, never above it.)
             consumed.advance(to: Dictionary(try db.query("SELECT topic, partition, next_offset FROM tracker_offsets") {
                 (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2))
             }, uniquingKeysWith: max))
@@ -364,6 +366,7 @@ public struct SagaTracker: Service {
                         if let submitted = record.header(SagaHeader.createdAt).flatMap(Int64.init), submitted < createdAt {
                             try db.run("UPDATE orders SET created_at = ? WHERE order_id = ?", [.integer(submitted), .text(event.orderID)])
                             counts.historyRows += try recordAcceptance(event.orderID, record, submitted, db)
+                            counts.firstAccepted = min(counts.firstAccepted ?? submitted, submitted)
                             createdAtOf[event.orderID] = submitted
                         }
                     } else if let new = try startTracking(event.orderID, record, at: at, db, &counts) {
@@ -412,28 +415,40 @@ public struct SagaTracker: Service {
                 try db.run(rows == Self.historyRowsPerStatement ? Self.fullHistoryInsert : Self.historyInsert(rows: rows), Array(history[start..<end]))
                 start = end
             }
-            for id in order {
-                let u = updates[id]!
-                let sql = updateStatements[u.state]!  // every state is in the table
-                let values: [SQLValue] = [
+            func values(_ id: String, _ u: StateUpdate) -> [SQLValue] {
+                [
                     .text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
                     u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0),
                 ]
+            }
+            /// Orders whose update changed nothing and that were not seen in this batch's
+            /// lookups: maybe out of date or final already, maybe not tracked yet.
+            var unchanged: [String] = []
+            for id in order {
+                let u = updates[id]!
+                let sql = updateStatements[u.state]!  // every state is in the table
                 if u.state.isTerminal {
-                    for (createdAt, priority) in try db.query(sql, values, { ($0.int(0), $0.text(1)) }) {
+                    for (createdAt, priority) in try db.query(sql, values(id, u), { ($0.int(0), $0.text(1)) }) {
                         counts.finished.append((u.state.rawValue, priority, Double(u.at - createdAt) / 1000, u.at))
                         if u.state.isFinal { try db.run("DELETE FROM open_orders WHERE order_id = ?", [.text(id)]) }
                     }
-                } else if try db.run(sql, values) == 0, createdAtOf[id] == nil,
-                          try db.scalar("SELECT COUNT(*) FROM orders WHERE order_id = ?", [.text(id)]) == 0,
-                          let new = try startTracking(id, u.record, at: u.at, db, &counts) {
-                    // A later step's event read before the order's first one (the tracker
-                    // reads many topics, and catching up it can be far ahead on one): the
-                    // order starts being tracked here, or its state would wait for its next
-                    // event. Its submission time is corrected when the intake's request comes.
+                } else if try db.run(sql, values(id, u)) == 0, createdAtOf[id] == nil {
+                    unchanged.append(id)
+                }
+            }
+            // A later step's event read before the order's first one (the tracker reads many
+            // topics, and catching up it can be far ahead on one): the order starts being
+            // tracked here, or its state would wait for its next event. Its submission time
+            // is corrected when the intake's request comes. (Terminal states come from topics
+            // of no step, whose events start tracking above.)
+            if !unchanged.isEmpty {
+                let tracked = Set(try db.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: unchanged) { $0.text(0) })
+                for id in unchanged where !tracked.contains(id) {
+                    let u = updates[id]!
+                    guard let new = try startTracking(id, u.record, at: u.at, db, &counts) else { continue }
                     counts.started(new)
-                    try db.run(sql, values)
+                    try db.run(updateStatements[u.state]!, values(id, u))
                 }
             }
             for (tp, next) in next {
