@@ -71,13 +71,9 @@ import Testing
     }
 
     @Test(arguments: StoreBackend.allCases) func aCompensationIsCountedOnceWhereverItsFirstRequestWaits(_ backend: StoreBackend) throws {
-        let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "recent-history-test")
-        defer { broker.shutdown() }
-        let store = try DispatcherStore(location: location)
-        let recorded = TestMetrics()
-        let metrics = SagaMetrics(handles: MetricHandles(factory: recorded), steps: []).orders
-        let tracker = SagaTracker(broker: broker, store: store, configuration: configuration, metrics: metrics, logger: logger)
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker, recorded, metrics) = (fixture.store, fixture.tracker, fixture.recorded, fixture.metrics)
         let consumed = ConsumedOffsets([])
         try tracker.record([record(topics.compensation, "o-1", offset: 0, at: 1_000), record(topics.compensation, "o-1", offset: 1, at: 1_001)], consumed: consumed)
         #expect(try recorded.expectCounter(metrics.compensationsStarted).totalValue == 1, "two requests of one order in a batch: one compensation")

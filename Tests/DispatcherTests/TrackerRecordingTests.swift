@@ -25,13 +25,9 @@ import Testing
     /// before the order's first one must still set the order's state, not wait for its next
     /// event.
     @Test(arguments: StoreBackend.allCases) func aLaterStepsEventReadFirstSetsTheOrdersState(_ backend: StoreBackend) throws {
-        let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-recording-test")
-        defer { broker.shutdown() }
-        let store = try DispatcherStore(location: location)
-        let recorded = TestMetrics()
-        let metrics = SagaMetrics(handles: MetricHandles(factory: recorded), steps: []).orders
-        let tracker = SagaTracker(broker: broker, store: store, configuration: configuration, metrics: metrics, logger: logger)
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker) = (fixture.store, fixture.tracker)
         let consumed = ConsumedOffsets([])
 
         // The inventory request of o-1 comes first, alone in its batch.
@@ -48,7 +44,7 @@ import Testing
         #expect(later.state == OrderState.inventory.rawValue, "the earlier event does not take the order back")
         #expect(later.createdAt == 1_500, "the submission time is corrected")
         #expect(try store.history("o-1").map(\.event) == ["accepted", "requested", "requested"])
-        #expect(try recorded.expectCounter(metrics.total["accepted", Priority.standard.rawValue]).totalValue == 1, "accepted once")
+        #expect(try fixture.counted("accepted") == 1, "accepted once")
 
         // A retry of a step for an order never seen before, and an order's event after it is
         // final, which must change nothing.
@@ -66,13 +62,9 @@ import Testing
     /// PostgreSQL connection dropped before the commit's reply) is applied again, with the
     /// offsets in memory still behind the store: nothing may be recorded twice.
     @Test(arguments: StoreBackend.allCases) func aBatchRecordedAgainAfterALostCommitReplyAddsNothing(_ backend: StoreBackend) throws {
-        let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-recording-test")
-        defer { broker.shutdown() }
-        let store = try DispatcherStore(location: location)
-        let recorded = TestMetrics()
-        let metrics = SagaMetrics(handles: MetricHandles(factory: recorded), steps: []).orders
-        let tracker = SagaTracker(broker: broker, store: store, configuration: configuration, metrics: metrics, logger: logger)
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker) = (fixture.store, fixture.tracker)
         let submitted = [RecordHeader(SagaHeader.createdAt, "900"), RecordHeader(SagaHeader.sourcePosition, "orders/0/3")]
         let batch = [
             record(topics.requested(.payment), "o-1", offset: 0, at: 1_000, headers: submitted),
@@ -89,7 +81,7 @@ import Testing
         try tracker.record(batch + [record(topics.requested(.payment), "o-2", offset: 1, at: 1_300)], consumed: ConsumedOffsets([]))
         #expect(try store.history("o-1").map(\.event) == history, "nothing recorded twice")
         #expect(try store.history("o-2").map(\.event) == ["requested"])
-        #expect(try recorded.expectCounter(metrics.total["accepted", Priority.standard.rawValue]).totalValue == 2, "each order accepted once")
-        #expect(try recorded.expectCounter(metrics.total["completed", Priority.standard.rawValue]).totalValue == 1)
+        #expect(try fixture.counted("accepted") == 2, "each order accepted once")
+        #expect(try fixture.counted("completed") == 1)
     }
 }
