@@ -96,7 +96,7 @@ public final class EmbeddedBroker: MessageBroker {
             for (name, topic) in registry.topics {
                 for (partition, log) in topic.partitions.enumerated() { ends[TopicPartition(name, partition)] = log.offsets.end }
             }
-            try offsets.clampCommitted(toEnds: ends)
+            try offsets.reconcile(withEnds: ends)
         }
         if let interval = configuration.retentionCheckInterval, !configuration.readOnly {
             retentionTask.withLock {

@@ -104,11 +104,14 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         guard !sync.granted.isEmpty else { return }
         var starts: [TopicPartition: Int64] = [:]
         var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
+        let ownStarts = await configuration.startOffsets?(sync.granted) ?? [:]
         for tp in sync.granted {
             let (log, delay) = try broker.partitionLogForConsumer(tp)
             logs[tp] = (log, delay)
             let (begin, end) = log.offsets
-            if let committed = broker.committedOffset(group: group, tp) {
+            if let own = ownStarts[tp] {
+                starts[tp] = max(own, begin)
+            } else if let committed = broker.committedOffset(group: group, tp) {
                 starts[tp] = max(committed, begin)
             } else {
                 starts[tp] = configuration.autoOffsetReset == .earliest ? begin : end

@@ -134,7 +134,7 @@ final class OffsetStore: Syncable {
     /// Moves back, durably, every committed offset past its partition's end (`ends`, every
     /// partition there is), and forgets the offsets of partitions that are gone (topics
     /// deleted by a version that kept their offsets).
-    func clampCommitted(toEnds ends: [TopicPartition: Int64]) throws {
+    func reconcile(withEnds ends: [TopicPartition: Int64]) throws {
         try forget { ends[$0] == nil }
         let past = state.withLock { state in
             state.committed.compactMap { key, offset -> (Key, Int64)? in

@@ -33,10 +33,12 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
 
         let state = Mutex(State())
         let onRevoke: (@Sendable (Set<TopicPartition>) async -> Void)?
+        let startOffsets: (@Sendable (Set<TopicPartition>) async -> [TopicPartition: Int64])?
         let logger: Logger
 
-        init(onRevoke: (@Sendable (Set<TopicPartition>) async -> Void)?, logger: Logger) {
-            self.onRevoke = onRevoke
+        init(consumer: ConsumerConfiguration, logger: Logger) {
+            self.onRevoke = consumer.onRevoke
+            self.startOffsets = consumer.startOffsets
             self.logger = logger
         }
     }
@@ -54,7 +56,7 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
     init(configuration: KafkaConfiguration, group: String, topics: [String], consumer: ConsumerConfiguration, delays: [String: Int64], logger: Logger) throws {
         self.group = group
         self.delays = delays
-        shared = Shared(onRevoke: consumer.onRevoke, logger: logger)
+        shared = Shared(consumer: consumer, logger: logger)
         let defaults: [(String, String)] = [
             ("group.id", group),
             ("client.id", consumer.clientID),
@@ -293,6 +295,13 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
 /// librdkafka's rebalance callback. Runs on the thread serving the consumer queue (inside
 /// `poll` or `close`, never the cooperative pool), so waiting for the async `onRevoke` here
 /// is safe: it commits what the member finished before the partitions move.
+/// Carries the start offsets from the task that asks for them to the rebalance callback,
+/// which waits on a semaphore until the task has written them.
+private final class StartOffsetsAnswer: @unchecked Sendable {
+    // Safe: written once by the task before it signals, read once after the wait.
+    var offsets: [TopicPartition: Int64] = [:]
+}
+
 private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { handle, reason, list, opaque in
     guard let handle, let list, let opaque else { return }
     let shared = Unmanaged<KafkaGroupConsumer.Shared>.fromOpaque(opaque).takeUnretainedValue()
@@ -306,6 +315,26 @@ private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err
     switch reason {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         shared.state.withLock { $0.assignment.formUnion(partitions) }
+        // An offset set in the list is where librdkafka starts, instead of the committed one.
+        // Asked as `onRevoke` is: this thread waits (it is librdkafka's, inside `poll`).
+        var own: [TopicPartition: Int64] = [:]
+        if let startOffsets = shared.startOffsets {
+            let answer = StartOffsetsAnswer()
+            let done = DispatchSemaphore(value: 0)
+            Task {
+                answer.offsets = await startOffsets(partitions)
+                done.signal()
+            }
+            done.wait()
+            own = answer.offsets
+        }
+        if !own.isEmpty {
+            for i in 0..<Int(list.pointee.cnt) {
+                let element = list.pointee.elems[i]
+                guard let offset = own[TopicPartition(String(cString: element.topic), Int(element.partition))] else { continue }
+                list.pointee.elems[i].offset = offset > 0 ? offset : Int64(RD_KAFKA_OFFSET_BEGINNING)
+            }
+        }
         if cooperative {
             if let error = rd_kafka_incremental_assign(handle, list) { _ = BrokerError.kafka(consuming: error, "assign") }
         } else {

@@ -46,6 +46,15 @@ public struct ConsumerConfiguration: Sendable {
     /// Called inside `poll` with partitions about to move to another member, before they are
     /// released, so the member can commit what it finished.
     public var onRevoke: (@Sendable (Set<TopicPartition>) async -> Void)?
+    /// For a member that keeps its own record of what it consumed, in the transaction with
+    /// its effects (the saga tracker's store): where to start reading partitions just granted,
+    /// asked inside `poll` when they are granted. A partition the answer names starts there
+    /// instead of at the group's committed offset, so what the member's own record lacks is
+    /// read again even when the group's commit went further (a store restored from a
+    /// backup). Offset 0 or less is the log's start; a later offset that retention removed is
+    /// the log's start on the embedded broker and follows `autoOffsetReset` on Kafka.
+    /// Partitions it leaves out start as usual.
+    public var startOffsets: (@Sendable (Set<TopicPartition>) async -> [TopicPartition: Int64])?
 
     public init() {}
 }

@@ -47,6 +47,13 @@ public struct WorkerRuntimeConfiguration: Sendable {
     public var metrics: RuntimeMetrics = .disabled
     /// Called once the consumers are made and joined their groups (what `/readyz` waits for).
     public var onReady: (@Sendable () -> Void)?
+    /// Where partitions just granted start, for a handler that records what it consumed in
+    /// its own store (`ConsumerConfiguration.startOffsets`); `nil`: the group's commits.
+    public var startOffsets: (@Sendable (Set<TopicPartition>) async -> [TopicPartition: Int64])?
+    /// Told the offsets each commit stored, after it did. Every record before them is
+    /// finished: handled, or set aside as poison without reaching `apply`, which a handler
+    /// that keeps its own offsets learns of here.
+    public var onCommitted: (@Sendable ([TopicPartition: Int64]) async -> Void)?
 
     public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter?) {
         self.group = group
@@ -138,6 +145,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     public func run() async throws {
         var consumerConfiguration = ConsumerConfiguration()
         consumerConfiguration.clientID = configuration.group
+        consumerConfiguration.startOffsets = configuration.startOffsets
         // Before partitions move to another member, commit what is finished, so the new owner
         // does not redo it (it would be harmless, being idempotent, but wasted).
         consumerConfiguration.onRevoke = { [weak self] _ in
@@ -640,6 +648,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             guard !offsets.isEmpty else { continue }
             do {
                 try await consumer.commit(offsets)
+                await configuration.onCommitted?(offsets)
             } catch let error as BrokerError where error.code == .notPartitionOwner {
                 // The partition moved: its new owner re-handles from the last commit, idempotently.
                 logger.warning("offset commit refused", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])

@@ -43,3 +43,13 @@ func readAll(_ broker: EmbeddedBroker, _ topic: String, _ partition: Int) async 
         offset = last.offset + 1
     }
 }
+
+/// The values a member polls until `count` came or `timeout` passed, in the order polled.
+func pollValues(_ consumer: any GroupConsumer, count: Int, timeout: Duration = .seconds(5)) async throws -> [String] {
+    var values: [String] = []
+    let deadline = ContinuousClock.now + timeout
+    while values.count < count, ContinuousClock.now < deadline {
+        values += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
+    }
+    return values
+}

@@ -282,12 +282,7 @@ import Testing
             try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
             _ = try await broker.produce((0..<3).map { record("t", nil, "new\($0)", partition: 0) })
             let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
-            var delivered: [String] = []
-            let deadline = ContinuousClock.now + .seconds(5)
-            while delivered.count < 3, ContinuousClock.now < deadline {
-                delivered += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
-            }
-            #expect(delivered == ["new0", "new1", "new2"])
+            #expect(try await pollValues(consumer, count: 3) == ["new0", "new1", "new2"])
             await consumer.close()
             broker.shutdown()
         }
@@ -325,12 +320,7 @@ import Testing
         try await broker.createTopic(TopicSpec(name: "t", partitions: 1))
         _ = try await broker.produce([record("t", nil, "new0", partition: 0)])
         let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
-        var delivered: [String] = []
-        let deadline = ContinuousClock.now + .seconds(5)
-        while delivered.isEmpty, ContinuousClock.now < deadline {
-            delivered += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
-        }
-        #expect(delivered == ["new0"], "not the old records left in the folder")
+        #expect(try await pollValues(consumer, count: 1) == ["new0"], "not the old records left in the folder")
         await consumer.close()
     }
 
@@ -353,12 +343,35 @@ import Testing
         #expect(broker.committedOffsets(group: "g")[tp] == 3)
         _ = try await broker.produce((3..<7).map { record("t", nil, "b\($0)", partition: 0) })
         let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: config("c"))
-        var got: [String] = []
-        let deadline = ContinuousClock.now + .seconds(5)
-        while got.count < 4, ContinuousClock.now < deadline {
-            got += try await consumer.poll(maxRecords: 10, maxWait: .milliseconds(200)).map(\.valueString)
-        }
-        #expect(got == ["b3", "b4", "b5", "b6"])
+        #expect(try await pollValues(consumer, count: 4) == ["b3", "b4", "b5", "b6"])
         await consumer.close()
+    }
+
+    /// A member that keeps its own record of what it consumed starts granted partitions where
+    /// that record says, even behind the group's commit; partitions it does not name start
+    /// at the commit, and an offset before the log's start reads from the start.
+    @Test func aMembersOwnStartOffsetsGoBeforeTheGroupsCommits() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        defer { broker.shutdown() }
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 3))
+        for partition in 0..<3 {
+            _ = try await broker.produce((0..<4).map { record("t", nil, "p\(partition)-\($0)", partition: partition) })
+        }
+        let (p0, p1, p2) = (TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("t", 2))
+        try await broker.commitOffsets(group: "g", [p0: 4, p1: 4, p2: 3])
+        let asked = Mutex<Set<TopicPartition>>([])
+        var configuration = config("own")
+        configuration.startOffsets = { granted in
+            asked.withLock { $0.formUnion(granted) }
+            return [p0: 2, p1: -5]
+        }
+        let consumer = try await broker.makeConsumer(group: "g", topics: ["t"], configuration: configuration)
+        let values = try await pollValues(consumer, count: 7)
+        await consumer.close()
+        #expect(asked.withLock { $0 } == [p0, p1, p2], "asked with the partitions granted")
+        #expect(values.filter { $0.hasPrefix("p0") } == ["p0-2", "p0-3"], "behind the commit at 4")
+        #expect(values.filter { $0.hasPrefix("p1") } == ["p1-0", "p1-1", "p1-2", "p1-3"], "from the start")
+        #expect(values.filter { $0.hasPrefix("p2") } == ["p2-3"], "not named: from the commit")
     }
 }

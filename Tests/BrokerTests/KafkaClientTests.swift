@@ -93,6 +93,34 @@ import Testing
         await second.close()
     }
 
+    /// A member's own start offsets go before the group's commits, as on the embedded broker.
+    @Test func aMembersOwnStartOffsetsGoBeforeTheGroupsCommits() async throws {
+        try cluster.createTopic("own", partitions: 3)
+        var sent: [ProducerRecord] = []
+        for partition in 0..<3 {
+            for i in 0..<4 {
+                var record = ProducerRecord(topic: "own", key: nil, value: "p\(partition)-\(i)", headers: [])
+                record.partition = partition
+                sent.append(record)
+            }
+        }
+        _ = try await broker.produce(sent)
+        let (p0, p1, p2) = (TopicPartition("own", 0), TopicPartition("own", 1), TopicPartition("own", 2))
+        let first = try await broker.makeConsumer(group: "g-own", topics: ["own"], configuration: ConsumerConfiguration())
+        #expect(try await drain(first, count: 12).count == 12)
+        try await first.commit([p0: 4, p1: 4, p2: 3])
+        await first.close()
+
+        var configuration = ConsumerConfiguration()
+        configuration.startOffsets = { _ in [p0: 2, p1: 0] }
+        let second = try await broker.makeConsumer(group: "g-own", topics: ["own"], configuration: configuration)
+        let values = try await drain(second, count: 7).map(\.valueString)
+        #expect(values.filter { $0.hasPrefix("p0") } == ["p0-2", "p0-3"], "behind the commit at 4")
+        #expect(values.filter { $0.hasPrefix("p1") } == ["p1-0", "p1-1", "p1-2", "p1-3"], "from the start")
+        #expect(values.filter { $0.hasPrefix("p2") } == ["p2-3"], "not named: from the commit")
+        await second.close()
+    }
+
     @Test func aSecondMemberTakesPartitionsAndTheFirstCommitsOnRevoke() async throws {
         try cluster.createTopic("shared", partitions: 6)
         let revoked = Mutex<Set<TopicPartition>>([])
