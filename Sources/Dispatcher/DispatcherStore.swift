@@ -1,5 +1,6 @@
 import Alerting
 import Foundation
+import Messaging
 import StoreDatabase
 import SagaDomain
 
@@ -221,6 +222,35 @@ public final class DispatcherStore: Sendable {
             guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'compensations_counted'") == nil else { return }
             try db.run("INSERT OR IGNORE INTO compensations_counted SELECT DISTINCT order_id FROM history WHERE event = 'compensation_requested'")
             try db.run("INSERT INTO tracker_marks VALUES ('compensations_counted')")
+        }
+    }
+
+    /// Where the tracker starts on partitions its store never recorded, settled once, when
+    /// the dispatcher first starts on this store (before its intake runs), and remembered
+    /// (`tracker_marks`: `start_settled`). After it, a partition without a row in
+    /// `tracker_offsets` is read from its start (`SagaTracker.startOffsets`).
+    ///
+    /// - A store new together with the intake's, on a log an earlier world wrote (a fresh
+    ///   `--store` with an old `--data-dir` or cluster): it starts where the tracker's group
+    ///   stands (`groupPositions`, written as rows), as every step's store does, and holds
+    ///   no order from before.
+    /// - A tracker store that recorded nothing beside an intake that accepted orders lost its
+    ///   history (`dispatcher.sqlite` deleted, its schema dropped): no row is written, so it is
+    ///   filled again from the log's start.
+    /// - A store an earlier version made, which recorded only the partitions it read: the
+    ///   others start where the group stands, as they did.
+    public func settleTrackerStart(groupPositions: [TopicPartition: Int64]) throws {
+        let intakeAccepted = try intake.scalar("SELECT 1 FROM submitted LIMIT 1") != nil
+        try connection.transaction { db in
+            guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'start_settled'") == nil else { return }
+            let recordedNothing = try db.scalar("SELECT 1 FROM tracker_offsets LIMIT 1") == nil
+            if !(recordedNothing && intakeAccepted) {
+                for (tp, offset) in groupPositions where offset > 0 {
+                    try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO NOTHING",
+                               [.text(tp.topic), .integer(Int64(tp.partition)), .integer(offset)])
+                }
+            }
+            try db.run("INSERT INTO tracker_marks VALUES ('start_settled')")
         }
     }
 

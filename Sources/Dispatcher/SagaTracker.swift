@@ -103,7 +103,7 @@ public struct SagaTracker: Service {
         if let last { metrics.lastCompleted.offer(Double(last) / 1000) }
         // Filled from the store's offsets by each batch's transaction (`record`).
         let consumed = ConsumedOffsets([])
-        var runtime = WorkerRuntimeConfiguration(group: "tracker", standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
+        var runtime = WorkerRuntimeConfiguration(group: Self.group, standardTopics: Self.topics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
         // Large transactions: the pages a batch rewrites (its orders' rows, the index of
         // their ids) take several of its records each. After a 200,000-order saga's last
         // order the tracker needed 8.9 s with 20,000 records instead of 23.3 s with 5,000,
@@ -118,11 +118,78 @@ public struct SagaTracker: Service {
         runtime.flushers = 1
         runtime.journal = journal
         runtime.onReady = onReady
+        runtime.startOffsets = { [self] partitions in await startOffsets(of: partitions) }
+        runtime.onCommitted = { [self] offsets in await noteRecordsSetAside(upTo: offsets, consumed: consumed) }
         let recent = RecentHistory(rows: Int(try await BlockingIO.run { try store.connection.scalar("SELECT COUNT(*) FROM history_recent") ?? 0 }))
         try await WorkerRuntime(broker: broker, handler: Recorder(tracker: self, consumed: consumed, recent: recent), configuration: runtime, logger: logger).run()
     }
 
     static let batchSize = 20_000
+
+    /// Where the tracker reads partitions it is granted: where its store stopped, not at the
+    /// group's commit, which the store's transactions go ahead of. A store behind the group
+    /// (restored from a backup) would otherwise never see the events between, and the orders
+    /// they finish would stay open. A partition without a row is read from its start: where
+    /// the tracker starts on partitions it never read was written as rows when the store
+    /// first started (`DispatcherStore.settleTrackerStart`). When the store cannot answer
+    /// after a few tries, the group's commits are used.
+    func startOffsets(of partitions: Set<TopicPartition>) async -> [TopicPartition: Int64] {
+        let store = self.store
+        for attempt in 1...Self.startOffsetAttempts {
+            do {
+                let recorded = Dictionary(try await BlockingIO.run {
+                    try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
+                }, uniquingKeysWith: max)
+                return Dictionary(uniqueKeysWithValues: partitions.map { ($0, recorded[$0] ?? 0) })
+            } catch {
+                if attempt == Self.startOffsetAttempts {
+                    logger.error("the tracker's store did not say where it stopped; reading from the group's commits, which may skip events it has not recorded",
+                                 metadata: ["error.message": "\(error)"])
+                } else {
+                    try? await Task.sleep(for: .milliseconds(250 * attempt))
+                }
+            }
+        }
+        return [:]
+    }
+
+    static let startOffsetAttempts = 5
+
+    /// Records set aside as poison never reach `record`, so the store's offsets stay before
+    /// them, and the tracker would read them again whenever it starts (crashing again, for a
+    /// record that crashes the process). A commit says every record before it is finished;
+    /// the store's offsets are raised to it where they are behind.
+    func noteRecordsSetAside(upTo committed: [TopicPartition: Int64], consumed: ConsumedOffsets) async {
+        let behind = consumed.behind(committed)
+        guard !behind.isEmpty else { return }
+        let store = self.store
+        do {
+            try await BlockingIO.run {
+                try store.connection.transaction { db in
+                    for (tp, next) in behind {
+                        let stored = try db.scalar("SELECT next_offset FROM tracker_offsets WHERE topic = ? AND partition = ?", [.text(tp.topic), .integer(Int64(tp.partition))])
+                        guard (stored ?? -1) < next else { continue }
+                        try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
+                    }
+                }
+            }
+            consumed.advance(to: behind)
+        } catch {
+            logger.warning("the tracker could not note records set aside; it reads them again at its next start", metadata: ["error.message": "\(error)"])
+        }
+    }
+
+    /// Before the dispatcher's services start: the store must belong to this log
+    /// (`checkStoreMatchesLog`), and where the tracker starts on partitions its store never
+    /// recorded is settled, once (`DispatcherStore.settleTrackerStart`).
+    public static func prepareStore(_ store: DispatcherStore, location: String, broker: any MessageBroker) async throws {
+        try await checkStoreMatchesLog(store, location: location, broker: broker)
+        let positions = try await broker.lag(group: group).compactMap { lag in lag.committedOffset.map { (TopicPartition(lag.topic, lag.partition), $0) } }
+        try await BlockingIO.run { try store.settleTrackerStart(groupPositions: Dictionary(positions, uniquingKeysWith: max)) }
+    }
+
+    /// The tracker's consumer group.
+    static let group = "tracker"
 
     /// The tracker's part in the worker runtime: a batch of events recorded in one transaction.
     struct Recorder: StepHandler {
@@ -516,6 +583,11 @@ final class ConsumedOffsets: Sendable {
         }
         close()
         return next
+    }
+
+    /// The offsets of `committed` past what was recorded.
+    func behind(_ committed: [TopicPartition: Int64]) -> [TopicPartition: Int64] {
+        offsets.withLock { offsets in committed.filter { tp, next in next > (offsets[tp] ?? 0) } }
     }
 
     func advance(to next: [TopicPartition: Int64]) {

@@ -99,7 +99,7 @@ public struct SagaRun: Sendable {
             broker: broker, configuration: configuration, storeLocation: storeLocation, faults: faults, stockFile: options.stockFile,
             journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
         let dispatcherStore = node.dispatcherStore!
-        try await SagaTracker.checkStoreMatchesLog(dispatcherStore, location: storeLocation, broker: broker)
+        try await SagaTracker.prepareStore(dispatcherStore, location: storeLocation, broker: broker)
         let generator = options.orders.map { count in
             var generator = LoadGenerator(count: count, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount)
             generator.vipThreshold = configuration.vipAmountThreshold

@@ -10,14 +10,15 @@ import TestSupport
 /// records kept for the test to read. The caller shuts the broker down.
 struct TrackerFixture {
     let broker: EmbeddedBroker
+    let location: String
+    let logger: Logger
     let store: DispatcherStore
     let recorded = TestMetrics()
     let metrics: OrderMetrics
     let tracker: SagaTracker
 
     init(_ backend: StoreBackend, in temporary: TemporaryDirectory, configuration: SagaConfiguration) throws {
-        let location = try backend.freshLocation(directory: temporary.path + "/stores")
-        let logger: Logger
+        location = try backend.freshLocation(directory: temporary.path + "/stores")
         (broker, logger) = try quietBroker(temporary.path + "/broker", label: "tracker-test")
         store = try DispatcherStore(location: location)
         metrics = SagaMetrics(handles: MetricHandles(factory: recorded), steps: []).orders

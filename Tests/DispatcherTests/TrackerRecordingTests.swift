@@ -84,4 +84,119 @@ import Testing
         #expect(try fixture.counted("accepted") == 2, "each order accepted once")
         #expect(try fixture.counted("completed") == 1)
     }
+
+    /// The saga's topics on a real broker, events appended to them with the tracker's group
+    /// committed past each, as a store that is behind, lost, or new to this log finds them.
+    struct LogAhead {
+        let fixture: TrackerFixture
+        let topics: SagaTopics
+
+        init(_ backend: StoreBackend, in temporary: TemporaryDirectory, configuration: SagaConfiguration) async throws {
+            fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+            topics = configuration.topics
+            for topic in SagaTracker.topics(configuration) { try await fixture.broker.createTopic(TopicSpec(name: topic, partitions: 1)) }
+        }
+
+        /// Appends the events, and commits the tracker's group past them.
+        func append(_ events: [(topic: String, orderID: String)]) async throws {
+            let metadata = try await fixture.broker.produce(events.map { event($0.topic, $0.orderID) })
+            try await fixture.broker.commitOffsets(group: "tracker", Dictionary(metadata.map { (TopicPartition($0.topic, $0.partition), $0.offset + 1) }, uniquingKeysWith: max))
+        }
+
+        func event(_ topic: String, _ orderID: String) -> ProducerRecord {
+            let headers = topic == topics.requested(.payment)
+                ? [RecordHeader(SagaHeader.createdAt, "900"), RecordHeader(SagaHeader.sourcePosition, "orders/0/\(orderID.filter(\.isNumber))")] : []
+            return ProducerRecord(topic: topic, partition: 0, key: Array(orderID.utf8), value: DispatcherDecisionTests.orderJSON(orderID), headers: headers)
+        }
+
+        /// Prepares `store` as the dispatcher does before its services start, runs a tracker
+        /// on it until `done` holds (at most 20 s), then stops it.
+        func runTracker(on store: DispatcherStore? = nil, configuration: SagaConfiguration, until done: @escaping (DispatcherStore) throws -> Bool) async throws {
+            let store = store ?? fixture.store
+            try await SagaTracker.prepareStore(store, location: fixture.location, broker: fixture.broker)
+            let tracker = SagaTracker(broker: fixture.broker, store: store, configuration: configuration, logger: fixture.logger)
+            let running = Task { try await tracker.run() }
+            let deadline = ContinuousClock.now + .seconds(20)
+            while ContinuousClock.now < deadline, !(try done(store)) { try await Task.sleep(for: .milliseconds(50)) }
+            running.cancel()
+            try await running.value
+        }
+    }
+
+    /// The tracker's store behind its group's commits (restored from a backup): the tracker
+    /// reads from where its store stopped, so the events between are recorded, not skipped as
+    /// the group's commits would have them; a topic that had no event when the backup was
+    /// taken is read from its start.
+    @Test(arguments: StoreBackend.allCases) func aStoreBehindTheGroupsCommitsIsReadFromWhereItStopped(_ backend: StoreBackend) async throws {
+        let log = try await LogAhead(backend, in: temporary, configuration: configuration)
+        defer { log.fixture.broker.shutdown() }
+        let store = log.fixture.store
+        try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: log.fixture.broker)
+        // What the backup holds: the first event of two topics.
+        try await log.append([(topics.requested(.payment), "o-1"), (topics.completed, "o-3")])
+        let submitted = [RecordHeader(SagaHeader.createdAt, "900"), RecordHeader(SagaHeader.sourcePosition, "orders/0/1")]
+        try log.fixture.tracker.record([
+            record(topics.requested(.payment), "o-1", offset: 0, at: 1_000, headers: submitted), record(topics.completed, "o-3", offset: 0, at: 1_000),
+        ], consumed: ConsumedOffsets([]))
+        // What came after it, and the group's commits past all of it.
+        try await log.append([(topics.requested(.payment), "o-2"), (topics.completed, "o-1"), (topics.compensated, "o-4")])
+        try await log.runTracker(configuration: configuration) { store in
+            try store.order("o-2") != nil && store.order("o-1")?.state == OrderState.completed.rawValue && store.order("o-4") != nil
+        }
+        #expect(try store.order("o-1")?.state == OrderState.completed.rawValue, "the completion past where the store stopped")
+        #expect(try store.order("o-2")?.state == OrderState.payment.rawValue)
+        #expect(try store.order("o-4")?.state == OrderState.compensated.rawValue, "a topic the store had not read yet")
+        #expect(try store.history("o-1").map(\.event) == ["accepted", "requested", "completed"], "o-1's request recorded once")
+    }
+
+    /// A tracker store lost beside an intake that kept its orders (`dispatcher.sqlite`
+    /// deleted): the history is filled again from the log's start.
+    @Test(arguments: StoreBackend.allCases) func aLostTrackerStoreIsFilledFromTheLogsStart(_ backend: StoreBackend) async throws {
+        let log = try await LogAhead(backend, in: temporary, configuration: configuration)
+        defer { log.fixture.broker.shutdown() }
+        try await log.append([(topics.requested(.payment), "o-1"), (topics.requested(.payment), "o-2"), (topics.completed, "o-1")])
+        _ = try log.fixture.store.intake.run("INSERT INTO submitted VALUES ('o-1', ?, 900)", [.blob([1])])
+        try await log.runTracker(configuration: configuration) { store in
+            try store.order("o-2") != nil && store.order("o-1")?.state == OrderState.completed.rawValue
+        }
+        #expect(try log.fixture.store.order("o-1")?.state == OrderState.completed.rawValue)
+        #expect(try log.fixture.store.order("o-2")?.state == OrderState.payment.rawValue)
+    }
+
+    /// Stores new together on a log an earlier world wrote (a fresh `--store` with an old
+    /// `--data-dir`): the tracker starts where its group stands, as the steps' stores do, so
+    /// the new stores hold no order from before, even when the dispatcher restarts after its
+    /// intake accepted an order and before the tracker recorded anything.
+    @Test(arguments: StoreBackend.allCases) func storesNewToAnOldLogStartWhereTheGroupsStand(_ backend: StoreBackend) async throws {
+        let log = try await LogAhead(backend, in: temporary, configuration: configuration)
+        defer { log.fixture.broker.shutdown() }
+        try await log.append([(topics.requested(.payment), "old-1"), (topics.completed, "old-1"), (topics.compensated, "old-2")])
+        let store = log.fixture.store
+        try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: log.fixture.broker)
+        // The intake accepts an order; the dispatcher stops before the tracker records it.
+        _ = try store.intake.run("INSERT INTO submitted VALUES ('new-1', ?, 900)", [.blob([1])])
+        _ = try await log.fixture.broker.produce([log.event(topics.requested(.payment), "new-1")])
+        try await log.runTracker(configuration: configuration) { store in try store.order("new-1") != nil }
+        #expect(try store.order("new-1")?.state == OrderState.payment.rawValue)
+        #expect(try store.order("old-1") == nil && store.order("old-2") == nil, "nothing from before the stores")
+    }
+
+    /// A record set aside as poison never reaches `record`; once a commit passes it, the
+    /// store's offsets do too, so the tracker does not read it again at its next start.
+    @Test(arguments: StoreBackend.allCases) func aCommitPastRecordsSetAsideRaisesTheStoresOffsets(_ backend: StoreBackend) async throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (tracker, store) = (fixture.tracker, fixture.store)
+        let consumed = ConsumedOffsets([])
+        let dead = TopicPartition(topics.deadLetter(.payment), 0)
+        let completed = TopicPartition(topics.completed, 0)
+        try tracker.record([record(topics.completed, "o-1", offset: 0, at: 1_000), record(topics.completed, "o-2", offset: 1, at: 1_000)], consumed: consumed)
+        // The dead letter at 0 was set aside; the completions were recorded.
+        await tracker.noteRecordsSetAside(upTo: [dead: 1, completed: 2], consumed: consumed)
+        #expect(await tracker.startOffsets(of: [dead, completed]) == [dead: 1, completed: 2])
+        #expect(try store.connection.scalar("SELECT COUNT(*) FROM tracker_offsets") == 2)
+        // An older commit changes nothing.
+        await tracker.noteRecordsSetAside(upTo: [dead: 0], consumed: ConsumedOffsets([]))
+        #expect(await tracker.startOffsets(of: [dead]) == [dead: 1])
+    }
 }
