@@ -225,6 +225,11 @@ public final class DispatcherStore: Sendable {
         }
     }
 
+    /// Whether `settleTrackerStart` has run on this store.
+    public func trackerStartSettled() throws -> Bool {
+        try connection.scalar("SELECT 1 FROM tracker_marks WHERE name = 'start_settled'") != nil
+    }
+
     /// Where the tracker starts on partitions its store never recorded, settled once, when
     /// the dispatcher first starts on this store (before its intake runs), and remembered
     /// (`tracker_marks`: `start_settled`). After it, a partition without a row in
@@ -240,6 +245,7 @@ public final class DispatcherStore: Sendable {
     /// - A store an earlier version made, which recorded only the partitions it read: the
     ///   others start where the group stands, as they did.
     public func settleTrackerStart(groupPositions: [TopicPartition: Int64]) throws {
+        guard try !trackerStartSettled() else { return }
         let intakeAccepted = try intake.scalar("SELECT 1 FROM submitted LIMIT 1") != nil
         try connection.transaction { db in
             guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'start_settled'") == nil else { return }

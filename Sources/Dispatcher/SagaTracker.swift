@@ -184,7 +184,12 @@ public struct SagaTracker: Service {
     /// recorded is settled, once (`DispatcherStore.settleTrackerStart`).
     public static func prepareStore(_ store: DispatcherStore, location: String, broker: any MessageBroker) async throws {
         try await checkStoreMatchesLog(store, location: location, broker: broker)
-        let positions = try await broker.lag(group: group).compactMap { lag in lag.committedOffset.map { (TopicPartition(lag.topic, lag.partition), $0) } }
+        guard try await !BlockingIO.run({ try store.trackerStartSettled() }) else { return }
+        // A commit past its partition's end (topics made again with the group's offsets
+        // kept) would read as events recorded that the log never had: at most the end.
+        let positions = try await broker.lag(group: group).compactMap { lag in
+            lag.committedOffset.map { (TopicPartition(lag.topic, lag.partition), min($0, lag.endOffset)) }
+        }
         try await BlockingIO.run { try store.settleTrackerStart(groupPositions: Dictionary(positions, uniquingKeysWith: max)) }
     }
 

@@ -32,19 +32,50 @@ public struct Watchdog: Service {
 
     public func run() async throws {
         // Time the saga was not running does not count against an order: after a restart an
-        // order is stuck only if it stays put for a whole budget of running time.
-        let startedAt = UnixClock.nowMillis()
+        // order is stuck only if it stays put for a whole budget of running time. Nor does
+        // time the tracker spent catching up (`trackerBacklog`).
+        var runningSince = UnixClock.nowMillis()
+        var waitingForTracker = false
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A stop must not wait out the interval.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000))) }
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
-                try await sweep(now: UnixClock.nowMillis(), runningSince: startedAt)
+                let backlog = try await trackerBacklog()
+                if backlog > Self.trackerBacklogLimit {
+                    if !waitingForTracker { logger.notice("the watchdog waits for the tracker to catch up", metadata: ["saga.backlog": "\(backlog)"]) }
+                    waitingForTracker = true
+                    continue
+                }
+                if waitingForTracker {
+                    waitingForTracker = false
+                    runningSince = UnixClock.nowMillis()
+                }
+                try await sweep(now: UnixClock.nowMillis(), runningSince: runningSince)
             } catch {
                 logger.error("watchdog sweep failed", metadata: ["error.message": "\(error)"])
             }
         }
     }
+
+    /// Events the tracker has not recorded yet. Orders' states are only as fresh as the
+    /// tracker: while it catches up (after the dispatcher was down, or filling a history
+    /// again from the log), an order whose later events wait in that backlog only looks
+    /// stuck, and recovering it could compensate an order that completed. Counted from the
+    /// store's offsets, since the tracker reads from them, not from its group's commits; a
+    /// partition without a row is read from its start (`SagaTracker.startOffsets`).
+    func trackerBacklog() async throws -> Int64 {
+        let lags = try await broker.lag(group: SagaTracker.group)
+        let store = self.store
+        let recorded = Dictionary(try await BlockingIO.run {
+            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
+        }, uniquingKeysWith: max)
+        return lags.reduce(0) { $0 + max(0, $1.endOffset - (recorded[TopicPartition($1.topic, $1.partition)] ?? 0)) }
+    }
+
+    /// Above this backlog the watchdog waits: the tracker's batches are full, so it is
+    /// catching up, not keeping up.
+    static let trackerBacklogLimit = Int64(SagaTracker.batchSize)
 
     /// The longest an order may sit in `state` before it counts as stuck, in milliseconds.
     public func budgetMilliseconds(_ state: OrderState) -> Int64 { Self.budgetMilliseconds(state, configuration) }

@@ -292,9 +292,6 @@ final class KafkaGroupConsumer: GroupConsumer, @unchecked Sendable {
     }
 }
 
-/// librdkafka's rebalance callback. Runs on the thread serving the consumer queue (inside
-/// `poll` or `close`, never the cooperative pool), so waiting for the async `onRevoke` here
-/// is safe: it commits what the member finished before the partitions move.
 /// Carries the start offsets from the task that asks for them to the rebalance callback,
 /// which waits on a semaphore until the task has written them.
 private final class StartOffsetsAnswer: @unchecked Sendable {
@@ -302,6 +299,10 @@ private final class StartOffsetsAnswer: @unchecked Sendable {
     var offsets: [TopicPartition: Int64] = [:]
 }
 
+/// librdkafka's rebalance callback. Runs on the thread serving the consumer queue (inside
+/// `poll` or `close`, never the cooperative pool), so waiting for the async `onRevoke` and
+/// `startOffsets` here is safe: the first commits what the member finished before the
+/// partitions move, the second says where granted partitions start.
 private let rebalanceCallback: @convention(c) (OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?, UnsafeMutableRawPointer?) -> Void = { handle, reason, list, opaque in
     guard let handle, let list, let opaque else { return }
     let shared = Unmanaged<KafkaGroupConsumer.Shared>.fromOpaque(opaque).takeUnretainedValue()

@@ -163,6 +163,25 @@ import Testing
         #expect(try log.fixture.store.order("o-2")?.state == OrderState.payment.rawValue)
     }
 
+    /// The watchdog counts what the tracker has left to record from the store's offsets, not
+    /// the group's commits: a history being filled again from the log is a backlog, though
+    /// the group's commits say there is none.
+    @Test(arguments: StoreBackend.allCases) func theWatchdogCountsTheTrackersBacklogFromItsStore(_ backend: StoreBackend) async throws {
+        let log = try await LogAhead(backend, in: temporary, configuration: configuration)
+        defer { log.fixture.broker.shutdown() }
+        let (broker, store) = (log.fixture.broker, log.fixture.store)
+        try await log.append([(topics.requested(.payment), "o-1"), (topics.requested(.payment), "o-2"), (topics.completed, "o-1")])
+        _ = try store.intake.run("INSERT INTO submitted VALUES ('o-1', ?, 900)", [.blob([1])])
+        try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: broker)
+        let handles = MetricHandles(factory: TestMetrics())
+        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
+                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: log.fixture.logger)
+        #expect(try await broker.lag(group: "tracker").reduce(0) { $0 + $1.lag } == 0, "the group's commits are past everything")
+        #expect(try await watchdog.trackerBacklog() == 3)
+        try await log.runTracker(configuration: configuration) { store in try store.order("o-1")?.state == OrderState.completed.rawValue && store.order("o-2") != nil }
+        #expect(try await watchdog.trackerBacklog() == 0)
+    }
+
     /// Stores new together on a log an earlier world wrote (a fresh `--store` with an old
     /// `--data-dir`): the tracker starts where its group stands, as the steps' stores do, so
     /// the new stores hold no order from before, even when the dispatcher restarts after its
