@@ -237,8 +237,8 @@ public final class DispatcherStore: Sendable {
     ///
     /// - A store new together with the intake's, on a log an earlier world wrote (a fresh
     ///   `--store` with an old `--data-dir` or cluster): it starts where the tracker's group
-    ///   stands (`groupPositions`, written as rows), as every step's store does, and holds
-    ///   no order from before.
+    ///   stands (`groupPositions`, written as rows), as every step's store does: orders
+    ///   finished before are not in it, and one in flight then is tracked from its next event.
     /// - A tracker store that recorded nothing beside an intake that accepted orders lost its
     ///   history (`dispatcher.sqlite` deleted, its schema dropped): no row is written, so it is
     ///   filled again from the log's start.
