@@ -104,6 +104,16 @@ public struct PipelineLedger: Sendable {
         taken -= 1
     }
 
+    /// A partition granted to start at `offset` (the handler keeps its own offsets, and says
+    /// where it stopped): everything before it is done, so the group's commit may move
+    /// there before any message of the partition is read. A partition whose messages were
+    /// all recorded before a crash has nothing left to read, and its commit would otherwise
+    /// stay behind for good, its lag never zero.
+    public mutating func starts(_ tp: TopicPartition, at offset: Int64) {
+        let current = partitions[tp]?.nextCommit
+        partitions[tp, default: PartitionOffsets()].nextCommit = max(current ?? offset, offset)
+    }
+
     /// Offsets that advanced since the last call: safe to commit.
     public mutating func takeCommittable() -> [TopicPartition: Int64] {
         var result: [TopicPartition: Int64] = [:]

@@ -200,6 +200,7 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
 
     /// Offsets that advanced since the last call: safe to commit.
     public mutating func takeCommittable() -> [TopicPartition: Int64] { ledger.takeCommittable() }
+    public mutating func starts(_ offsets: [TopicPartition: Int64]) { for (tp, offset) in offsets { ledger.starts(tp, at: offset) } }
 
     /// Offsets taken by `takeCommittable` whose commit failed: offered again next time.
     public mutating func commitFailed(_ offsets: [TopicPartition: Int64]) { ledger.commitFailed(offsets) }

@@ -145,7 +145,14 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     public func run() async throws {
         var consumerConfiguration = ConsumerConfiguration()
         consumerConfiguration.clientID = configuration.group
-        consumerConfiguration.startOffsets = configuration.startOffsets
+        if let startOffsets = configuration.startOffsets {
+            // Where the handler says a partition starts is committed too (`PipelineLedger.starts`).
+            consumerConfiguration.startOffsets = { [weak self] partitions in
+                let offsets = await startOffsets(partitions)
+                self?.state.withLock { $0.pipeline.starts(offsets) }
+                return offsets
+            }
+        }
         // Before partitions move to another member, commit what is finished, so the new owner
         // does not redo it (it would be harmless, being idempotent, but wasted).
         consumerConfiguration.onRevoke = { [weak self] _ in

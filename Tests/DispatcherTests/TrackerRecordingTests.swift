@@ -200,6 +200,28 @@ import Testing
         #expect(try store.order("old-1") == nil && store.order("old-2") == nil, "nothing from before the stores")
     }
 
+    /// The store ahead of the group's commit (a crash between the store's transaction and
+    /// the commit), with nothing left to read: the commit moves to where the store stopped,
+    /// or the group's lag (which `run --drain` waits on) would never reach zero.
+    @Test(arguments: StoreBackend.allCases) func aStoreAheadOfTheGroupsCommitMovesTheCommit(_ backend: StoreBackend) async throws {
+        let log = try await LogAhead(backend, in: temporary, configuration: configuration)
+        defer { log.fixture.broker.shutdown() }
+        let broker = log.fixture.broker
+        try await log.append([(topics.completed, "o-1"), (topics.completed, "o-2")])
+        try log.fixture.tracker.record([record(topics.completed, "o-1", offset: 0, at: 1_000), record(topics.completed, "o-2", offset: 1, at: 1_000)], consumed: ConsumedOffsets([]))
+        try await broker.commitOffsets(group: "tracker", [TopicPartition(topics.completed, 0): 0])
+        func lag() async throws -> Int64 { try await broker.lag(group: "tracker").reduce(0) { $0 + $1.lag } }
+        #expect(try await lag() == 2)
+        try await SagaTracker.prepareStore(log.fixture.store, location: log.fixture.location, broker: broker)
+        let tracker = log.fixture.tracker
+        let running = Task { try await tracker.run() }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline, try await lag() != 0 { try await Task.sleep(for: .milliseconds(50)) }
+        running.cancel()
+        try await running.value
+        #expect(try await lag() == 0)
+    }
+
     /// A record set aside as poison never reaches `record`; once a commit passes it, the
     /// store's offsets do too, so the tracker does not read it again at its next start.
     @Test(arguments: StoreBackend.allCases) func aCommitPastRecordsSetAsideRaisesTheStoresOffsets(_ backend: StoreBackend) async throws {
