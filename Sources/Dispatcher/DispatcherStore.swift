@@ -225,10 +225,27 @@ public final class DispatcherStore: Sendable {
         }
     }
 
+    /// The offset after the last record the tracker recorded, per partition it recorded.
+    public func trackerOffsets() throws -> [TopicPartition: Int64] {
+        Dictionary(try connection.query(Self.selectTrackerOffsets, [], Self.trackerOffset), uniquingKeysWith: max)
+    }
+
+    static let selectTrackerOffsets = "SELECT topic, partition, next_offset FROM tracker_offsets"
+    static func trackerOffset(_ row: SQLRow) -> (TopicPartition, Int64) { (TopicPartition(row.text(0), Int(row.int(1))), row.int(2)) }
+
+    /// Raises a partition's recorded offset to the one given, never lowers it (values:
+    /// topic, partition, offset).
+    static let raiseTrackerOffset = """
+        INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition)
+        DO UPDATE SET next_offset = excluded.next_offset WHERE tracker_offsets.next_offset < excluded.next_offset
+        """
+
     /// Whether `settleTrackerStart` has run on this store.
     public func trackerStartSettled() throws -> Bool {
-        try connection.scalar("SELECT 1 FROM tracker_marks WHERE name = 'start_settled'") != nil
+        try connection.scalar(Self.startSettled) != nil
     }
+
+    static let startSettled = "SELECT 1 FROM tracker_marks WHERE name = 'start_settled'"
 
     /// Where the tracker starts on partitions its store never recorded, settled once, when
     /// the dispatcher first starts on this store (before its intake runs), and remembered
@@ -245,10 +262,9 @@ public final class DispatcherStore: Sendable {
     /// - A store an earlier version made, which recorded only the partitions it read: the
     ///   others start where the group stands, as they did.
     public func settleTrackerStart(groupPositions: [TopicPartition: Int64]) throws {
-        guard try !trackerStartSettled() else { return }
         let intakeAccepted = try intake.scalar("SELECT 1 FROM submitted LIMIT 1") != nil
         try connection.transaction { db in
-            guard try db.scalar("SELECT 1 FROM tracker_marks WHERE name = 'start_settled'") == nil else { return }
+            guard try db.scalar(Self.startSettled) == nil else { return }
             let recordedNothing = try db.scalar("SELECT 1 FROM tracker_offsets LIMIT 1") == nil
             if !(recordedNothing && intakeAccepted) {
                 for (tp, offset) in groupPositions where offset > 0 {

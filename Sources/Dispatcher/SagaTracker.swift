@@ -69,11 +69,10 @@ public struct SagaTracker: Service {
 
     /// Throws `ForeignStore` when a recorded offset is past the end of its partition.
     public static func checkStoreMatchesLog(_ store: DispatcherStore, location: String, broker: any MessageBroker) async throws {
-        let recorded = try await BlockingIO.run {
-            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets ORDER BY topic, partition") { ($0.text(0), Int($0.int(1)), $0.int(2)) }
-        }
+        let recorded = try await BlockingIO.run { try store.trackerOffsets() }
         var ends: [String: [Int: Int64]] = [:]
-        for (topic, partition, next) in recorded where next > 0 {
+        for (tp, next) in recorded.sorted(by: { $0.key < $1.key }) where next > 0 {
+            let (topic, partition) = (tp.topic, tp.partition)
             if ends[topic] == nil {
                 let description = try? await broker.describeTopic(topic)
                 ends[topic] = Dictionary(uniqueKeysWithValues: (description?.partitions ?? []).map { ($0.partition, $0.endOffset) })
@@ -137,9 +136,7 @@ public struct SagaTracker: Service {
         let store = self.store
         for attempt in 1...Self.startOffsetAttempts {
             do {
-                let recorded = Dictionary(try await BlockingIO.run {
-                    try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
-                }, uniquingKeysWith: max)
+                let recorded = try await BlockingIO.run { try store.trackerOffsets() }
                 return Dictionary(uniqueKeysWithValues: partitions.map { ($0, recorded[$0] ?? 0) })
             } catch {
                 if attempt == Self.startOffsetAttempts {
@@ -167,9 +164,7 @@ public struct SagaTracker: Service {
             try await BlockingIO.run {
                 try store.connection.transaction { db in
                     for (tp, next) in behind {
-                        let stored = try db.scalar("SELECT next_offset FROM tracker_offsets WHERE topic = ? AND partition = ?", [.text(tp.topic), .integer(Int64(tp.partition))])
-                        guard (stored ?? -1) < next else { continue }
-                        try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
+                        try db.run(DispatcherStore.raiseTrackerOffset, [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
                     }
                 }
             }
@@ -406,9 +401,7 @@ public struct SagaTracker: Service {
             // the offsets in memory behind the store, and must not record its batch twice.
             // (What that batch counted in the metrics is then not counted: the counters may
             // fall short of the store after such a loss, never above it.)
-            consumed.advance(to: Dictionary(try db.query("SELECT topic, partition, next_offset FROM tracker_offsets") {
-                (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2))
-            }, uniquingKeysWith: max))
+            consumed.advance(to: Dictionary(try db.query(DispatcherStore.selectTrackerOffsets, [], DispatcherStore.trackerOffset), uniquingKeysWith: max))
             let fresh = consumed.filter(records)
             var counts = Counts()
             guard !fresh.isEmpty else { return counts }
@@ -524,7 +517,7 @@ public struct SagaTracker: Service {
                 }
             }
             for (tp, next) in next {
-                try db.run("INSERT INTO tracker_offsets VALUES (?, ?, ?) ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset", [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
+                try db.run(DispatcherStore.raiseTrackerOffset, [.text(tp.topic), .integer(Int64(tp.partition)), .integer(next)])
             }
             return counts
         }

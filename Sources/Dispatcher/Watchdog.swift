@@ -67,9 +67,7 @@ public struct Watchdog: Service {
     func trackerBacklog() async throws -> Int64 {
         let lags = try await broker.lag(group: SagaTracker.group)
         let store = self.store
-        let recorded = Dictionary(try await BlockingIO.run {
-            try store.connection.query("SELECT topic, partition, next_offset FROM tracker_offsets") { (TopicPartition($0.text(0), Int($0.int(1))), $0.int(2)) }
-        }, uniquingKeysWith: max)
+        let recorded = try await BlockingIO.run { try store.trackerOffsets() }
         return lags.reduce(0) { $0 + max(0, $1.endOffset - (recorded[TopicPartition($1.topic, $1.partition)] ?? 0)) }
     }
 
