@@ -98,7 +98,7 @@ public struct SagaStatistics: Codable, Sendable {
         do {
             return try await broker.listGroups()
         } catch let error as BrokerError where error.code == .unsupported {
-            return ["dispatcher", "tracker", "compensation-driver", "compensation"]
+            return ["dispatcher", SagaTracker.group, "compensation-driver", "compensation"]
                 + SagaStep.allCases.flatMap { [$0.rawValue, $0.rawValue + ".priority"] }
         }
     }

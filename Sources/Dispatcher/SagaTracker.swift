@@ -189,7 +189,7 @@ public struct SagaTracker: Service {
     }
 
     /// The tracker's consumer group.
-    static let group = "tracker"
+    public static let group = "tracker"
 
     /// The tracker's part in the worker runtime: a batch of events recorded in one transaction.
     struct Recorder: StepHandler {

@@ -87,10 +87,18 @@ public final class SagaNode: Sendable {
         for topic in configuration.topics.stepDeadLetters + [configuration.topics.deadLetter(nil)] { _ = self.metrics.deadLetters[topic] }
     }
 
+    /// Checks the stores belong to this log and settles where the tracker starts on partitions
+    /// it never read (`SagaTracker.prepareStore`). Called once, before `services()` run.
+    public func prepareStores() async throws {
+        if let dispatcherStore {
+            try await SagaTracker.prepareStore(dispatcherStore, location: storeLocation, broker: broker)
+        }
+    }
+
     /// The consumer groups the node's services join (what `/readyz` waits for).
     public var consumerGroups: [String] {
         Role.allCases.filter(roles.contains).flatMap { role in
-            role == .dispatcher ? ["dispatcher", "tracker", "compensation-driver"] : [role.rawValue]
+            role == .dispatcher ? ["dispatcher", SagaTracker.group, "compensation-driver"] : [role.rawValue]
         }
     }
 

@@ -63,9 +63,7 @@ public struct SagaProcess: Sendable {
         let node = try SagaNode(
             broker: broker, configuration: configuration, storeLocation: storeLocation, faults: try configuration.faultProfile(named: faults),
             roles: roles, journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
-        if let dispatcherStore = node.dispatcherStore {
-            try await SagaTracker.prepareStore(dispatcherStore, location: storeLocation, broker: broker)
-        }
+        try await node.prepareStores()
         // Only a process hosting the dispatcher takes admin writes (orders, redrive).
         let adminToken = roles.contains(.dispatcher) ? try operatorSide.adminToken(announce: status) : nil
         let operatorServices = operatorSide.services(

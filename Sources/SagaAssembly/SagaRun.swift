@@ -99,7 +99,7 @@ public struct SagaRun: Sendable {
             broker: broker, configuration: configuration, storeLocation: storeLocation, faults: faults, stockFile: options.stockFile,
             journals: journals, metrics: operatorSide.backend.handles, onConsumerReady: { readiness.set($0, true) }, logger: logger)
         let dispatcherStore = node.dispatcherStore!
-        try await SagaTracker.prepareStore(dispatcherStore, location: storeLocation, broker: broker)
+        try await node.prepareStores()
         let generator = options.orders.map { count in
             var generator = LoadGenerator(count: count, vipShare: options.vipShare, rate: options.rate, skuCount: configuration.skuCount)
             generator.vipThreshold = configuration.vipAmountThreshold
@@ -180,7 +180,7 @@ public struct SagaRun: Sendable {
                             done = intakeLag == 0 && counts.inFlight == 0
                         }
                         // Finish only once the tracker has recorded everything (its history feeds the summary).
-                        if done { done = try await broker.lag(group: "tracker").allSatisfy { $0.lag == 0 } }
+                        if done { done = try await broker.lag(group: SagaTracker.group).allSatisfy { $0.lag == 0 } }
                         let timedOut = options.maxSeconds.map { elapsed > $0 } ?? false
                         if done || timedOut {
                             if timedOut { notice("stopping: --max-seconds \(options.maxSeconds!) reached with orders still in flight") }

@@ -44,6 +44,8 @@ final class SagaHarness: @unchecked Sendable {
         try await SagaTopology.create(self.configuration, on: broker)
         node = try SagaNode(
             broker: broker, configuration: self.configuration, storeLocation: storeLocation, faults: faults, metrics: metrics.handles, logger: logger)
+        // As the product's commands do before any service runs.
+        try await node.prepareStores()
     }
 
     func start(_ roles: Set<SagaNode.Role> = Set(SagaNode.Role.allCases)) throws {

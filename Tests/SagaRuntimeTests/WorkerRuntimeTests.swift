@@ -77,6 +77,7 @@ import Testing
 
     func run(
         _ handler: Handler, orders: [String], partitions: Int = 1, flushers: Int = 2, batchSize: Int = 50,
+        commits: CommitsSeen? = nil,
         until done: @escaping @Sendable (EmbeddedBroker) async throws -> Bool
     ) async throws -> EmbeddedBroker {
         let directory = TemporaryDirectory("runtime")
@@ -91,6 +92,7 @@ import Testing
             router: RetryRouter(policy: policy, retryTopic: { "in.retry.\($0)" }, deadLetterTopic: "in.dlt"))
         configuration.batchSize = batchSize
         configuration.flushers = flushers
+        if let commits { configuration.onCommitted = { offsets in commits.note(offsets) } }
         let runtime = WorkerRuntime(broker: broker, handler: handler, configuration: configuration, logger: logger)
         let task = Task { try await runtime.run() }
         let deadline = ContinuousClock.now + .seconds(60)
@@ -225,6 +227,15 @@ import Testing
         withExtendedLifetime(directory) {}
     }
 
+    /// The offsets `onCommitted` reported, highest per partition.
+    final class CommitsSeen: Sendable {
+        private let seen = Mutex([TopicPartition: Int64]())
+        func note(_ offsets: [TopicPartition: Int64]) {
+            seen.withLock { $0.merge(offsets, uniquingKeysWith: max) }
+        }
+        var highest: [TopicPartition: Int64] { seen.withLock { $0 } }
+    }
+
     static func count(_ topic: String, _ broker: EmbeddedBroker) async throws -> Int {
         try await broker.describeTopic(topic).partitions.reduce(0) { $0 + Int($1.endOffset) }
     }
@@ -232,7 +243,8 @@ import Testing
     @Test func aMessageWhoseTransactionAlwaysFailsIsSetAsideAndTheRestOfItsBatchGoesThrough() async throws {
         let orders = (0..<20).map { "o-\($0)" }
         let store = FailingStore(poisonOrders: ["o-7"])
-        let broker = try await run(Handler(store: store, inline: false), orders: orders) { broker in
+        let commits = CommitsSeen()
+        let broker = try await run(Handler(store: store, inline: false), orders: orders, commits: commits) { broker in
             try await Self.count("done", broker) == 19
         }
         defer { broker.shutdown() }
@@ -245,6 +257,8 @@ import Testing
         #expect(dead.map(\.keyString) == ["o-7"], "the order still ends: its dead letter drives compensation")
         #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders).subtracting(["o-7"]))
         #expect(try await broker.lag(group: "runtime-test").allSatisfy { $0.lag == 0 }, "every offset committed, the set-aside one too")
+        // What the tracker relies on to move its own offsets past records it never recorded.
+        #expect(commits.highest[TopicPartition("in", 0)] == 20, "onCommitted was told of the commit past the set-aside record")
     }
 
     /// Alone in its batch (the last of a backlog) a poison message is still set aside once an
