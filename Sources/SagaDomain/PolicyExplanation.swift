@@ -103,7 +103,7 @@ public struct PolicyExplanation: Sendable {
             out.append("\(step.rawValue) (\(step.actionName), topic \(t.requested(step))):")
             for line in Self.describe(policy, what: "the step") { out.append("  - " + line) }
             for line in compensationLines(step) { out.append("  - " + line) }
-            out.append("  - Worst case in this step: \(String(format: "%.1f", policy.budgetSeconds)) s (every attempt to its timeout plus every retry delay). The watchdog treats an order still here \(Self.seconds(configuration.watchdogGraceSeconds)) after that as stuck: it re-publishes the request with the same idempotency key, and compensates if that does not help.")
+            out.append("  - Worst case in this step: \(String(format: "%.1f", policy.budgetSeconds)) s (every attempt to its timeout plus every retry delay). The watchdog treats an order still here after that, plus the time a crashed worker's partitions take to move to a live one (its consumer group's session timeout) and a grace of \(Self.seconds(configuration.watchdogGraceSeconds)), as stuck: it re-publishes the request with the same idempotency key, and compensates if that does not help.")
         }
         out.append("")
         let undos = SagaStep.allCases.allSatisfy { configuration[$0].undo == nil }
