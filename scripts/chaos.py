@@ -137,6 +137,17 @@ class PostgresServer(pgserver.PostgresServer):
         return self.scalar("SELECT COUNT(*) FROM dispatcher.orders WHERE state IN ('completed','compensated','manual_review')")
 
 
+def parked_causes(postgres):
+    """Why orders were parked, from their alerts: " (Timeout: 12, stuck: 3)". Parking is a
+    legitimate end, so the scenarios on PostgreSQL report it rather than fail on it; a run
+    that parks most of its orders says here what to look at."""
+    causes = {}
+    for (message,) in postgres.rows("SELECT message FROM dispatcher.alerts WHERE kind = 'manual_review'"):
+        cause = message.split("(", 1)[1].split(":", 1)[0] if "(" in message else message.split(";", 1)[0]
+        causes[cause] = causes.get(cause, 0) + 1
+    return " (%s)" % ", ".join("%s: %d" % kv for kv in sorted(causes.items(), key=lambda kv: -kv[1])) if causes else ""
+
+
 def stores_checked(binary, store, orders, manual_review=0):
     """`check` on the stores, with the end conditions every scenario shares."""
     status, check = run_json(binary, ["check", "--store", store, "--json"])
@@ -218,8 +229,8 @@ def kafka(binary, seed, orders, kills, faults, work, deadline):
         injected = sum(1 for line in open(mock_log, errors="replace") if line.startswith("fault "))
         manual = postgres.scalar("SELECT COUNT(*) FROM dispatcher.orders WHERE state = 'manual_review'")
         check, problems = stores_checked(binary, store, orders, manual)
-        line = "kafka seed=%d orders=%d processes=%d kills=%d broker_faults=%d terminal=%d manual_review=%d violations=%d check=%s" % (
-            seed, orders, len(roles), delivered, injected, postgres.terminal_orders(), manual,
+        line = "kafka seed=%d orders=%d processes=%d kills=%d broker_faults=%d terminal=%d manual_review=%d%s violations=%d check=%s" % (
+            seed, orders, len(roles), delivered, injected, postgres.terminal_orders(), manual, parked_causes(postgres) if manual else "",
             len(check.get("violations", [])), "ok" if not problems else "FAILED")
         return line, problems
     finally:
@@ -257,8 +268,8 @@ def postgres_restart(binary, seed, orders, restarts, work, deadline):
             raise ScenarioFailure("`run --drain` exited %d across %d PostgreSQL restarts (see %s)" % (run.returncode, done, log))
         manual = postgres.scalar("SELECT COUNT(*) FROM dispatcher.orders WHERE state = 'manual_review'")
         check, problems = stores_checked(binary, postgres.url, orders, manual)
-        line = "postgres seed=%d orders=%d server_restarts=%d manual_review=%d violations=%d check=%s" % (
-            seed, orders, done, manual, len(check.get("violations", [])), "ok" if not problems else "FAILED")
+        line = "postgres seed=%d orders=%d server_restarts=%d manual_review=%d%s violations=%d check=%s" % (
+            seed, orders, done, manual, parked_causes(postgres) if manual else "", len(check.get("violations", [])), "ok" if not problems else "FAILED")
         return line, problems
     finally:
         postgres.stop()

@@ -44,5 +44,11 @@ class PostgresServer:
         text = done.stdout.decode().strip()
         return int(text) if done.returncode == 0 and text else -1
 
+    def rows(self, sql, url=None):
+        """The lines `sql` prints, fields split on `|` ([] if it fails)."""
+        done = subprocess.run(["psql", url or self.url, "-tAc", sql], capture_output=True, timeout=30)
+        lines = done.stdout.decode().splitlines() if done.returncode == 0 else []
+        return [line.split("|") for line in lines if line]
+
     def stop(self):
         subprocess.run([self.script, "stop"], capture_output=True, env=self.env, timeout=120)
