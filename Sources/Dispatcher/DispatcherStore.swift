@@ -73,7 +73,7 @@ public final class DispatcherStore: Sendable {
     static let historyAlone = "(SELECT \(historyColumns), 0 AS stage, rowid AS seq FROM history) AS every_history"
 
     static let intakeSchema = """
-        CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL, accepted_at INTEGER);
         CREATE TABLE IF NOT EXISTS rejections (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
             order_id TEXT, reason TEXT NOT NULL, field TEXT, message TEXT NOT NULL, at INTEGER NOT NULL,
@@ -84,12 +84,40 @@ public final class DispatcherStore: Sendable {
         connection = try StoreConnection.open(location: location, name: "dispatcher", readOnly: readOnly)
         if !readOnly { try connection.execute(Self.schema) }
         intake = try StoreConnection.open(location: location, name: "intake", readOnly: readOnly)
-        if !readOnly { try intake.execute(Self.intakeSchema) }
+        if !readOnly {
+            try intake.execute(Self.intakeSchema)
+            try Self.addAcceptedAt(intake, postgres: StoreConnection.isPostgres(location))
+        }
         stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
         // `order`, `stats` and `check` open a store read-only, perhaps one an older version
         // made, which has no `every_history` until a writer opens it (a writer has just made it).
         let hasView = !readOnly || (try? connection.query("SELECT 1 FROM every_history LIMIT 0") { _ in 1 }) != nil
         everyHistoryTable = hasView ? "every_history" : Self.historyAlone
+    }
+
+    /// `submitted.accepted_at` (when the intake stored the order, by its clock) came after the
+    /// table: a store made before gets the column (its rows stay NULL, never reconciled), and
+    /// every store its index, which the watchdog's reconciliation walks.
+    static func addAcceptedAt(_ intake: StoreConnection, postgres: Bool) throws {
+        if postgres {
+            try intake.execute("ALTER TABLE submitted ADD COLUMN IF NOT EXISTS accepted_at BIGINT")
+        } else if try !intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains("accepted_at") {
+            try intake.execute("ALTER TABLE submitted ADD COLUMN accepted_at INTEGER")
+        }
+        try intake.execute("CREATE INDEX IF NOT EXISTS submitted_accepted ON submitted(accepted_at)")
+    }
+
+    /// Orders the intake stored between `after` (exclusive) and `upTo` whose first event the
+    /// tracker never recorded, oldest first, and the last acceptance time looked at (`nil`:
+    /// none in the window). At most `limit` acceptances are looked at per call.
+    public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (orders: [(id: String, body: [UInt8], createdAt: Int64)], lastLookedAt: Int64?) {
+        let accepted = try intake.query(
+            "SELECT order_id, body, created_at, accepted_at FROM submitted WHERE accepted_at > ? AND accepted_at <= ? ORDER BY accepted_at LIMIT ?",
+            [.integer(after), .integer(upTo), .integer(Int64(limit))]
+        ) { (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), acceptedAt: $0.int(3)) }
+        guard let last = accepted.last?.acceptedAt else { return ([], nil) }
+        let started = Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: accepted.map(\.id)) { $0.text(0) })
+        return (accepted.filter { !started.contains($0.id) }.map { ($0.id, $0.body, $0.createdAt) }, last)
     }
 
     /// What readers of the whole history select from: the `every_history` view, or, in a

@@ -49,7 +49,8 @@ public struct OrderIntake: StepHandler {
     }
 
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
-        try store.intake.transaction { db in
+        let acceptedAt = UnixClock.nowMillis()
+        return try store.intake.transaction { db in
             // The bodies already submitted under the batch's order ids, in one statement;
             // kept current as the batch submits (one id twice in a batch is a duplicate).
             var submitted = Dictionary(try db.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: batch.compactMap { _, work in
@@ -79,7 +80,9 @@ public struct OrderIntake: StepHandler {
                         let started = try store.stateReader.scalar("SELECT 1 FROM orders WHERE order_id = ?", [.text(order.orderID)]) != nil
                         return .success(started ? [] : [request])
                     }
-                    try db.run("INSERT INTO submitted VALUES (?, ?, ?)", [.text(order.orderID), .blob(canonical), .integer(record.timestamp)])
+                    try db.run(
+                        "INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES (?, ?, ?, ?)",
+                        [.text(order.orderID), .blob(canonical), .integer(record.timestamp), .integer(acceptedAt)])
                     submitted[order.orderID] = canonical
                     return .success([request])
                 }

@@ -36,6 +36,8 @@ public struct Watchdog: Service {
         // time the tracker spent catching up (`trackerBacklog`).
         var runningSince = UnixClock.nowMillis()
         var waitingForTracker = false
+        // Every acceptance is looked at once; at start, all of them (paged: `reconcileAccepted`).
+        var acceptedCheckedUpTo: Int64 = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A stop must not wait out the interval.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000))) }
@@ -52,6 +54,7 @@ public struct Watchdog: Service {
                     runningSince = UnixClock.nowMillis()
                 }
                 try await sweep(now: UnixClock.nowMillis(), runningSince: runningSince)
+                acceptedCheckedUpTo = try await reconcileAccepted(after: acceptedCheckedUpTo, now: UnixClock.nowMillis())
             } catch {
                 logger.error("watchdog sweep failed", metadata: ["error.message": "\(error)"])
             }
@@ -70,6 +73,44 @@ public struct Watchdog: Service {
         let recorded = try await BlockingIO.run { try store.trackerOffsets() }
         return lags.reduce(0) { $0 + max(0, $1.endOffset - (recorded[TopicPartition($1.topic, $1.partition)] ?? 0)) }
     }
+
+    /// Orders the intake accepted that the tracker never saw start: their payment request never
+    /// reached the log (a cluster that acknowledged a record and lost it), or the tracker
+    /// skipped it. The sweep cannot see them, since it walks the tracker's orders, so the
+    /// saga's promise that every order ends would not hold for them. Each acceptance older
+    /// than the payment step's budget is looked at once, in acceptance order; one never
+    /// started gets its request published again, with the intake's idempotency key (a
+    /// duplicate of a request still on its way is harmless). Returns the acceptance time
+    /// checked up to.
+    func reconcileAccepted(after: Int64, now: Int64) async throws -> Int64 {
+        let upTo = now - budgetMilliseconds(.payment)
+        let store = self.store
+        let messages = SagaMessages(topics: configuration.topics)
+        var checked = after
+        for _ in 0..<Self.acceptancePagesPerSweep {
+            let from = checked
+            let (lost, last) = try await BlockingIO.run { try store.acceptedNeverStarted(after: from, upTo: upTo, limit: Self.acceptancePage) }
+            guard let last else { break }
+            checked = last
+            if !lost.isEmpty {
+                let requests = lost.map { order in
+                    let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
+                    var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
+                    request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
+                    logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
+                    return request
+                }
+                _ = try await broker.produce(requests)
+                recovered.increment(by: requests.count)
+            }
+        }
+        return checked
+    }
+
+    /// Acceptances looked at per statement, and statements per sweep: a first sweep over a
+    /// large store walks it in steps, without holding up the sweeps.
+    static let acceptancePage = 10_000
+    static let acceptancePagesPerSweep = 10
 
     /// Above this backlog the watchdog waits: the tracker's batches are full, so it is
     /// catching up, not keeping up.

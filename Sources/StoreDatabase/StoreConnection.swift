@@ -378,25 +378,7 @@ public final class StoreConnection: Sendable {
         /// one text array) instead of one round trip per key; SQLite, in process, runs the
         /// prepared statement once per key. Repeated keys are looked up once.
         public func query<T>(_ sql: String, anyOf keys: [String], _ row: (SQLRow) throws -> T) throws -> [T] {
-            precondition(sql.contains(Self.anyMarker), "query(_:anyOf:) needs `= ANY(?)` in: \(sql)")
-            var seen = Set<String>()
-            let distinct = keys.filter { seen.insert($0).inserted }
-            guard !distinct.isEmpty else { return [] }
-            if handles.postgres != nil {
-                let spelled = sql.replacingOccurrences(of: Self.anyMarker, with: "= ANY(?::text[])")
-                var rows: [T] = []
-                var start = 0
-                while start < distinct.count {
-                    let end = min(distinct.count, start + 1000)
-                    rows += try query(spelled, [.text(Self.textArrayLiteral(distinct[start..<end]))], row)
-                    start = end
-                }
-                return rows
-            }
-            let single = sql.replacingOccurrences(of: Self.anyMarker, with: "= ?")
-            var rows: [T] = []
-            for key in distinct { rows += try query(single, [.text(key)], row) }
-            return rows
+            try StoreConnection.lookUp(sql, anyOf: keys, postgres: handles.postgres != nil) { try query($0, $1, row) }
         }
 
         static let anyMarker = "= ANY(?)"
@@ -420,6 +402,37 @@ public final class StoreConnection: Sendable {
 
     public func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
         try query(sql, values) { $0.isNull(0) ? nil : $0.int(0) }.first ?? nil
+    }
+
+    /// `Transaction.query(_:anyOf:_:)` outside a transaction: for readers, which must not take
+    /// the store's writer lock.
+    public func query<T: Sendable>(_ sql: String, anyOf keys: [String], _ row: (SQLRow) throws -> T) throws -> [T] {
+        let postgres = lock.withLock { $0.postgres != nil }
+        return try Self.lookUp(sql, anyOf: keys, postgres: postgres) { try query($0, $1, row) }
+    }
+
+    /// Runs `sql` (with one `= ANY(?)`) for each of `keys`: on PostgreSQL as one statement
+    /// per 1,000 keys (a text array), on SQLite once per key.
+    static func lookUp<T>(_ sql: String, anyOf keys: [String], postgres: Bool, run: (String, [SQLValue]) throws -> [T]) throws -> [T] {
+        precondition(sql.contains(Transaction.anyMarker), "query(_:anyOf:) needs `= ANY(?)` in: \(sql)")
+        var seen = Set<String>()
+        let distinct = keys.filter { seen.insert($0).inserted }
+        guard !distinct.isEmpty else { return [] }
+        if postgres {
+            let spelled = sql.replacingOccurrences(of: Transaction.anyMarker, with: "= ANY(?::text[])")
+            var rows: [T] = []
+            var start = 0
+            while start < distinct.count {
+                let end = min(distinct.count, start + 1000)
+                rows += try run(spelled, [.text(Transaction.textArrayLiteral(distinct[start..<end]))])
+                start = end
+            }
+            return rows
+        }
+        let single = sql.replacingOccurrences(of: Transaction.anyMarker, with: "= ?")
+        var rows: [T] = []
+        for key in distinct { rows += try run(single, [.text(key)]) }
+        return rows
     }
 }
 

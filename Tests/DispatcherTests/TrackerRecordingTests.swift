@@ -155,7 +155,7 @@ import Testing
         let log = try await LogAhead(backend, in: temporary, configuration: configuration)
         defer { log.fixture.broker.shutdown() }
         try await log.append([(topics.requested(.payment), "o-1"), (topics.requested(.payment), "o-2"), (topics.completed, "o-1")])
-        _ = try log.fixture.store.intake.run("INSERT INTO submitted VALUES ('o-1', ?, 900)", [.blob([1])])
+        _ = try log.fixture.store.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES ('o-1', ?, 900)", [.blob([1])])
         try await log.runTracker(configuration: configuration) { store in
             try store.order("o-2") != nil && store.order("o-1")?.state == OrderState.completed.rawValue
         }
@@ -171,7 +171,7 @@ import Testing
         defer { log.fixture.broker.shutdown() }
         let (broker, store) = (log.fixture.broker, log.fixture.store)
         try await log.append([(topics.requested(.payment), "o-1"), (topics.requested(.payment), "o-2"), (topics.completed, "o-1")])
-        _ = try store.intake.run("INSERT INTO submitted VALUES ('o-1', ?, 900)", [.blob([1])])
+        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES ('o-1', ?, 900)", [.blob([1])])
         try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: broker)
         let handles = MetricHandles(factory: TestMetrics())
         let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
@@ -193,7 +193,7 @@ import Testing
         let store = log.fixture.store
         try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: log.fixture.broker)
         // The intake accepts an order; the dispatcher stops before the tracker records it.
-        _ = try store.intake.run("INSERT INTO submitted VALUES ('new-1', ?, 900)", [.blob([1])])
+        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES ('new-1', ?, 900)", [.blob([1])])
         _ = try await log.fixture.broker.produce([log.event(topics.requested(.payment), "new-1")])
         try await log.runTracker(configuration: configuration) { store in try store.order("new-1") != nil }
         #expect(try store.order("new-1")?.state == OrderState.payment.rawValue)

@@ -3,6 +3,7 @@ import FulfillmentMetrics
 import Messaging
 import MetricsTestKit
 import SagaDomain
+import StoreDatabase
 import TestSupport
 import Testing
 @testable import Dispatcher
@@ -42,5 +43,66 @@ import Testing
         let republished = try await broker.read(topic: requests, partition: 0, from: 0, maxRecords: 10)
         #expect(republished.map(\.keyString) == ["o-1"])
         #expect(republished.first?.header(SagaHeader.recoveredBy) == "watchdog")
+    }
+
+    /// An order the intake accepted whose payment request never reached the log (a chaos run
+    /// on librdkafka's mock cluster lost one so, acknowledged) is invisible to the sweep, which
+    /// walks the tracker's orders. The watchdog looks at each acceptance once, past the payment
+    /// step's budget, and publishes the request again for one the tracker never saw start.
+    @Test(arguments: StoreBackend.allCases) func anAcceptedOrderThatNeverStartedIsRequestedAgain(_ backend: StoreBackend) async throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (broker, store) = (fixture.broker, fixture.store)
+        let topics = configuration.topics
+        for name in [topics.requested(.payment), topics.requested(.payment, priority: .vip)] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
+        let accepted: Int64 = 5_000_000
+        let budget = Watchdog.budgetMilliseconds(.payment, configuration)
+        func submit(_ id: String, tier: String = "standard", at: Int64?) throws {
+            _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES (?, ?, 900, ?)",
+                                     [.text(id), .blob(DispatcherDecisionTests.orderJSON(id, tier: tier)), at.map { .integer($0) } ?? .null])
+        }
+        try submit("lost", at: accepted)
+        try submit("lost-vip", tier: "vip", at: accepted + 1)
+        try submit("started", at: accepted + 2)
+        try submit("recent", at: accepted + budget)
+        try submit("from-an-older-version", at: nil)
+        try store.connection.run(
+            "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('started', ?, 1000, 1, 'standard', 'standard', 'payment', 900, 900)",
+            [.blob(DispatcherDecisionTests.orderJSON("started"))])
+        let handles = MetricHandles(factory: TestMetrics())
+        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
+                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+
+        let checked = try await watchdog.reconcileAccepted(after: 0, now: accepted + budget + 10)
+        #expect(checked == accepted + 2, "the acceptances past the budget were looked at; the recent one waits")
+        let standard = try await broker.read(topic: topics.requested(.payment), partition: 0, from: 0, maxRecords: 10)
+        let vip = try await broker.read(topic: topics.requested(.payment, priority: .vip), partition: 0, from: 0, maxRecords: 10)
+        #expect(standard.map(\.keyString) == ["lost"])
+        #expect(vip.map(\.keyString) == ["lost-vip"], "a VIP order's request goes on the priority topic, as the intake's did")
+        #expect(standard.first?.header(SagaHeader.recoveredBy) == "watchdog")
+        #expect(standard.first?.header(SagaHeader.idempotencyKey) == IdempotencyKey.step("lost", .payment), "the intake's key: a late original is a duplicate")
+        #expect(standard.first?.value == DispatcherDecisionTests.orderJSON("lost"))
+
+        // Each acceptance once: from where it stopped, only the recent one is new, and it started.
+        _ = try store.connection.run(
+            "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('recent', ?, 1000, 1, 'standard', 'standard', 'payment', 900, 900)",
+            [.blob(DispatcherDecisionTests.orderJSON("recent"))])
+        #expect(try await watchdog.reconcileAccepted(after: checked, now: accepted + 2 * budget) == accepted + budget)
+        #expect(try await broker.describeTopic(topics.requested(.payment)).partitions[0].endOffset == 1, "nothing published twice")
+    }
+
+    /// A store an older version made has `submitted` without `accepted_at`: opening it adds the
+    /// column, and its rows (NULL) are never taken for lost.
+    @Test(arguments: StoreBackend.allCases) func anIntakeStoreFromBeforeAcceptedAtGetsTheColumn(_ backend: StoreBackend) throws {
+        let location = try backend.freshLocation(directory: temporary.path + "/old")
+        let old = try StoreConnection.open(location: location, name: "intake")
+        try old.execute("CREATE TABLE submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL)")
+        _ = try old.run("INSERT INTO submitted VALUES ('o-old', ?, 900)", [.blob([1])])
+        let store = try DispatcherStore(location: location)
+        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES ('o-new', ?, 900, 1000)", [.blob([1])])
+        let found = try store.acceptedNeverStarted(after: 0, upTo: 2_000)
+        #expect(found.orders.map(\.id) == ["o-new"])
+        #expect(found.lastLookedAt == 1000)
+        _ = try DispatcherStore(location: location)  // and opening it again changes nothing
     }
 }

@@ -179,7 +179,7 @@ import Testing
         let order = H.order("stuck", price: 42)
         _ = try await saga.node.gateway!.charge(idempotencyKey: "stuck:payment", orderID: "stuck", amountCents: 4200, currency: "USD", token: "tok_visa")
         let longAgo = UnixClock.nowMillis() - 60_000
-        try saga.node.dispatcherStore!.intake.run("INSERT INTO submitted VALUES ('stuck', ?, ?)", [.blob(order.canonicalJSON()), .integer(longAgo)])
+        try saga.node.dispatcherStore!.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES ('stuck', ?, ?)", [.blob(order.canonicalJSON()), .integer(longAgo)])
         try saga.node.dispatcherStore!.connection.run(
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('stuck', ?, 4200, 1, 'standard', 'standard', 'payment', ?, ?)",
             [.blob(order.canonicalJSON()), .integer(longAgo), .integer(longAgo)])
