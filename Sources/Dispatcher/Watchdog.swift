@@ -37,7 +37,7 @@ public struct Watchdog: Service {
         var runningSince = UnixClock.nowMillis()
         var waitingForTracker = false
         // Every acceptance is looked at once; at start, all of them (paged: `reconcileAccepted`).
-        var acceptedCheckedUpTo: Int64 = 0
+        var acceptances = AcceptanceCheck()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             // A stop must not wait out the interval.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(Int64(configuration.watchdogIntervalSeconds * 1000))) }
@@ -54,7 +54,7 @@ public struct Watchdog: Service {
                     runningSince = UnixClock.nowMillis()
                 }
                 try await sweep(now: UnixClock.nowMillis(), runningSince: runningSince)
-                acceptedCheckedUpTo = try await reconcileAccepted(after: acceptedCheckedUpTo, now: UnixClock.nowMillis())
+                try await reconcileAccepted(&acceptances, now: UnixClock.nowMillis())
             } catch {
                 logger.error("watchdog sweep failed", metadata: ["error.message": "\(error)"])
             }
@@ -78,33 +78,46 @@ public struct Watchdog: Service {
     /// reached the log (a cluster that acknowledged a record and lost it), or the tracker
     /// skipped it. The sweep cannot see them, since it walks the tracker's orders, so the
     /// saga's promise that every order ends would not hold for them. Each acceptance older
-    /// than the payment step's budget is looked at once, in acceptance order; one never
-    /// started gets its request published again, with the intake's idempotency key (a
-    /// duplicate of a request still on its way is harmless). Returns the acceptance time
-    /// checked up to.
-    func reconcileAccepted(after: Int64, now: Int64) async throws -> Int64 {
+    /// than the payment step's budget is looked at once, in acceptance order. One without a
+    /// tracker row is only a suspect while the tracker may still be behind (after a restart
+    /// it catches up for a while): it is decided once the tracker has recorded the payment
+    /// topics up to where they ended when it became one. Still without a row then, it gets
+    /// its request published again, with the intake's idempotency key. Returns how many.
+    @discardableResult
+    func reconcileAccepted(_ check: inout AcceptanceCheck, now: Int64) async throws -> Int {
         let upTo = now - budgetMilliseconds(.payment)
         let store = self.store
-        let messages = SagaMessages(topics: configuration.topics)
-        var checked = after
         for _ in 0..<Self.acceptancePagesPerSweep {
-            let from = checked
-            let (lost, last) = try await BlockingIO.run { try store.acceptedNeverStarted(after: from, upTo: upTo, limit: Self.acceptancePage) }
+            let from = check.checkedUpTo
+            let (candidates, last) = try await BlockingIO.run { try store.acceptedNeverStarted(after: from, upTo: upTo, limit: Self.acceptancePage) }
             guard let last else { break }
-            checked = last
-            if !lost.isEmpty {
-                let requests = lost.map { order in
-                    let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
-                    var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
-                    request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
-                    logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
-                    return request
-                }
-                _ = try await broker.produce(requests)
-                recovered.increment(by: requests.count)
-            }
+            check.checkedUpTo = last
+            if !candidates.isEmpty { check.suspect(candidates, paymentTopicsEnds: try await paymentTopicsEnds()) }
         }
-        return checked
+        guard check.hasSuspects else { return 0 }
+        let due = check.due(recorded: try await BlockingIO.run { try store.trackerOffsets() })
+        guard !due.isEmpty else { return 0 }
+        let started = Set(try await BlockingIO.run { try store.stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: due.map(\.id)) { $0.text(0) } })
+        let messages = SagaMessages(topics: configuration.topics)
+        let requests = due.filter { !started.contains($0.id) }.map { order in
+            let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
+            var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
+            request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
+            logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
+            return request
+        }
+        guard !requests.isEmpty else { return 0 }
+        _ = try await broker.produce(requests)
+        recovered.increment(by: requests.count)
+        return requests.count
+    }
+
+    /// Where the topics of an order's first event (the intake's payment requests) end now.
+    func paymentTopicsEnds() async throws -> [TopicPartition: Int64] {
+        let t = configuration.topics
+        let first: Set<String> = [t.requested(.payment), t.requested(.payment, priority: .vip)]
+        let lags = try await broker.lag(group: SagaTracker.group).filter { first.contains($0.topic) }
+        return Dictionary(lags.map { (TopicPartition($0.topic, $0.partition), $0.endOffset) }, uniquingKeysWith: max)
     }
 
     /// Acceptances looked at per statement, and statements per sweep: a first sweep over a
@@ -208,5 +221,40 @@ public struct Watchdog: Service {
         } }
         if !alerted.isEmpty { alerts.increment(by: alerted.count) }
         return updates.count
+    }
+}
+
+/// The watchdog's walk over the intake's acceptances (`Watchdog.reconcileAccepted`), as a
+/// plain state machine: how far it has looked, and the orders without a tracker row that
+/// wait for the tracker to pass where the payment topics ended when they were found.
+public struct AcceptanceCheck: Sendable {
+    public struct Suspect: Sendable {
+        public var id: String
+        public var body: [UInt8]
+        public var createdAt: Int64
+        var waitFor: [TopicPartition: Int64]
+    }
+
+    public var checkedUpTo: Int64 = 0
+    private(set) var suspects: [Suspect] = []
+
+    public init() {}
+
+    var hasSuspects: Bool { !suspects.isEmpty }
+
+    mutating func suspect(_ orders: [(id: String, body: [UInt8], createdAt: Int64)], paymentTopicsEnds: [TopicPartition: Int64]) {
+        suspects += orders.map { Suspect(id: $0.id, body: $0.body, createdAt: $0.createdAt, waitFor: paymentTopicsEnds) }
+    }
+
+    /// The suspects the tracker has caught up for (`recorded`: its store's offsets; a
+    /// partition without one is at 0), taken out of the list.
+    mutating func due(recorded: [TopicPartition: Int64]) -> [Suspect] {
+        var due: [Suspect] = []
+        suspects.removeAll { suspect in
+            let caughtUp = suspect.waitFor.allSatisfy { (recorded[$0.key] ?? 0) >= $0.value }
+            if caughtUp { due.append(suspect) }
+            return caughtUp
+        }
+        return due
     }
 }

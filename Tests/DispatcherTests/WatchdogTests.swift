@@ -73,8 +73,9 @@ import Testing
         let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
                                 alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
 
-        let checked = try await watchdog.reconcileAccepted(after: 0, now: accepted + budget + 10)
-        #expect(checked == accepted + 2, "the acceptances past the budget were looked at; the recent one waits")
+        var check = AcceptanceCheck()
+        #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 10) == 2)
+        #expect(check.checkedUpTo == accepted + 2, "the acceptances past the budget were looked at; the recent one waits")
         let standard = try await broker.read(topic: topics.requested(.payment), partition: 0, from: 0, maxRecords: 10)
         let vip = try await broker.read(topic: topics.requested(.payment, priority: .vip), partition: 0, from: 0, maxRecords: 10)
         #expect(standard.map(\.keyString) == ["lost"])
@@ -87,8 +88,27 @@ import Testing
         _ = try store.connection.run(
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('recent', ?, 1000, 1, 'standard', 'standard', 'payment', 900, 900)",
             [.blob(DispatcherDecisionTests.orderJSON("recent"))])
-        #expect(try await watchdog.reconcileAccepted(after: checked, now: accepted + 2 * budget) == accepted + budget)
+        #expect(try await watchdog.reconcileAccepted(&check, now: accepted + 2 * budget) == 0)
+        #expect(check.checkedUpTo == accepted + budget)
         #expect(try await broker.describeTopic(topics.requested(.payment)).partitions[0].endOffset == 1, "nothing published twice")
+    }
+
+    /// An order without a tracker row is only a suspect while the tracker may be behind (after
+    /// a restart it catches up for a while, and every order it has not reached yet has no
+    /// row): it is decided once the tracker has recorded the payment topics up to where they
+    /// ended when it was found. (Deciding at once re-requested 949 of 1,000 orders in a chaos
+    /// run whose dispatcher had restarted.)
+    @Test func aSuspectWaitsForTheTrackerToPassWhereThePaymentTopicsEnded() {
+        var check = AcceptanceCheck()
+        let p0 = TopicPartition("payment.requested", 0), p1 = TopicPartition("payment.requested.priority", 0)
+        check.suspect([(id: "o-1", body: [], createdAt: 1)], paymentTopicsEnds: [p0: 10, p1: 3])
+        #expect(check.due(recorded: [:]).isEmpty, "a tracker with no offsets yet is behind")
+        #expect(check.due(recorded: [p0: 10, p1: 2]).isEmpty, "behind on one topic")
+        check.suspect([(id: "o-2", body: [], createdAt: 2)], paymentTopicsEnds: [p0: 12, p1: 3])
+        #expect(check.due(recorded: [p0: 11, p1: 3]).map(\.id) == ["o-1"], "each suspect waits for its own ends")
+        #expect(check.due(recorded: [p0: 11, p1: 3]).isEmpty, "decided once")
+        #expect(check.due(recorded: [p0: 12, p1: 5]).map(\.id) == ["o-2"])
+        #expect(!check.hasSuspects)
     }
 
     /// A store an older version made has `submitted` without `accepted_at`: opening it adds the
