@@ -111,11 +111,23 @@ public final class DispatcherStore: Sendable {
     /// tracker never recorded, oldest first, and the last acceptance time looked at (`nil`:
     /// none in the window). At most `limit` acceptances are looked at per call.
     public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (orders: [(id: String, body: [UInt8], createdAt: Int64)], lastLookedAt: Int64?) {
-        let accepted = try intake.query(
-            "SELECT order_id, body, created_at, accepted_at FROM submitted WHERE accepted_at > ? AND accepted_at <= ? ORDER BY accepted_at LIMIT ?",
-            [.integer(after), .integer(upTo), .integer(Int64(limit))]
-        ) { (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), acceptedAt: $0.int(3)) }
-        guard let last = accepted.last?.acceptedAt else { return ([], nil) }
+        let columns = "SELECT order_id, body, created_at, accepted_at FROM submitted"
+        let row = { (r: SQLRow) in (id: r.text(0), body: r.blob(1), createdAt: r.int(2), acceptedAt: r.int(3)) }
+        var accepted = try intake.query(
+            "\(columns) WHERE accepted_at > ? AND accepted_at <= ? ORDER BY accepted_at LIMIT ?", [.integer(after), .integer(upTo), .integer(Int64(limit))], row)
+        guard var last = accepted.last?.acceptedAt else { return ([], nil) }
+        // A full page may end inside one millisecond (an intake batch shares its time); the
+        // next page starts after `last`, so that millisecond is taken whole: its rows on this
+        // page are left for the next one, or, if it fills the page, all of them are read now.
+        if accepted.count == limit {
+            let before = accepted.filter { $0.acceptedAt < last }
+            if let previous = before.last?.acceptedAt {
+                accepted = before
+                last = previous
+            } else {
+                accepted = try intake.query("\(columns) WHERE accepted_at = ?", [.integer(last)], row)
+            }
+        }
         let started = Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: accepted.map(\.id)) { $0.text(0) })
         return (accepted.filter { !started.contains($0.id) }.map { ($0.id, $0.body, $0.createdAt) }, last)
     }

@@ -125,4 +125,22 @@ import Testing
         #expect(found.lastLookedAt == 1000)
         _ = try DispatcherStore(location: location)  // and opening it again changes nothing
     }
+
+    /// Pages never end inside a millisecond: the next page starts after the last one's time,
+    /// and an intake batch stamps all its orders with one time.
+    @Test(arguments: StoreBackend.allCases) func aPageOfAcceptancesTakesAMillisecondWhole(_ backend: StoreBackend) throws {
+        let store = try DispatcherStore(location: try backend.freshLocation(directory: temporary.path + "/pages"))
+        for (id, at) in [("a", 1), ("b", 2), ("c", 2), ("d", 3), ("e", 3), ("f", 3)] {
+            _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES (?, ?, 900, ?)", [.text(id), .blob([1]), .integer(Int64(at))])
+        }
+        var after: Int64 = 0
+        var pages: [[String]] = []
+        while true {
+            let page = try store.acceptedNeverStarted(after: after, upTo: 10, limit: 2)
+            guard let last = page.lastLookedAt else { break }
+            pages.append(page.orders.map(\.id).sorted())
+            after = last
+        }
+        #expect(pages == [["a"], ["b", "c"], ["d", "e", "f"]])
+    }
 }
