@@ -142,7 +142,8 @@ def parked_causes(postgres):
     legitimate end, so the scenarios on PostgreSQL report it rather than fail on it; a run
     that parks most of its orders says here what to look at."""
     causes = {}
-    for (message,) in postgres.rows("SELECT message FROM dispatcher.alerts WHERE kind = 'manual_review'"):
+    for fields in postgres.rows("SELECT message FROM dispatcher.alerts WHERE kind = 'manual_review'"):
+        message = "|".join(fields)
         cause = message.split("(", 1)[1].split(":", 1)[0] if "(" in message else message.split(";", 1)[0]
         causes[cause] = causes.get(cause, 0) + 1
     return " (%s)" % ", ".join("%s: %d" % kv for kv in sorted(causes.items(), key=lambda kv: -kv[1])) if causes else ""
@@ -231,7 +232,8 @@ def kafka(binary, seed, orders, kills, faults, work, deadline):
         check, problems = stores_checked(binary, store, orders, manual)
         # Accepted orders whose payment request the cluster lost (acknowledged), found and
         # requested again by the watchdog: rare, but the one way an order got stuck here.
-        lost_first_hops = sum(1 for line in open(os.path.join(work, "dispatcher.log"), errors="replace") if "an accepted order never started" in line)
+        lost_first_hops = len({line.split("order.id=", 1)[1].split()[0] for line in open(os.path.join(work, "dispatcher.log"), errors="replace")
+                               if "an accepted order never started" in line and "order.id=" in line})
         line = "kafka seed=%d orders=%d processes=%d kills=%d broker_faults=%d terminal=%d manual_review=%d%s never_started_requested_again=%d violations=%d check=%s" % (
             seed, orders, len(roles), delivered, injected, postgres.terminal_orders(), manual, parked_causes(postgres) if manual else "",
             lost_first_hops, len(check.get("violations", [])), "ok" if not problems else "FAILED")

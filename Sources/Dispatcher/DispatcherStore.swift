@@ -102,17 +102,22 @@ public final class DispatcherStore: Sendable {
         if postgres {
             try intake.execute("ALTER TABLE submitted ADD COLUMN IF NOT EXISTS accepted_at BIGINT")
         } else if try !intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains("accepted_at") {
-            try intake.execute("ALTER TABLE submitted ADD COLUMN accepted_at INTEGER")
+            do {
+                try intake.execute("ALTER TABLE submitted ADD COLUMN accepted_at INTEGER")
+            } catch let error as StoreError where "\(error)".contains("duplicate column") {
+                // Another process opening the same old store added it first.
+            }
         }
         try intake.execute("CREATE INDEX IF NOT EXISTS submitted_accepted ON submitted(accepted_at)")
     }
 
     /// Orders the intake stored between `after` (exclusive) and `upTo` whose first event the
     /// tracker never recorded, oldest first, and the last acceptance time looked at (`nil`:
-    /// none in the window). At most `limit` acceptances are looked at per call.
-    public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (orders: [(id: String, body: [UInt8], createdAt: Int64)], lastLookedAt: Int64?) {
-        let columns = "SELECT order_id, body, created_at, accepted_at FROM submitted"
-        let row = { (r: SQLRow) in (id: r.text(0), body: r.blob(1), createdAt: r.int(2), acceptedAt: r.int(3)) }
+    /// none in the window). At most `limit` acceptances are looked at per call (ids only: the
+    /// intake's writes wait while its connection reads).
+    public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (ids: [String], lastLookedAt: Int64?) {
+        let columns = "SELECT order_id, accepted_at FROM submitted"
+        let row = { (r: SQLRow) in (id: r.text(0), acceptedAt: r.int(1)) }
         var accepted = try intake.query(
             "\(columns) WHERE accepted_at > ? AND accepted_at <= ? ORDER BY accepted_at LIMIT ?", [.integer(after), .integer(upTo), .integer(Int64(limit))], row)
         guard var last = accepted.last?.acceptedAt else { return ([], nil) }
@@ -129,7 +134,12 @@ public final class DispatcherStore: Sendable {
             }
         }
         let started = Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: accepted.map(\.id)) { $0.text(0) })
-        return (accepted.filter { !started.contains($0.id) }.map { ($0.id, $0.body, $0.createdAt) }, last)
+        return (accepted.map(\.id).filter { !started.contains($0) }, last)
+    }
+
+    /// The stored orders of `ids` (those the intake has), as the intake stored them.
+    public func submittedOrders(_ ids: [String]) throws -> [(id: String, body: [UInt8], createdAt: Int64)] {
+        try intake.query("SELECT order_id, body, created_at FROM submitted WHERE order_id = ANY(?)", anyOf: ids) { (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2)) }
     }
 
     /// What readers of the whole history select from: the `every_history` view, or, in a

@@ -49,8 +49,10 @@ public struct OrderIntake: StepHandler {
     }
 
     public func apply(_ batch: [(message: InboundMessage, work: Work)]) throws -> [HandlerResult] {
-        let acceptedAt = UnixClock.nowMillis()
-        return try store.intake.transaction { db in
+        try store.intake.transaction { db in
+            // Stamped once the transaction holds the store, so acceptances commit about in
+            // the order of their times (the watchdog walks them by time).
+            let acceptedAt = UnixClock.nowMillis()
             // The bodies already submitted under the batch's order ids, in one statement;
             // kept current as the batch submits (one id twice in a batch is a duplicate).
             var submitted = Dictionary(try db.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: batch.compactMap { _, work in

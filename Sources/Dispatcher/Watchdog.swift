@@ -87,29 +87,40 @@ public struct Watchdog: Service {
     func reconcileAccepted(_ check: inout AcceptanceCheck, now: Int64) async throws -> Int {
         let upTo = now - budgetMilliseconds(.payment)
         let store = self.store
+        if check.checkedUpTo == 0 { check.checkedUpTo = now - Self.acceptanceHorizonMilliseconds }
         for _ in 0..<Self.acceptancePagesPerSweep {
             let from = check.checkedUpTo
             let (candidates, last) = try await BlockingIO.run { try store.acceptedNeverStarted(after: from, upTo: upTo, limit: Self.acceptancePage) }
             guard let last else { break }
-            check.checkedUpTo = last
+            // The cursor moves only once the page's candidates are suspects: a broker error
+            // here leaves the page to the next sweep.
             if !candidates.isEmpty { check.suspect(candidates, paymentTopicsEnds: try await paymentTopicsEnds()) }
+            check.checkedUpTo = last
         }
         guard check.hasSuspects else { return 0 }
         let due = check.due(recorded: try await BlockingIO.run { try store.trackerOffsets() })
         guard !due.isEmpty else { return 0 }
-        let started = Set(try await BlockingIO.run { try store.stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: due.map(\.id)) { $0.text(0) } })
-        let messages = SagaMessages(topics: configuration.topics)
-        let requests = due.filter { !started.contains($0.id) }.map { order in
-            let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
-            var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
-            request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
-            logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
-            return request
+        do {
+            let started = Set(try await BlockingIO.run { try store.stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: due.map(\.id)) { $0.text(0) } })
+            let lost = due.filter { !started.contains($0.id) }
+            guard !lost.isEmpty else { return 0 }
+            let orders = try await BlockingIO.run { try store.submittedOrders(lost.map(\.id)) }
+            let messages = SagaMessages(topics: configuration.topics)
+            let requests = orders.map { order in
+                let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
+                var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
+                request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
+                logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
+                return request
+            }
+            _ = try await broker.produce(requests)
+            recovered.increment(by: requests.count)
+            return requests.count
+        } catch {
+            // Decided next time, not forgotten.
+            check.suspectAgain(due)
+            throw error
         }
-        guard !requests.isEmpty else { return 0 }
-        _ = try await broker.produce(requests)
-        recovered.increment(by: requests.count)
-        return requests.count
     }
 
     /// Where the topics of an order's first event (the intake's payment requests) end now.
@@ -119,6 +130,11 @@ public struct Watchdog: Service {
         let lags = try await broker.lag(group: SagaTracker.group).filter { first.contains($0.topic) }
         return Dictionary(lags.map { (TopicPartition($0.topic, $0.partition), $0.endOffset) }, uniquingKeysWith: max)
     }
+
+    /// How far back a watchdog that just started looks: a day. Older acceptances were looked
+    /// at by the processes before it, and a tracker store filled again from the log may lack
+    /// orders whose events the log no longer holds: they must not all be requested again.
+    static let acceptanceHorizonMilliseconds: Int64 = 24 * 3_600_000
 
     /// Acceptances looked at per statement, and statements per sweep: a first sweep over a
     /// large store walks it in steps, without holding up the sweeps.
@@ -230,11 +246,10 @@ public struct Watchdog: Service {
 public struct AcceptanceCheck: Sendable {
     public struct Suspect: Sendable {
         public var id: String
-        public var body: [UInt8]
-        public var createdAt: Int64
         var waitFor: [TopicPartition: Int64]
     }
 
+    /// The acceptance time looked at up to; 0: not started (the walk then starts a horizon back).
     public var checkedUpTo: Int64 = 0
     private(set) var suspects: [Suspect] = []
 
@@ -242,8 +257,13 @@ public struct AcceptanceCheck: Sendable {
 
     var hasSuspects: Bool { !suspects.isEmpty }
 
-    mutating func suspect(_ orders: [(id: String, body: [UInt8], createdAt: Int64)], paymentTopicsEnds: [TopicPartition: Int64]) {
-        suspects += orders.map { Suspect(id: $0.id, body: $0.body, createdAt: $0.createdAt, waitFor: paymentTopicsEnds) }
+    mutating func suspect(_ ids: [String], paymentTopicsEnds: [TopicPartition: Int64]) {
+        suspects += ids.map { Suspect(id: $0, waitFor: paymentTopicsEnds) }
+    }
+
+    /// Suspects taken by `due` whose decision failed (a broker or store error): due again next time.
+    mutating func suspectAgain(_ taken: [Suspect]) {
+        suspects = taken + suspects
     }
 
     /// The suspects the tracker has caught up for (`recorded`: its store's offsets; a
