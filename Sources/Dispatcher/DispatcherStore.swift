@@ -133,8 +133,13 @@ public final class DispatcherStore: Sendable {
                 accepted = try intake.query("\(columns) WHERE accepted_at = ?", [.integer(last)], row)
             }
         }
-        let started = Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: accepted.map(\.id)) { $0.text(0) })
+        let started = try startedOrders(accepted.map(\.id))
         return (accepted.map(\.id).filter { !started.contains($0) }, last)
+    }
+
+    /// Which of `ids` the tracker has a row for (it saw at least one of their events).
+    public func startedOrders(_ ids: [String]) throws -> Set<String> {
+        Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: ids) { $0.text(0) })
     }
 
     /// The stored orders of `ids` (those the intake has), as the intake stored them.

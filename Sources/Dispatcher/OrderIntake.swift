@@ -31,6 +31,16 @@ public struct OrderIntake: StepHandler {
         order.lane(vipAbove: threshold)
     }
 
+    /// An accepted order's first request: `payment.requested`, or its priority topic for a VIP
+    /// order, keyed as every later redelivery or recovery of it is.
+    static func paymentRequest(
+        _ order: Order, canonical: [UInt8], vipThreshold: Double, createdAt: Int64, messages: SagaMessages, extra: [RecordHeader]
+    ) -> ProducerRecord {
+        var request = messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority(of: order, threshold: vipThreshold))
+        request.headers += [RecordHeader(SagaHeader.createdAt, String(createdAt))] + extra
+        return request
+    }
+
     public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }
 
     public func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> Work {
@@ -64,12 +74,9 @@ public struct OrderIntake: StepHandler {
                 case .invalid(let rejection):
                     return .success([try reject(rejection, record, db)])
                 case .valid(let order, let canonical):
-                    let priority = Self.priority(of: order, threshold: vipThreshold)
-                    var request = messages.request(.payment, orderID: order.orderID, orderJSON: canonical, priority: priority)
-                    request.headers += [
-                        RecordHeader(SagaHeader.createdAt, String(record.timestamp)),
-                        RecordHeader(SagaHeader.sourcePosition, "\(record.topic)/\(record.partition)/\(record.offset)"),
-                    ]
+                    let request = Self.paymentRequest(
+                        order, canonical: canonical, vipThreshold: vipThreshold, createdAt: record.timestamp, messages: messages,
+                        extra: [RecordHeader(SagaHeader.sourcePosition, "\(record.topic)/\(record.partition)/\(record.offset)")])
                     if let body = submitted[order.orderID] {
                         guard body == canonical else {
                             let rejection = OrderRejection(

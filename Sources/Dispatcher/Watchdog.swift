@@ -101,18 +101,20 @@ public struct Watchdog: Service {
         let due = check.due(recorded: try await BlockingIO.run { try store.trackerOffsets() })
         guard !due.isEmpty else { return 0 }
         do {
-            let started = Set(try await BlockingIO.run { try store.stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: due.map(\.id)) { $0.text(0) } })
+            let started = try await BlockingIO.run { try store.startedOrders(due.map(\.id)) }
             let lost = due.filter { !started.contains($0.id) }
             guard !lost.isEmpty else { return 0 }
             let orders = try await BlockingIO.run { try store.submittedOrders(lost.map(\.id)) }
             let messages = SagaMessages(topics: configuration.topics)
-            let requests = orders.map { order in
-                let priority = (try? Order.decode(order.body)).map { OrderIntake.priority(of: $0, threshold: configuration.vipAmountThreshold) } ?? .standard
-                var request = messages.request(.payment, orderID: order.id, orderJSON: order.body, priority: priority)
-                request.headers += [RecordHeader(SagaHeader.createdAt, String(order.createdAt)), RecordHeader(SagaHeader.recoveredBy, "watchdog")]
-                logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(order.id)"])
-                return request
+            // The intake stored only orders it parsed, and stored them canonical.
+            let requests = orders.compactMap { stored -> ProducerRecord? in
+                guard let order = try? Order.decode(stored.body) else { return nil }
+                logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(stored.id)"])
+                return OrderIntake.paymentRequest(
+                    order, canonical: stored.body, vipThreshold: configuration.vipAmountThreshold, createdAt: stored.createdAt, messages: messages,
+                    extra: [RecordHeader(SagaHeader.recoveredBy, "watchdog")])
             }
+            guard !requests.isEmpty else { return 0 }
             _ = try await broker.produce(requests)
             recovered.increment(by: requests.count)
             return requests.count
