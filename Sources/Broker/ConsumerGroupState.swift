@@ -13,6 +13,11 @@ public struct ConsumerGroupState: Sendable {
         public let joinOrder: Int
         public var lastSeen: ContinuousClock.Instant
         public var owned: Set<TopicPartition>
+        /// Set when a sync left the member owning exactly its share: the generation and the
+        /// partition counts that share was computed from. While both are unchanged, nothing
+        /// can be revoked or granted, so its next syncs only refresh `lastSeen` (a member
+        /// syncs at every poll, hundreds of times a second).
+        var settled: (generation: Int, partitionCounts: [String: Int])?
     }
 
     /// What a member learns when it polls.
@@ -37,7 +42,7 @@ public struct ConsumerGroupState: Sendable {
 
     public mutating func join(memberID: String, topics: Set<String>, now: ContinuousClock.Instant) {
         joins += 1
-        members[memberID] = Member(id: memberID, topics: topics, joinOrder: joins, lastSeen: now, owned: [])
+        members[memberID] = Member(id: memberID, topics: topics, joinOrder: joins, lastSeen: now, owned: [], settled: nil)
         generation += 1
     }
 
@@ -62,6 +67,14 @@ public struct ConsumerGroupState: Sendable {
     /// partition of its share that nobody holds.
     public mutating func sync(memberID: String, now: ContinuousClock.Instant, partitionCounts: [String: Int]) throws -> SyncResult {
         expire(now: now)
+        if let settled = members[memberID]?.settled, settled.generation == generation, settled.partitionCounts == partitionCounts {
+            members[memberID]!.lastSeen = now
+            return SyncResult(revoke: [], granted: [], owned: members[memberID]!.owned, generation: generation)
+        }
+        return try syncAssignment(memberID: memberID, now: now, partitionCounts: partitionCounts)
+    }
+
+    private mutating func syncAssignment(memberID: String, now: ContinuousClock.Instant, partitionCounts: [String: Int]) throws -> SyncResult {
         guard var member = members[memberID] else {
             throw BrokerError(.unknownMember, "member \(memberID) is no longer in the group (it stopped polling past the session timeout); rejoin")
         }
@@ -74,6 +87,7 @@ public struct ConsumerGroupState: Sendable {
             member.owned.insert(tp)
             granted.insert(tp)
         }
+        member.settled = member.owned == target ? (generation, partitionCounts) : nil
         members[memberID] = member
         return SyncResult(revoke: revoke, granted: granted, owned: member.owned, generation: generation)
     }
@@ -81,6 +95,7 @@ public struct ConsumerGroupState: Sendable {
     /// The member gives partitions back (after committing them).
     public mutating func release(memberID: String, partitions: Set<TopicPartition>) {
         guard var member = members[memberID] else { return }
+        member.settled = nil
         for tp in partitions where owners[tp] == memberID {
             owners[tp] = nil
             member.owned.remove(tp)

@@ -385,16 +385,17 @@ public final class EmbeddedBroker: MessageBroker {
     func groupSync(group: String, memberID: String) throws -> ConsumerGroupState.SyncResult {
         try registry.withLock { (registry) in
             try checkOpen(registry)
-            guard var entry = registry.groups[group] else { throw BrokerError(.unknownMember, "group \(group) has no member \(memberID)") }
+            guard registry.groups[group] != nil else { throw BrokerError(.unknownMember, "group \(group) has no member \(memberID)") }
             var counts: [String: Int] = [:]
-            for topic in entry.state.members[memberID]?.topics ?? [] {
+            for topic in registry.groups[group]!.state.members[memberID]?.topics ?? [] {
                 counts[topic] = registry.topics[topic]?.partitions.count ?? 0
             }
-            let before = entry.state.generation
-            defer { registry.groups[group] = entry }
-            let result = try entry.state.sync(memberID: memberID, now: .now, partitionCounts: counts)
-            if entry.state.generation != before {
-                for waiter in entry.waiters.values { waiter.signal() }
+            // Changed in place: a copy of the entry would make every poll copy the group's
+            // tables (copy on write).
+            let before = registry.groups[group]!.state.generation
+            let result = try registry.groups[group]!.state.sync(memberID: memberID, now: .now, partitionCounts: counts)
+            if result.generation != before {
+                for waiter in registry.groups[group]!.waiters.values { waiter.signal() }
             }
             return result
         }

@@ -8,8 +8,12 @@ import Synchronization
 public final class EmbeddedGroupConsumer: GroupConsumer {
     private struct State {
         var positions: [TopicPartition: Int64] = [:]
-        var owned: Set<TopicPartition> = []
-        var paused: Set<TopicPartition> = []
+        var owned: Set<TopicPartition> = [] { didSet { readableInOrder = nil } }
+        var paused: Set<TopicPartition> = [] { didSet { readableInOrder = nil } }
+        /// `owned` minus `paused`, sorted: the order a fetch goes round. Made again only when
+        /// either changes, not at every fetch (a standard lane reads 48 partitions, its
+        /// request topic's and its retry tiers', hundreds of times a second).
+        private var readableInOrder: [TopicPartition]?
         var cursor = 0
         var closed = false
         /// Logs of owned partitions, so a poll does not look each one up in the broker.
@@ -20,6 +24,13 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         /// Until then a fetch skips the partition instead of reading and decoding it again
         /// (a standard lane polls its retry tiers hundreds of times a second).
         var notDue: [TopicPartition: (offset: Int64, due: Int64)] = [:]
+
+        mutating func readable() -> [TopicPartition] {
+            if let readableInOrder { return readableInOrder }
+            let made = owned.subtracting(paused).sorted()
+            readableInOrder = made
+            return made
+        }
     }
 
     public let memberID: String
@@ -49,7 +60,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             // Park: register on every readable partition and on the group, then look once
             // more, so a record that became visible in between still wakes us.
             let waiter = Waiter()
-            let logs = state.withLock { state in state.owned.subtracting(state.paused).compactMap { state.logs[$0]?.log } }
+            let logs = state.withLock { state in state.readable().compactMap { state.logs[$0]?.log } }
             for log in logs { log.addWaiter(waiter) }
             broker.setGroupWaiter(group: group, memberID: memberID, waiter)
             defer {
@@ -127,13 +138,22 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
     }
 
     private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
-        let (order, positions, logs, notDue) = state.withLock { state in
+        // Each readable partition's position, log and not-due mark, in round-robin order,
+        // looked up in one pass under the lock.
+        typealias Readable = (turn: Int, tp: TopicPartition, position: Int64, log: PartitionLog, delay: Int64, notDue: (offset: Int64, due: Int64)?)
+        let order: [Readable] = state.withLock { state in
             state.fetchPasses += 1
-            let readable = state.owned.subtracting(state.paused).sorted()
-            guard !readable.isEmpty else { return ([TopicPartition](), [TopicPartition: Int64](), [TopicPartition: (log: PartitionLog, delay: Int64)](), state.notDue) }
+            let readable = state.readable()
+            guard !readable.isEmpty else { return [] }
             state.cursor %= readable.count
-            let rotated = Array(readable[state.cursor...] + readable[..<state.cursor])
-            return (rotated, state.positions, state.logs, state.notDue)
+            var order: [Readable] = []
+            order.reserveCapacity(readable.count)
+            for turn in 0..<readable.count {
+                let tp = readable[(state.cursor + turn) % readable.count]
+                guard let position = state.positions[tp], let (log, delay) = state.logs[tp] else { continue }
+                order.append((turn, tp, position, log, delay, state.notDue[tp]))
+            }
+            return order
         }
         var records: [ConsumerRecord] = []
         var nextDue: Int64?
@@ -143,12 +163,12 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
         // Round robin: the next poll starts after the last partition this one read from, so a
         // deep backlog in some partitions never starves the others.
         var lastRead: Int?
-        for (index, tp) in order.enumerated() where records.count < maxRecords {
-            guard var position = positions[tp], let (log, delay) = logs[tp] else { continue }
+        for (turn, tp, start, log, delay, notDue) in order where records.count < maxRecords {
+            var position = start
             // Nothing new: skip the read (and its lock) entirely.
             if position >= log.highWatermark { continue }
             // The next record is known not to be due yet: nothing after it is either.
-            if let known = notDue[tp], known.offset == position, now < known.due {
+            if let known = notDue, known.offset == position, now < known.due {
                 nextDue = min(nextDue ?? known.due, known.due)
                 continue
             }
@@ -168,7 +188,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
                 result.bytes, topic: tp.topic, partition: tp.partition, from: position, into: &records,
                 limit: maxRecords, delay: delay, now: now)
             advanced[tp] = decoded.nextOffset
-            if decoded.nextOffset > position { lastRead = index }
+            if decoded.nextOffset > position { lastRead = turn }
             if let due = decoded.nextDue {
                 nextDue = min(nextDue ?? due, due)
                 // Only when the decode stopped at that record, not for want of room.

@@ -1,4 +1,5 @@
 @testable import Broker
+import KafkaClient
 @testable import Messaging
 import Testing
 
@@ -82,5 +83,63 @@ import Testing
         let b = try state.sync(memberID: "b", now: t0, partitionCounts: all).owned
         #expect(a == [TopicPartition("orders", 0)])
         #expect(b == [TopicPartition("orders", 1), TopicPartition("orders.retry.1", 0), TopicPartition("orders.retry.1", 1), TopicPartition("orders.retry.1", 2)])
+    }
+
+    /// A member that owns exactly its share syncs without recomputing it (`settled`); those
+    /// syncs must still keep it alive and must still see a topic that grew.
+    @Test func aSettledMemberStaysAliveAndSeesItsTopicGrow() throws {
+        var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+        state.join(memberID: "a", topics: ["orders"], now: t0)
+        #expect(try state.sync(memberID: "a", now: t0, partitionCounts: counts).granted.count == 6)
+        for second in [8, 16, 24] {
+            let again = try state.sync(memberID: "a", now: t0 + .seconds(second), partitionCounts: counts)
+            #expect(again.granted.isEmpty && again.revoke.isEmpty && again.owned.count == 6)
+        }
+        #expect(state.members["a"] != nil)
+        let grown = try state.sync(memberID: "a", now: t0 + .seconds(25), partitionCounts: ["orders": 8])
+        #expect(grown.granted == [TopicPartition("orders", 6), TopicPartition("orders", 7)])
+        let shrunk = try state.sync(memberID: "a", now: t0 + .seconds(26), partitionCounts: counts)
+        #expect(shrunk.revoke == [TopicPartition("orders", 6), TopicPartition("orders", 7)])
+    }
+
+    /// Random joins, leaves, syncs, releases, silences and topic sizes: after every sync, what
+    /// the member owns is what the range assignor's rule says, whether or not the sync took
+    /// the settled shortcut: nothing outside its share except what it was told to revoke, and
+    /// every partition of its share that nobody else holds.
+    @Test func syncsFollowTheAssignmentRuleThroughRandomChanges() throws {
+        var random = SplitMix64(seed: 17)  // the same sequence on every run
+        for _ in 0..<50 {
+            var state = ConsumerGroupState(sessionTimeout: .seconds(10))
+            var now = t0
+            var sizes = ["orders": 4, "orders.retry.1": 3]
+            var pendingRevoke: [String: Set<TopicPartition>] = [:]
+            var joined = 0
+            for _ in 0..<300 {
+                let ids = state.members.keys.sorted()
+                switch random.next() % 10 {
+                case 0:
+                    joined += 1
+                    state.join(memberID: "m\(joined)", topics: random.next() % 2 == 0 ? ["orders"] : ["orders", "orders.retry.1"], now: now)
+                case 1 where !ids.isEmpty:
+                    state.leave(memberID: ids[Int(random.next() % UInt64(ids.count))])
+                case 2:
+                    sizes["orders"] = 1 + Int(random.next() % 6)
+                case 3:
+                    now += .seconds(Int(random.next() % 4))
+                case 4 where !pendingRevoke.isEmpty:
+                    let id = pendingRevoke.keys.sorted()[0]
+                    state.release(memberID: id, partitions: pendingRevoke.removeValue(forKey: id)!)
+                default:
+                    guard !ids.isEmpty else { continue }
+                    let id = ids[Int(random.next() % UInt64(ids.count))]
+                    guard let result = try? state.sync(memberID: id, now: now, partitionCounts: sizes) else { continue }
+                    if !result.revoke.isEmpty { pendingRevoke[id, default: []].formUnion(result.revoke) }
+                    let target = state.targetAssignment(for: id, partitionCounts: sizes)
+                    #expect(result.owned.subtracting(target).isSubset(of: pendingRevoke[id] ?? []))
+                    for tp in target { #expect(result.owned.contains(tp) || (state.owners[tp] != nil && state.owners[tp] != id)) }
+                    assertSingleOwners(state)
+                }
+            }
+        }
     }
 }
