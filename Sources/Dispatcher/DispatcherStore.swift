@@ -16,6 +16,10 @@ public final class DispatcherStore: Sendable {
     /// counts): WAL readers neither block nor wait for the tracker's writes.
     public let stateReader: StoreConnection
 
+    /// `orders_parked` and `orders_compensated` are partial indexes: an update changes them only
+    /// when an order enters or leaves those rare states, where an index over every order's
+    /// state was rewritten at each state change (`open_orders` replaced that). They let a run
+    /// count its orders by state from indexes alone (`orderCounts`).
     static let schema = """
         CREATE TABLE IF NOT EXISTS orders (
             order_id TEXT PRIMARY KEY,
@@ -35,7 +39,8 @@ public final class DispatcherStore: Sendable {
             recoveries INTEGER NOT NULL DEFAULT 0);
         DROP INDEX IF EXISTS orders_state;
         DROP INDEX IF EXISTS orders_open;
-        DROP INDEX IF EXISTS orders_parked;
+        CREATE INDEX IF NOT EXISTS orders_parked ON orders(order_id) WHERE state = 'manual_review';
+        CREATE INDEX IF NOT EXISTS orders_compensated ON orders(order_id) WHERE state = 'compensated';
         CREATE TABLE IF NOT EXISTS open_orders (order_id TEXT PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS tracker_marks (name TEXT PRIMARY KEY);
         CREATE TABLE IF NOT EXISTS history (\(historyColumnTypes));
@@ -252,6 +257,37 @@ public final class DispatcherStore: Sendable {
     /// Orders per state.
     public func stateCounts() throws -> [String: Int] {
         Dictionary(uniqueKeysWithValues: try connection.query("SELECT state, COUNT(*) FROM orders GROUP BY state") { ($0.text(0), Int($0.int(1))) })
+    }
+
+    /// The orders a condition on `order_id` selects, by where they stand.
+    public struct OrderCounts: Sendable, Equatable {
+        public var tracked = 0
+        /// In flight or parked: not yet completed or compensated.
+        public var open = 0
+        public var compensated = 0
+        /// In manual review.
+        public var parked = 0
+        /// An order is open until it completes or is compensated.
+        public var completed: Int { tracked - open - compensated }
+        public var inFlight: Int { open - parked }
+    }
+
+    /// Counts from indexes alone: the orders' primary key, `open_orders`, and the partial
+    /// indexes of compensated and parked orders, so the cost follows the number of ids, not
+    /// their rows. Grouping the orders themselves by state (`stateCounts`) reads the whole
+    /// table: 0.3 s at 100,000 orders and 3.6 s at a million, which a run that looked every
+    /// 250 ms paid over and over. One statement, so the counts are one snapshot.
+    public func orderCounts(where filter: (sql: String, values: [SQLValue])) throws -> OrderCounts {
+        let sql = """
+            SELECT (SELECT COUNT(*) FROM orders WHERE \(filter.sql)), (SELECT COUNT(*) FROM open_orders WHERE \(filter.sql)),
+                (SELECT COUNT(*) FROM orders WHERE state = 'compensated' AND \(filter.sql)),
+                (SELECT COUNT(*) FROM orders WHERE state = 'manual_review' AND \(filter.sql))
+            """
+        // The read-only connection: a read here never holds up the tracker's transactions.
+        let rows = try stateReader.query(sql, Array(repeating: filter.values, count: 4).flatMap { $0 }) {
+            OrderCounts(tracked: Int($0.int(0)), open: Int($0.int(1)), compensated: Int($0.int(2)), parked: Int($0.int(3)))
+        }
+        return rows.first ?? OrderCounts()
     }
 
     /// Orders not finished (in flight or parked), kept by the tracker: an order enters

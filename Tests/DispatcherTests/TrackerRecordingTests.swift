@@ -58,6 +58,42 @@ import Testing
         #expect(try store.connection.scalar("SELECT COUNT(*) FROM orders") == 3)
     }
 
+    /// A run counts its orders by state from indexes alone (`orderCounts`): those counts must
+    /// be what grouping the orders themselves says, in every state and only in the scope.
+    @Test(arguments: StoreBackend.allCases) func orderCountsFromIndexesAgreeWithTheOrdersThemselves(_ backend: StoreBackend) throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker) = (fixture.store, fixture.tracker)
+        let consumed = ConsumedOffsets([])
+        let events: [(topic: String, orderID: String)] = [
+            (topics.requested(.payment), "o-a-1"), (topics.completed, "o-a-1"),
+            (topics.requested(.payment), "o-a-2"), (topics.compensation, "o-a-2"), (topics.compensated, "o-a-2"),
+            (topics.requested(.payment), "o-a-3"), (topics.compensation, "o-a-3"), (topics.manualReview, "o-a-3"),
+            (topics.requested(.payment), "o-a-4"),
+            (topics.requested(.shipping), "o-a-5"), (topics.compensation, "o-a-5"),
+            (topics.requested(.payment), "o-b-1"), (topics.completed, "o-b-1"),
+            (topics.requested(.payment), "o-b-2"), (topics.compensation, "o-b-2"), (topics.compensated, "o-b-2"),
+        ]
+        for (index, event) in events.enumerated() {
+            try tracker.record([record(event.topic, event.orderID, offset: Int64(index), at: 1_000 + Int64(index))], consumed: consumed)
+        }
+        typealias Scope = (sql: String, values: [SQLValue])
+        let runA: Scope = ("order_id >= ? AND order_id < ?", [.text("o-a-"), .text("o-a-\u{FFFF}")])
+        let all: Scope = ("1 = 1", [])
+        for scope in [runA, all] {
+            let grouped = Dictionary(uniqueKeysWithValues: try store.connection.query(
+                "SELECT state, COUNT(*) FROM orders WHERE \(scope.sql) GROUP BY state", scope.values) { ($0.text(0), Int($0.int(1))) })
+            let counts = try store.orderCounts(where: scope)
+            #expect(counts.tracked == grouped.values.reduce(0, +))
+            #expect(counts.completed == grouped["completed", default: 0])
+            #expect(counts.compensated == grouped["compensated", default: 0])
+            #expect(counts.parked == grouped["manual_review", default: 0])
+            #expect(counts.inFlight == grouped.filter { !OrderState(rawValue: $0.key)!.isTerminal }.values.reduce(0, +))
+        }
+        #expect(try store.orderCounts(where: runA) == DispatcherStore.OrderCounts(tracked: 5, open: 3, compensated: 1, parked: 1))
+        #expect(try store.orderCounts(where: all).completed == 2)
+    }
+
     /// A batch whose transaction committed while the tracker was told it failed (a
     /// PostgreSQL connection dropped before the commit's reply) is applied again, with the
     /// offsets in memory still behind the store: nothing may be recorded twice.
