@@ -106,14 +106,19 @@ public final class DispatcherStore: Sendable {
     static func addAcceptedAt(_ intake: StoreConnection, postgres: Bool) throws {
         if postgres {
             try intake.execute("ALTER TABLE submitted ADD COLUMN IF NOT EXISTS accepted_at BIGINT")
-        } else if try !intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains("accepted_at") {
+        } else if try !hasAcceptedAt(intake) {
             do {
                 try intake.execute("ALTER TABLE submitted ADD COLUMN accepted_at INTEGER")
-            } catch let error as StoreError where "\(error)".contains("duplicate column") {
-                // Another process opening the same old store added it first.
+            } catch {
+                // Another process opening the same old store may have added it first.
+                guard try hasAcceptedAt(intake) else { throw error }
             }
         }
         try intake.execute("CREATE INDEX IF NOT EXISTS submitted_accepted ON submitted(accepted_at)")
+    }
+
+    private static func hasAcceptedAt(_ intake: StoreConnection) throws -> Bool {
+        try intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains("accepted_at")
     }
 
     /// Orders the intake stored between `after` (exclusive) and `upTo` whose first event the

@@ -88,13 +88,19 @@ public struct Watchdog: Service {
         let upTo = now - budgetMilliseconds(.payment)
         let store = self.store
         if check.checkedUpTo == 0 { check.checkedUpTo = now - Self.acceptanceHorizonMilliseconds }
+        // Fetched once per sweep, when a page first has candidates (every page's orders were
+        // accepted a payment budget before this sweep).
+        var ends: [TopicPartition: Int64]?
         for _ in 0..<Self.acceptancePagesPerSweep {
             let from = check.checkedUpTo
             let (candidates, last) = try await BlockingIO.run { try store.acceptedNeverStarted(after: from, upTo: upTo, limit: Self.acceptancePage) }
             guard let last else { break }
             // The cursor moves only once the page's candidates are suspects: a broker error
             // here leaves the page to the next sweep.
-            if !candidates.isEmpty { check.suspect(candidates, paymentTopicsEnds: try await paymentTopicsEnds()) }
+            if !candidates.isEmpty {
+                if ends == nil { ends = try await paymentTopicsEnds() }
+                check.suspect(candidates, paymentTopicsEnds: ends!)
+            }
             check.checkedUpTo = last
         }
         guard check.hasSuspects else { return 0 }

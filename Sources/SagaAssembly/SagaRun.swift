@@ -242,12 +242,13 @@ enum OrderScope: Sendable {
     case all
 
     struct Counts {
-        var accepted = 0
-        var completed = 0
-        var compensated = 0
-        var manualReview = 0
-        var rejected = 0
-        var inFlight = 0
+        let orders: DispatcherStore.OrderCounts
+        let rejected: Int
+        var accepted: Int { orders.tracked }
+        var completed: Int { orders.completed }
+        var compensated: Int { orders.compensated }
+        var manualReview: Int { orders.parked }
+        var inFlight: Int { orders.inFlight }
         var finished: Int { completed + compensated + manualReview }
     }
 
@@ -262,16 +263,10 @@ enum OrderScope: Sendable {
     /// Read every 250 ms while a run waits for its orders: from indexes only
     /// (`DispatcherStore.orderCounts`), never the orders themselves.
     func counts(_ store: DispatcherStore) throws -> Counts {
-        let orders = try store.orderCounts(where: filter)
-        var counts = Counts()
-        counts.accepted = orders.tracked
-        counts.completed = orders.completed
-        counts.compensated = orders.compensated
-        counts.manualReview = orders.parked
-        counts.inFlight = orders.inFlight
         // A rejection without an order_id is in no run's scope (NULL fails the range), only in `.all`.
-        counts.rejected = Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(filter.sql)", filter.values) ?? 0)
-        return counts
+        Counts(
+            orders: try store.orderCounts(where: filter),
+            rejected: Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(filter.sql)", filter.values) ?? 0))
     }
 
     /// When the last finished order of the scope finished (event time, ms).
