@@ -103,6 +103,10 @@ public final class PoisonJournals: Sendable {
         var record = InHandRecord(crashed: bytes.first == UInt8(ascii: "C"))
         for line in String(decoding: bytes.dropFirst(), as: UTF8.self).split(separator: "\n") {
             let f = line.split(separator: " ").map(String.init)
+            if f.count == 3, f[0] == "setaside", let key = hexDecoded(f[2]) {
+                record.setAsideWork.insert(SetAsideWork(topic: f[1], idempotencyKey: key))
+                continue
+            }
             guard f.count >= 4, let partition = Int(f[2]), let a = Int64(f[3]) else { continue }
             let tp = TopicPartition(f[1], partition)
             switch f[0] {
@@ -122,7 +126,41 @@ public final class PoisonJournals: Sendable {
         }
         if let single = record.single { text += "single \(single.tp.topic) \(single.tp.partition) \(single.offset)\n" }
         for q in record.quarantined { text += "quarantine \(q.tp.topic) \(q.tp.partition) \(q.offset)\n" }
+        // The key is hex: it comes from a record's header and may hold spaces or newlines.
+        for work in record.setAsideWork { text += "setaside \(work.topic) \(hexEncoded(work.idempotencyKey))\n" }
         return Array(text.utf8)
+    }
+
+    static func hexEncoded(_ text: String) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count * 2)
+        for byte in text.utf8 {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func hexDecoded(_ hex: String) -> String? {
+        let chars = Array(hex.utf8)
+        guard chars.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(chars.count / 2)
+        var i = 0
+        while i < chars.count {
+            guard let high = nibble(chars[i]), let low = nibble(chars[i + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            i += 2
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
 
@@ -157,7 +195,20 @@ public final class PoisonJournal: Sendable {
     /// Whether this consumer takes one record at a time now (the process is cautious).
     public var isCautious: Bool { journals.isCautious }
 
-    public func isQuarantined(_ record: RecordCoordinates) -> Bool { state.withLock { $0.isQuarantined(record) } }
+    /// The guard's verdict on a record about to be handled; written to the journal when it
+    /// makes a record's work known as set aside, so its copies stay set aside after a crash.
+    public func verdict(_ record: ConsumerRecord, idempotencyKey: String) -> PoisonGuard.Verdict {
+        let coordinates = RecordCoordinates(record.topicPartition, record.offset)
+        let work = idempotencyKey.isEmpty ? nil : SetAsideWork(topic: record.topic, idempotencyKey: idempotencyKey)
+        return state.withLock {
+            // The usual case, on every record: nothing was ever set aside.
+            if $0.quarantined.isEmpty, $0.setAsideWork.isEmpty { return .handle }
+            let known = $0.setAsideWork.count
+            let verdict = $0.verdict(coordinates, work: work)
+            if $0.setAsideWork.count != known { write($0) }
+            return verdict
+        }
+    }
 
     /// Each write happens under the lock that made its state: a worker's two lanes take
     /// records at once, and an older state written after a newer one would forget records in

@@ -324,8 +324,16 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         if duplicates > 0 { configuration.metrics.step?.duplicate(duplicates) }
         let journal = configuration.journal
         let known: [Pipeline.Outcome?] = messages.enumerated().map { i, message in
-            if let journal, journal.isQuarantined(RecordCoordinates(message.topicPartition, message.record.offset)) {
+            switch journal?.verdict(message.record, idempotencyKey: message.idempotencyKey) ?? .handle {
+            case .handle: break
+            case .setAside:
                 return .recorded(poisonRecords(message, reason: "crashed the process twice while in hand (\(configuration.group)); set aside so the partition goes on"))
+            case .copyOfSetAside:
+                logger.warning("record not handled: a copy of work set aside as poison, whose outcome left with the original", metadata: [
+                    "kafka.topic": "\(message.record.topic)", "kafka.partition": "\(message.record.partition)", "kafka.offset": "\(message.record.offset)",
+                    "order.id": "\(message.orderID)", "saga.idempotency_key": "\(message.idempotencyKey)",
+                ])
+                return .recorded([])
             }
             switch recorded[i] {
             case .success(let records): return .recorded(records)

@@ -1,3 +1,4 @@
+import Broker
 import Dispatcher
 import Foundation
 import Logging
@@ -121,5 +122,54 @@ import Testing
         let ledger = try StoreConnectionForTests.open(directory + "/gateway.sqlite")
         #expect(try ledger.scalar("SELECT COUNT(*) FROM ledger WHERE kind = 'charge' AND order_id = 'poison-1'") == 0)
         #expect(try ledger.scalar("SELECT COUNT(DISTINCT order_id) FROM ledger WHERE kind = 'charge'") == 30)
+    }
+
+    /// An at-least-once producer publishes again what it cannot know it published: the
+    /// intake, replaying the orders it had in hand at the crash, requests their payments a
+    /// second time. Such a copy of the poison record is the same work and must not crash the
+    /// process a third time once the original is set aside. The copy is put on the topic here
+    /// by hand, after the first crash, so the test does not depend on when the intake commits.
+    @Test func aCopyOfTheRecordSetAsideIsNotHandledEither() async throws {
+        let temporary = TemporaryDirectory("saga-poison-copy")
+        let directory = temporary.path
+        var text = (0..<12).map { Self.order("ok-\($0)") }
+        text.insert(Self.order("poison-2", token: "tok_crash_process"), at: 5)
+        let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))
+        #expect(produced.status == 0, "\(produced.stderr)")
+
+        let first = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+        #expect(first.reason == .uncaughtSignal && first.stderr.contains("tok_crash_process"), "\(first.stderr.suffix(1500))")
+        // The copy: the poison order's payment request again, key, value and headers as they are.
+        do {
+            let broker = try EmbeddedBroker(configuration: EmbeddedBroker.Configuration(dataDirectory: directory), logger: Logger(label: "copy"))
+            defer { broker.shutdown() }
+            var original: ConsumerRecord?
+            for partition in try await broker.describeTopic("payment.requested").partitions {
+                let records = try await broker.read(topic: "payment.requested", partition: partition.partition, from: partition.beginOffset, maxRecords: 1000)
+                original = original ?? records.first { $0.keyString == "poison-2" }
+            }
+            let request = try #require(original, "the intake requested the poison order's payment before the crash")
+            _ = try await broker.produce(ProducerRecord(topic: request.topic, key: request.key, value: request.value, headers: request.headers))
+        }
+
+        var crashes = 1
+        var last: FulfillmentResult?
+        for _ in 0..<4 {
+            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+            last = run
+            guard run.reason == .uncaughtSignal else { break }
+            crashes += 1
+        }
+        let finished = try #require(last)
+        #expect(crashes == 2, "the copy crashed the process again")
+        #expect(finished.reason == .exit && finished.status == 0, "\(finished.stderr.suffix(2000))")
+        #expect(finished.stderr.contains("a copy of work set aside as poison"), "\(finished.stderr.suffix(2000))")
+        let summary = try Self.json(finished.stdout)
+        #expect(summary["completed"] as? Int == 12)
+        #expect(summary["compensated"] as? Int == 1)
+        #expect((summary["check"] as? [String: Any])?["ok"] as? Bool == true)
+        let list = try runFulfillment(["dlq", "list", "--json", "--data-dir", directory])
+        let topics = try #require(try Self.json(list.stdout)["topics"] as? [[String: Any]], "\(list.output)")
+        #expect(topics.first { $0["topic"] as? String == "payment.requested.poison" }?["depth"] as? Int == 1, "the original alone is set aside")
     }
 }

@@ -40,6 +40,26 @@ import Testing
         #expect(!g.isQuarantined(RecordCoordinates(tp, 14)))
     }
 
+    @Test func copiesOfWorkSetAsideAreSetAsideTooEvenAfterTheOriginalIsCommittedPast() {
+        var g = PoisonGuard(previous: InHandRecord(crashed: true, inHand: [tp: 10...20], single: RecordCoordinates(tp, 14)))
+        let work = SetAsideWork(topic: tp.topic, idempotencyKey: "o-1:payment")
+        #expect(g.verdict(RecordCoordinates(tp, 13), work: SetAsideWork(topic: tp.topic, idempotencyKey: "o-0:payment")) == .handle)
+        // Before its original is seen, a copy is not known as one.
+        #expect(g.verdict(RecordCoordinates(tp, 9), work: work) == .handle)
+        #expect(g.verdict(RecordCoordinates(tp, 14), work: work) == .setAside)
+        g.committed([tp: 15])
+        #expect(g.verdict(RecordCoordinates(tp, 31), work: work) == .copyOfSetAside)
+        // The same key on another topic is other work (the tracker reads every step's events).
+        #expect(g.verdict(RecordCoordinates(TopicPartition("payment.completed", 3), 2), work: SetAsideWork(topic: "payment.completed", idempotencyKey: "o-1:payment")) == .handle)
+        // A record without a key is known only by where it sits.
+        #expect(g.verdict(RecordCoordinates(tp, 32), work: nil) == .handle)
+        // It survives a crash through the journal, not a clean start.
+        var afterACrash = PoisonGuard(previous: g.record)
+        #expect(afterACrash.verdict(RecordCoordinates(tp, 40), work: work) == .copyOfSetAside)
+        var afterACleanStop = PoisonGuard(previous: InHandRecord())
+        #expect(afterACleanStop.verdict(RecordCoordinates(tp, 40), work: work) == .handle)
+    }
+
     @Test func inHandRangesShrinkWithCommits() {
         var g = PoisonGuard(previous: InHandRecord())
         g.took([RecordCoordinates(tp, 5), RecordCoordinates(tp, 9), RecordCoordinates(TopicPartition("x", 0), 1)])
@@ -52,7 +72,9 @@ import Testing
     }
 
     @Test func journalsRoundTripThroughTheirFiles() throws {
-        let record = InHandRecord(crashed: false, inHand: [tp: 1...9], single: RecordCoordinates(tp, 4), quarantined: [RecordCoordinates(TopicPartition("orders", 0), 77)])
+        let record = InHandRecord(
+            crashed: false, inHand: [tp: 1...9], single: RecordCoordinates(tp, 4), quarantined: [RecordCoordinates(TopicPartition("orders", 0), 77)],
+            setAsideWork: [SetAsideWork(topic: tp.topic, idempotencyKey: "o 1:payment\nsingle x 0 1"), SetAsideWork(topic: tp.topic, idempotencyKey: "ö:payment")])
         var bytes = [UInt8(ascii: "C")] + PoisonJournals.render(record)
         var parsed = PoisonJournals.parse(bytes)
         #expect(parsed.crashed)
@@ -62,6 +84,7 @@ import Testing
         #expect(!PoisonJournals.parse(bytes).crashed)
         // A journal torn or scribbled on reads as what it still says, never a crash of ours.
         #expect(PoisonJournals.parse(Array("Cinhand x\nsingle a b c\n\u{0}\u{0}".utf8)) == InHandRecord(crashed: true))
+        #expect(PoisonJournals.parse(Array("R\nsetaside t 6\nsetaside t zz\nsetaside t c3\nsetaside t 6f\n".utf8)) == InHandRecord(setAsideWork: [SetAsideWork(topic: "t", idempotencyKey: "o")]))
     }
 
     @Test func aCleanStopRemovesTheJournalAndASecondProcessIsRefused() throws {
