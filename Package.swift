@@ -67,6 +67,7 @@ let package = Package(
                 "Messaging",
                 "CCRC32C",
                 "FulfillmentMetrics",
+                "IOThreads",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import IOThreads
 import Messaging
 
 /// Something whose appended data can be forced to disk.
@@ -180,6 +181,7 @@ private final class SyncThread: @unchecked Sendable {
         var thread = pthread_t()
         pthread_create(&thread, nil, { raw in
             let me = Unmanaged<SyncThread>.fromOpaque(raw!).takeRetainedValue()
+            ThreadName.set("broker-sync")
             me.scheduler.runLoop()
             return nil
         }, box.toOpaque())

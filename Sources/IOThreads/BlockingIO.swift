@@ -122,6 +122,7 @@ private final class BlockingThreadPool: @unchecked Sendable {
     }
 
     private func work() -> Never {
+        ThreadName.set("blocking-io")
         pthread_mutex_lock(&mutex)
         while true {
             while head == jobs.count { pthread_cond_wait(&condition, &mutex) }
@@ -137,5 +138,21 @@ private final class BlockingThreadPool: @unchecked Sendable {
             pthread_mutex_lock(&mutex)
             idle += 1
         }
+    }
+}
+
+/// Names the calling thread (`top -H`, `perf report --sort comm`, `/proc/PID/task/*/comm`).
+/// A thread started with `pthread_create` takes its creator's name, often a Dispatch
+/// queue's, so the product's own threads looked like Swift's pool in a profile.
+public enum ThreadName {
+    /// At most 15 bytes are kept.
+    public static func set(_ name: String) {
+        #if os(Linux)
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        guard comm >= 0 else { return }
+        let bytes = Array(name.utf8.prefix(15))
+        _ = bytes.withUnsafeBytes { write(comm, $0.baseAddress, $0.count) }
+        close(comm)
+        #endif
     }
 }

@@ -21,6 +21,27 @@ import Testing
         return connection
     }
 
+    /// A batch's lookups (`withConnection`, `query(_:anyOf:)`) read one snapshot on SQLite:
+    /// one read transaction, not one per statement, so a writer committing meanwhile is not
+    /// seen halfway through.
+    @Test func aBatchOfLookupsReadsOneSnapshotOnSQLite() throws {
+        let reader = try open(.sqlite)
+        let writer = try StoreConnection(path: reader.path)
+        try writer.run("INSERT INTO items (key, n) VALUES ('a', 1)")
+        let seen = try reader.withConnection { db -> [Int64] in
+            let before = try db.query("SELECT COUNT(*) FROM items") { $0.int(0) }[0]
+            try writer.run("INSERT INTO items (key, n) VALUES ('b', 2)")
+            let after = try db.query("SELECT COUNT(*) FROM items") { $0.int(0) }[0]
+            let keys = try db.query("SELECT key FROM items WHERE key = ANY(?)", anyOf: ["a", "b"]) { $0.text(0) }
+            return [before, after, Int64(keys.count)]
+        }
+        #expect(seen == [1, 1, 1])
+        // Once it ends, the next read sees the writer's row, and the writer can write again.
+        #expect(try reader.scalar("SELECT COUNT(*) FROM items") == 2)
+        try writer.run("INSERT INTO items (key, n) VALUES ('c', 3)")
+        #expect(try reader.query("SELECT key FROM items WHERE key = ANY(?)", anyOf: ["a", "b", "c", "z"]) { $0.text(0) }.sorted() == ["a", "b", "c"])
+    }
+
     @Test(arguments: StoreBackend.allCases)
     func valuesRoundTripWithTheirTypes(_ backend: StoreBackend) throws {
         let db = try open(backend)
