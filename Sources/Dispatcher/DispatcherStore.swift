@@ -78,7 +78,7 @@ public final class DispatcherStore: Sendable {
     static let historyAlone = "(SELECT \(historyColumns), 0 AS stage, rowid AS seq FROM history) AS every_history"
 
     static let intakeSchema = """
-        CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL, accepted_at INTEGER);
+        CREATE TABLE IF NOT EXISTS submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL, accepted_at INTEGER, source TEXT);
         CREATE TABLE IF NOT EXISTS rejections (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
             order_id TEXT, reason TEXT NOT NULL, field TEXT, message TEXT NOT NULL, at INTEGER NOT NULL,
@@ -91,7 +91,7 @@ public final class DispatcherStore: Sendable {
         intake = try StoreConnection.open(location: location, name: "intake", readOnly: readOnly)
         if !readOnly {
             try intake.execute(Self.intakeSchema)
-            try Self.addAcceptedAt(intake, postgres: StoreConnection.isPostgres(location))
+            try Self.addLaterColumns(intake, postgres: StoreConnection.isPostgres(location))
         }
         stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
         // `order`, `stats` and `check` open a store read-only, perhaps one an older version
@@ -100,25 +100,31 @@ public final class DispatcherStore: Sendable {
         everyHistoryTable = hasView ? "every_history" : Self.historyAlone
     }
 
-    /// `submitted.accepted_at` (when the intake stored the order, by its clock) came after the
-    /// table: a store made before gets the column (its rows stay NULL, never reconciled), and
-    /// every store its index, which the watchdog's reconciliation walks.
-    static func addAcceptedAt(_ intake: StoreConnection, postgres: Bool) throws {
-        if postgres {
-            try intake.execute("ALTER TABLE submitted ADD COLUMN IF NOT EXISTS accepted_at BIGINT")
-        } else if try !hasAcceptedAt(intake) {
-            do {
-                try intake.execute("ALTER TABLE submitted ADD COLUMN accepted_at INTEGER")
-            } catch {
-                // Another process opening the same old store may have added it first.
-                guard try hasAcceptedAt(intake) else { throw error }
+    /// Columns of `submitted` that came after the table; a store made before gets them, its
+    /// rows NULL:
+    /// - `accepted_at`: when the intake stored the order, by its clock. Its index is what the
+    ///   watchdog's reconciliation walks; old rows are never reconciled.
+    /// - `source`: where the order was read (`topic/partition/offset`), so a payment request
+    ///   the watchdog publishes again says so too, and the order's history gets its
+    ///   `accepted` row. Old rows' requests go without it.
+    static func addLaterColumns(_ intake: StoreConnection, postgres: Bool) throws {
+        for (column, sqliteType, postgresType) in [("accepted_at", "INTEGER", "BIGINT"), ("source", "TEXT", "TEXT")] {
+            if postgres {
+                try intake.execute("ALTER TABLE submitted ADD COLUMN IF NOT EXISTS \(column) \(postgresType)")
+            } else if try !submittedHas(column, intake) {
+                do {
+                    try intake.execute("ALTER TABLE submitted ADD COLUMN \(column) \(sqliteType)")
+                } catch {
+                    // Another process opening the same old store may have added it first.
+                    guard try submittedHas(column, intake) else { throw error }
+                }
             }
         }
         try intake.execute("CREATE INDEX IF NOT EXISTS submitted_accepted ON submitted(accepted_at)")
     }
 
-    private static func hasAcceptedAt(_ intake: StoreConnection) throws -> Bool {
-        try intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains("accepted_at")
+    private static func submittedHas(_ column: String, _ intake: StoreConnection) throws -> Bool {
+        try intake.query("PRAGMA table_info(submitted)", []) { $0.text(1) }.contains(column)
     }
 
     /// Orders the intake stored between `after` (exclusive) and `upTo` whose first event the
@@ -153,8 +159,10 @@ public final class DispatcherStore: Sendable {
     }
 
     /// The stored orders of `ids` (those the intake has), as the intake stored them.
-    public func submittedOrders(_ ids: [String]) throws -> [(id: String, body: [UInt8], createdAt: Int64)] {
-        try intake.query("SELECT order_id, body, created_at FROM submitted WHERE order_id = ANY(?)", anyOf: ids) { (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2)) }
+    public func submittedOrders(_ ids: [String]) throws -> [(id: String, body: [UInt8], createdAt: Int64, source: String?)] {
+        try intake.query("SELECT order_id, body, created_at, source FROM submitted WHERE order_id = ANY(?)", anyOf: ids) {
+            (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), source: $0.isNull(3) ? nil : $0.text(3))
+        }
     }
 
     /// What readers of the whole history select from: the `every_history` view, or, in a

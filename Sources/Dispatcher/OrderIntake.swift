@@ -74,9 +74,10 @@ public struct OrderIntake: StepHandler {
                 case .invalid(let rejection):
                     return .success([try reject(rejection, record, db)])
                 case .valid(let order, let canonical):
+                    let source = "\(record.topic)/\(record.partition)/\(record.offset)"
                     let request = Self.paymentRequest(
                         order, canonical: canonical, vipThreshold: vipThreshold, createdAt: record.timestamp, messages: messages,
-                        extra: [RecordHeader(SagaHeader.sourcePosition, "\(record.topic)/\(record.partition)/\(record.offset)")])
+                        extra: [RecordHeader(SagaHeader.sourcePosition, source)])
                     if let body = submitted[order.orderID] {
                         guard body == canonical else {
                             let rejection = OrderRejection(
@@ -90,8 +91,8 @@ public struct OrderIntake: StepHandler {
                         return .success(started ? [] : [request])
                     }
                     try db.run(
-                        "INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES (?, ?, ?, ?)",
-                        [.text(order.orderID), .blob(canonical), .integer(record.timestamp), .integer(acceptedAt)])
+                        "INSERT INTO submitted (order_id, body, created_at, accepted_at, source) VALUES (?, ?, ?, ?, ?)",
+                        [.text(order.orderID), .blob(canonical), .integer(record.timestamp), .integer(acceptedAt), .text(source)])
                     submitted[order.orderID] = canonical
                     return .success([request])
                 }

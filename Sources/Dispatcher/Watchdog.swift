@@ -116,9 +116,11 @@ public struct Watchdog: Service {
             let requests = orders.compactMap { stored -> ProducerRecord? in
                 guard let order = try? Order.decode(stored.body) else { return nil }
                 logger.warning("an accepted order never started: re-publishing its payment request", metadata: ["order.id": "\(stored.id)"])
+                // Where the intake read it: the tracker records the order's acceptance from it.
+                let source = stored.source.map { [RecordHeader(SagaHeader.sourcePosition, $0)] } ?? []
                 return OrderIntake.paymentRequest(
                     order, canonical: stored.body, vipThreshold: configuration.vipAmountThreshold, createdAt: stored.createdAt, messages: messages,
-                    extra: [RecordHeader(SagaHeader.recoveredBy, "watchdog")])
+                    extra: [RecordHeader(SagaHeader.recoveredBy, "watchdog")] + source)
             }
             guard !requests.isEmpty else { return 0 }
             _ = try await broker.produce(requests)

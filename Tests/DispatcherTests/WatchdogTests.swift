@@ -57,11 +57,11 @@ import Testing
         for name in [topics.requested(.payment), topics.requested(.payment, priority: .vip)] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
         let accepted: Int64 = 5_000_000
         let budget = Watchdog.budgetMilliseconds(.payment, configuration)
-        func submit(_ id: String, tier: String = "standard", at: Int64?) throws {
-            _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES (?, ?, 900, ?)",
-                                     [.text(id), .blob(DispatcherDecisionTests.orderJSON(id, tier: tier)), at.map { .integer($0) } ?? .null])
+        func submit(_ id: String, tier: String = "standard", at: Int64?, source: String? = nil) throws {
+            _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at, source) VALUES (?, ?, 900, ?, ?)",
+                                     [.text(id), .blob(DispatcherDecisionTests.orderJSON(id, tier: tier)), at.map { .integer($0) } ?? .null, source.map { .text($0) } ?? .null])
         }
-        try submit("lost", at: accepted)
+        try submit("lost", at: accepted, source: "orders/3/41")
         try submit("lost-vip", tier: "vip", at: accepted + 1)
         try submit("started", at: accepted + 2)
         try submit("recent", at: accepted + budget)
@@ -90,6 +90,10 @@ import Testing
         #expect(standard.first?.header(SagaHeader.recoveredBy) == "watchdog")
         #expect(standard.first?.header(SagaHeader.idempotencyKey) == IdempotencyKey.step("lost", .payment), "the intake's key: a late original is a duplicate")
         #expect(standard.first?.value == DispatcherDecisionTests.orderJSON("lost"))
+        // Where the intake read it, for the order's `accepted` history row; a row an older
+        // version stored has no source, and its request goes without one.
+        #expect(standard.first?.header(SagaHeader.sourcePosition) == "orders/3/41")
+        #expect(vip.first.map { $0.header(SagaHeader.sourcePosition) == nil } == true)
 
         // Each acceptance once: from where it stopped, only the recent one is new, and it started.
         _ = try store.connection.run(
@@ -121,18 +125,19 @@ import Testing
         #expect(!check.hasSuspects)
     }
 
-    /// A store an older version made has `submitted` without `accepted_at`: opening it adds the
-    /// column, and its rows (NULL) are never taken for lost.
+    /// A store an older version made has `submitted` without `accepted_at` and `source`:
+    /// opening it adds the columns, and its rows (NULL) are never taken for lost.
     @Test(arguments: StoreBackend.allCases) func anIntakeStoreFromBeforeAcceptedAtGetsTheColumn(_ backend: StoreBackend) throws {
         let location = try backend.freshLocation(directory: temporary.path + "/old")
         let old = try StoreConnection.open(location: location, name: "intake")
         try old.execute("CREATE TABLE submitted (order_id TEXT PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL)")
         _ = try old.run("INSERT INTO submitted VALUES ('o-old', ?, 900)", [.blob([1])])
         let store = try DispatcherStore(location: location)
-        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES ('o-new', ?, 900, 1000)", [.blob([1])])
+        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at, source) VALUES ('o-new', ?, 900, 1000, 'orders/0/7')", [.blob([1])])
         let found = try store.acceptedNeverStarted(after: 0, upTo: 2_000)
         #expect(found.ids == ["o-new"])
         #expect(found.lastLookedAt == 1000)
+        #expect(try store.submittedOrders(["o-old", "o-new"]).sorted { $0.id < $1.id }.map(\.source) == ["orders/0/7", nil])
         _ = try DispatcherStore(location: location)  // and opening it again changes nothing
     }
 

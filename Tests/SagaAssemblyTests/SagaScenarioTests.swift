@@ -192,6 +192,26 @@ import Testing
         #expect(try saga.check().ok)
     }
 
+    /// The intake stored an order and died before its payment request reached the log: the
+    /// watchdog requests it again, from where the intake read it, so the order's history
+    /// starts with its acceptance like any other's.
+    @Test(arguments: StoreBackend.allCases) func anOrderWhosePaymentRequestWasLostIsRequestedAgainAndItsHistoryStartsAtItsAcceptance(_ stores: StoreBackend) async throws {
+        let saga = try await SagaHarness(stores: stores)
+        defer { Task { await saga.finish() } }
+        let order = H.order("lost", price: 7)
+        let longAgo = UnixClock.nowMillis() - 600_000
+        try saga.node.dispatcherStore!.intake.run(
+            "INSERT INTO submitted (order_id, body, created_at, accepted_at, source) VALUES ('lost', ?, ?, ?, 'orders/4/17')",
+            [.blob(order.canonicalJSON()), .integer(longAgo), .integer(longAgo)])
+        try saga.start()
+        let record = try #require(try await saga.waitUntilTerminal(["lost"], timeout: .seconds(60))["lost"])
+        #expect(record.state == "completed")
+        let history = try saga.history("lost")
+        #expect(history.first?.event == "accepted", "\(history.map(\.event))")
+        #expect(history.contains { $0.event == "recovered" && $0.step == "payment" }, "\(history.map(\.event))")
+        #expect(try saga.check().ok)
+    }
+
     @Test(arguments: StoreBackend.allCases) func aVIPOrderOvertakesABacklogOfStandardOrders(_ stores: StoreBackend) async throws {
         // A payment step slow enough (8 handlers, ~20 ms per charge: ~400 orders/s) that the
         // backlog piles up there, well behind the intake even in a debug build.
