@@ -242,14 +242,7 @@ public final class StoreConnection: Sendable {
             } else {
                 try tx.exec("BEGIN IMMEDIATE")
             }
-            do {
-                let result = try body(tx)
-                try tx.exec("COMMIT")
-                return result
-            } catch {
-                try? tx.exec("ROLLBACK")
-                throw error
-            }
+            return try tx.completing(body)
         }
     }
 
@@ -270,14 +263,7 @@ public final class StoreConnection: Sendable {
     private static func reading<T>(_ tx: Transaction, _ body: (Transaction) throws -> T) throws -> T {
         guard tx.handles.postgres == nil else { return try body(tx) }
         try tx.exec("BEGIN")
-        do {
-            let result = try body(tx)
-            try tx.exec("COMMIT")
-            return result
-        } catch {
-            try? tx.exec("ROLLBACK")
-            throw error
-        }
+        return try tx.completing(body)
     }
 
     /// A single statement outside an explicit transaction.
@@ -304,6 +290,18 @@ public final class StoreConnection: Sendable {
             if let postgres = handles.postgres { return try postgres.exec(sql) }
             let rc = sqlite3_exec(handles.db, sql, nil, nil, nil)
             guard rc == SQLITE_OK else { throw error(rc, sql) }
+        }
+
+        /// Runs `body` in the transaction begun already: commits, or rolls back if it throws.
+        fileprivate func completing<T>(_ body: (Transaction) throws -> T) throws -> T {
+            do {
+                let result = try body(self)
+                try exec("COMMIT")
+                return result
+            } catch {
+                try? exec("ROLLBACK")
+                throw error
+            }
         }
 
         /// Removes every row of `table`. PostgreSQL's `TRUNCATE` starts the table again from

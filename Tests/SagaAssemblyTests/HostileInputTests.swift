@@ -17,6 +17,20 @@ import Testing
         """
     }
 
+    /// `run --drain` again and again, at most `runs` times, until a run ends other than by
+    /// the poison token's crash: how many crashed, and the run that ended.
+    static func drainUntilARunEnds(_ directory: String, runs: Int) throws -> (crashes: Int, finished: FulfillmentResult) {
+        var crashes = 0
+        for _ in 0..<runs {
+            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+            guard run.reason == .uncaughtSignal else { return (crashes, run) }
+            crashes += 1
+            #expect(run.stderr.contains("tok_crash_process"), "died of something else: \(run.stderr.suffix(1500))")
+        }
+        Issue.record("every one of \(runs) runs crashed")
+        throw CancellationError()
+    }
+
     static func json(_ data: Data) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any], "not a JSON object: \(String(decoding: data, as: UTF8.self))")
     }
@@ -83,19 +97,7 @@ import Testing
         // The gateway's client crashes the process on that order: the first run dies, the
         // second replays what was in hand one by one and dies on it again, the third sets it
         // aside and finishes.
-        var crashes = 0
-        var last: FulfillmentResult?
-        for _ in 0..<5 {
-            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
-            last = run
-            if run.reason == .uncaughtSignal {
-                crashes += 1
-                #expect(run.stderr.contains("tok_crash_process"), "died of something else: \(run.stderr.suffix(1500))")
-                continue
-            }
-            break
-        }
-        let finished = try #require(last)
+        let (crashes, finished) = try Self.drainUntilARunEnds(directory, runs: 5)
         #expect(crashes == 2, "a record in hand at two consecutive crashes is quarantined")
         #expect(finished.reason == .exit && finished.status == 0, "\(finished.stderr.suffix(2000))")
         let summary = try Self.json(finished.stdout)
@@ -152,15 +154,8 @@ import Testing
             _ = try await broker.produce(ProducerRecord(topic: request.topic, key: request.key, value: request.value, headers: request.headers))
         }
 
-        var crashes = 1
-        var last: FulfillmentResult?
-        for _ in 0..<4 {
-            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
-            last = run
-            guard run.reason == .uncaughtSignal else { break }
-            crashes += 1
-        }
-        let finished = try #require(last)
+        let (more, finished) = try Self.drainUntilARunEnds(directory, runs: 4)
+        let crashes = 1 + more
         #expect(crashes == 2, "the copy crashed the process again")
         #expect(finished.reason == .exit && finished.status == 0, "\(finished.stderr.suffix(2000))")
         #expect(finished.stderr.contains("a copy of work set aside as poison"), "\(finished.stderr.suffix(2000))")
