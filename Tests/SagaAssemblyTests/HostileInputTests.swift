@@ -17,6 +17,15 @@ import Testing
         """
     }
 
+    /// `produce`s `healthy` orders `ok-N` with the order `poison` (whose token crashes the
+    /// process in the gateway's client) at index `at`.
+    static func queue(_ directory: String, healthy: Int, poison: String, at index: Int) throws {
+        var text = (0..<healthy).map { order("ok-\($0)") }
+        text.insert(order(poison, token: "tok_crash_process"), at: index)
+        let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))
+        #expect(produced.status == 0, "\(produced.stderr)")
+    }
+
     /// `run --drain` again and again, at most `runs` times, until a run ends other than by
     /// the poison token's crash: how many crashed, and the run that ended.
     static func drainUntilARunEnds(_ directory: String, runs: Int) throws -> (crashes: Int, finished: FulfillmentResult) {
@@ -89,10 +98,7 @@ import Testing
     @Test func aRecordThatCrashesTheProcessIsQuarantinedAndEveryOtherOrderCompletes() async throws {
         let temporary = TemporaryDirectory("saga-poison")
         let directory = temporary.path
-        var text = (0..<30).map { Self.order("ok-\($0)") }
-        text.insert(Self.order("poison-1", token: "tok_crash_process"), at: 12)
-        let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))
-        #expect(produced.status == 0, "\(produced.stderr)")
+        try Self.queue(directory, healthy: 30, poison: "poison-1", at: 12)
 
         // The gateway's client crashes the process on that order: the first run dies, the
         // second replays what was in hand one by one and dies on it again, the third sets it
@@ -134,10 +140,7 @@ import Testing
     @Test func aCopyOfTheRecordSetAsideIsNotHandledEither() async throws {
         let temporary = TemporaryDirectory("saga-poison-copy")
         let directory = temporary.path
-        var text = (0..<12).map { Self.order("ok-\($0)") }
-        text.insert(Self.order("poison-2", token: "tok_crash_process"), at: 5)
-        let produced = try runFulfillment(["produce", "--data-dir", directory], input: Data(text.joined(separator: "\n").utf8))
-        #expect(produced.status == 0, "\(produced.stderr)")
+        try Self.queue(directory, healthy: 12, poison: "poison-2", at: 5)
 
         let first = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
         #expect(first.reason == .uncaughtSignal && first.stderr.contains("tok_crash_process"), "\(first.stderr.suffix(1500))")
