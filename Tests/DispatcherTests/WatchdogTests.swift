@@ -104,6 +104,39 @@ import Testing
         #expect(try await broker.describeTopic(topics.requested(.payment)).partitions[0].endOffset == 2, "nothing published twice")
     }
 
+    /// A suspect waits for every partition of the payment topics, not only those the tracker's
+    /// group committed to: a Kafka cluster's lag lists only those (the embedded broker's, every
+    /// partition of a topic with one), and the tracker reads from its store's offsets. Here
+    /// its group committed nothing yet, and the order's request waits, unrecorded, on
+    /// partition 1: the order is not lost. It was, before: requested again at once.
+    @Test(arguments: StoreBackend.allCases) func aSuspectWaitsForPaymentPartitionsTheTrackerNeverCommitted(_ backend: StoreBackend) async throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (broker, store) = (fixture.broker, fixture.store)
+        let topics = configuration.topics
+        try await broker.createTopic(TopicSpec(name: topics.requested(.payment), partitions: 2))
+        try await broker.createTopic(TopicSpec(name: topics.requested(.payment, priority: .vip), partitions: 1))
+        let accepted: Int64 = 5_000_000
+        let budget = Watchdog.budgetMilliseconds(.payment, configuration)
+        _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at, accepted_at) VALUES ('waiting', ?, 900, ?)",
+                                 [.blob(DispatcherDecisionTests.orderJSON("waiting")), .integer(accepted)])
+        let p0 = TopicPartition(topics.requested(.payment), 0)
+        let p1 = TopicPartition(topics.requested(.payment), 1)
+        _ = try await broker.produce([ProducerRecord(topic: p0.topic, partition: 0, key: Array("other".utf8), value: [1])])
+        _ = try await broker.produce([ProducerRecord(topic: p1.topic, partition: 1, key: Array("waiting".utf8), value: DispatcherDecisionTests.orderJSON("waiting"))])
+        _ = try store.connection.run(DispatcherStore.raiseTrackerOffset, [.text(p0.topic), .integer(0), .integer(1)])
+        let handles = MetricHandles(factory: TestMetrics())
+        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
+                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        var check = AcceptanceCheck()
+        #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 10) == 0)
+        #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 20) == 0, "the tracker has not read partition 1 yet")
+        #expect(try await broker.describeTopic(p1.topic).partitions[1].endOffset == 1, "nothing published again")
+        // Once the tracker has read partition 1 and still has no row, the order is lost.
+        _ = try store.connection.run(DispatcherStore.raiseTrackerOffset, [.text(p1.topic), .integer(1), .integer(1)])
+        #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 30) == 1)
+    }
+
     /// An order without a tracker row is only a suspect while the tracker may be behind (after
     /// a restart it catches up for a while, and every order it has not reached yet has no
     /// row): it is decided once the tracker has recorded the payment topics up to where they
