@@ -257,13 +257,12 @@ public final class StoreConnection: Sendable {
     /// and unlocks that index (two `fcntl` calls), and a lookup of a batch's keys is a
     /// statement per key: that was 2 to 4 system calls per record in every step.
     public func withConnection<T: Sendable>(_ body: (Transaction) throws -> T) throws -> T {
-        try lock.withLock { handles in try Self.reading(Transaction(handles: handles, path: path), body) }
-    }
-
-    private static func reading<T>(_ tx: Transaction, _ body: (Transaction) throws -> T) throws -> T {
-        guard tx.handles.postgres == nil else { return try body(tx) }
-        try tx.exec("BEGIN")
-        return try tx.completing(body)
+        try lock.withLock { handles in
+            let tx = Transaction(handles: handles, path: path)
+            guard handles.postgres == nil else { return try body(tx) }
+            try tx.exec("BEGIN")
+            return try tx.completing(body)
+        }
     }
 
     /// A single statement outside an explicit transaction.
