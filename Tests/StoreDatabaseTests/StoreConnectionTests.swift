@@ -21,9 +21,9 @@ import Testing
         return connection
     }
 
-    /// A batch's lookups (`withConnection`, `query(_:anyOf:)`) read one snapshot on SQLite:
-    /// one read transaction, not one per statement, so a writer committing meanwhile is not
-    /// seen halfway through.
+    /// A batch's lookups in `withConnection` (a handler's recorded outcomes, its statements and
+    /// its `query(_:anyOf:)`) read one snapshot on SQLite: one read transaction, not one per
+    /// statement, so a writer committing meanwhile is not seen halfway through.
     @Test func aBatchOfLookupsReadsOneSnapshotOnSQLite() throws {
         let reader = try open(.sqlite)
         let writer = try StoreConnection(path: reader.path)
