@@ -448,12 +448,12 @@ public final class EmbeddedBroker: MessageBroker {
         }
     }
 
-    public func lag(group: String) async throws -> [PartitionLag] {
+    public func lag(group: String, topics wanted: [String]) async throws -> [PartitionLag] {
         let committed = offsets.committed(group: group)
-        // Every partition of every topic the group reads now or has committed to.
+        // Every partition of every topic asked for, or the group reads now or has committed to.
         var partitions: Set<TopicPartition> = []
         registry.withLock { registry in
-            var topics = Set(committed.keys.map(\.topic))
+            var topics = Set(committed.keys.map(\.topic)).union(wanted)
             for member in registry.groups[group].map({ Array($0.state.members.values) }) ?? [] { topics.formUnion(member.topics) }
             for topic in topics {
                 for p in 0..<(registry.topics[topic]?.partitions.count ?? 0) { partitions.insert(TopicPartition(topic, p)) }
@@ -463,8 +463,7 @@ public final class EmbeddedBroker: MessageBroker {
         for tp in partitions.sorted() {
             guard let log = try? partitionLog(tp.topic, tp.partition) else { continue }
             let (begin, end) = log.offsets
-            let position = committed[tp]
-            result.append(PartitionLag(group: group, topic: tp.topic, partition: tp.partition, committedOffset: position, endOffset: end, lag: max(0, end - (position ?? begin))))
+            result.append(PartitionLag(group: group, topic: tp.topic, partition: tp.partition, committedOffset: committed[tp], beginOffset: begin, endOffset: end))
         }
         return result
     }

@@ -37,8 +37,8 @@ public struct CompensationDriver: Service {
     }
 
     public func run() async throws {
-        let t = configuration.topics
-        var runtime = WorkerRuntimeConfiguration(group: "compensation-driver", standardTopics: t.stepDeadLetters + [t.deadLetter(nil)], priorityTopics: [], policy: StepPolicy(), router: nil)
+        var runtime = WorkerRuntimeConfiguration(
+            group: SagaGroups.compensationDriver, standardTopics: SagaGroups.compensationDriverTopics(configuration), priorityTopics: [], policy: StepPolicy(), router: nil)
         runtime.batchSize = 500
         runtime.journal = journal
         runtime.metrics = metrics
@@ -51,7 +51,7 @@ public struct CompensationDriver: Service {
     /// alerts written as it is applied.
     struct Decisions: StepHandler {
         let driver: CompensationDriver
-        var name: String { "compensation-driver" }
+        var name: String { SagaGroups.compensationDriver }
         var performsInline: Bool { true }
 
         func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws {}

@@ -14,7 +14,7 @@ public struct OrderIntake: StepHandler {
         case invalid(OrderRejection)
     }
 
-    public let name = "dispatcher"
+    public let name = SagaGroups.intake
     let store: DispatcherStore
     let validator: OrderValidator
     let vipThreshold: Double

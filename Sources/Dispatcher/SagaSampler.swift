@@ -47,9 +47,9 @@ public final class SagaSampler: Sendable {
         for topic in try await broker.listTopics() where saga.contains(topic.name) || topic.name.hasSuffix(PoisonRecord.suffix) {
             gauges.topicRecords[topic.name].record(topic.partitions.reduce(Int64(0)) { $0 + $1.endOffset - $1.beginOffset })
         }
-        for group in try await SagaStatistics.groups(broker) {
+        for (group, lags) in try await SagaGroups.lags(broker, configuration) {
             var byTopic: [String: Int64] = [:]
-            for lag in try await broker.lag(group: group) { byTopic[lag.topic, default: 0] += lag.lag }
+            for lag in lags { byTopic[lag.topic, default: 0] += lag.lag }
             for (topic, lag) in byTopic { gauges.consumerLag[group, topic].record(lag) }
         }
         guard let store else { return }

@@ -92,17 +92,6 @@ public struct SagaStatistics: Codable, Sendable {
         return sorted[min(sorted.count - 1, max(0, rank - 1))]
     }
 
-    /// The consumer groups to report lag for: every group the broker knows, or on clusters
-    /// without ListGroups (librdkafka's mock) the saga's own.
-    public static func groups(_ broker: any MessageBroker) async throws -> [String] {
-        do {
-            return try await broker.listGroups()
-        } catch let error as BrokerError where error.code == .unsupported {
-            return ["dispatcher", SagaTracker.group, "compensation-driver", "compensation"]
-                + SagaStep.allCases.flatMap { [$0.rawValue, $0.rawValue + ".priority"] }
-        }
-    }
-
     public static func collect(store: DispatcherStore, broker: any MessageBroker, configuration: SagaConfiguration) async throws -> SagaStatistics {
         let states = try store.stateCounts()
         let orders = states.values.reduce(0, +)
@@ -135,10 +124,7 @@ public struct SagaStatistics: Codable, Sendable {
                 depth[topic] = Int(description.partitions.reduce(Int64(0)) { $0 + $1.endOffset - $1.beginOffset })
             }
         }
-        var lag: [String: Int64] = [:]
-        for group in try await groups(broker) {
-            lag[group] = try await broker.lag(group: group).reduce(Int64(0)) { $0 + $1.lag }
-        }
+        let lag = try await SagaGroups.lags(broker, configuration).mapValues { $0.reduce(Int64(0)) { $0 + $1.lag } }
         return SagaStatistics(
             orders: orders, inFlight: orders - completed - compensated - (states[OrderState.manualReview.rawValue] ?? 0), states: states, rejected: reasons.values.reduce(0, +), rejectionReasons: reasons,
             completedPerSecond: window.1 > window.0 ? Double(window.2) / (Double(window.1 - window.0) / 1000) : 0,

@@ -65,13 +65,14 @@ public struct Watchdog: Service {
     /// tracker: while it catches up (after the dispatcher was down, or filling a history
     /// again from the log), an order whose later events wait in that backlog only looks
     /// stuck, and recovering it could compensate an order that completed. Counted from the
-    /// store's offsets, since the tracker reads from them, not from its group's commits; a
+    /// store's offsets, since the tracker reads from them, not from its group's commits, on
+    /// every partition of its topics (a partition it never committed on counts too); a
     /// partition without a row is read from its start (`SagaTracker.startOffsets`).
     func trackerBacklog() async throws -> Int64 {
-        let lags = try await broker.lag(group: SagaTracker.group)
+        let lags = try await broker.lag(group: SagaTracker.group, topics: SagaTracker.topics(configuration))
         let store = self.store
         let recorded = try await BlockingIO.run { try store.trackerOffsets() }
-        return lags.reduce(0) { $0 + max(0, $1.endOffset - (recorded[TopicPartition($1.topic, $1.partition)] ?? 0)) }
+        return lags.reduce(0) { $0 + max(0, $1.endOffset - max(recorded[TopicPartition($1.topic, $1.partition)] ?? 0, $1.beginOffset)) }
     }
 
     /// Orders the intake accepted that the tracker never saw start: their payment request never

@@ -206,7 +206,11 @@ public final class KafkaClusterClient: MessageBroker, @unchecked Sendable {
         }
     }
 
-    public func lag(group: String) async throws -> [PartitionLag] {
+    /// librdkafka's committed offsets name only the partitions the group committed on, so
+    /// each topic asked for, or committed on anywhere, has all its partitions listed, those
+    /// without a commit from their low watermark. (A group's live members' subscriptions are
+    /// not read here: the saga passes its groups' topics.)
+    public func lag(group: String, topics wanted: [String]) async throws -> [PartitionLag] {
         let handleBits = UInt(bitPattern: try standaloneConsumer(group: group))
         return try await BlockingIO.run {
             let handle = OpaquePointer(bitPattern: handleBits)!
@@ -218,10 +222,12 @@ public final class KafkaClusterClient: MessageBroker, @unchecked Sendable {
             defer { rd_kafka_topic_partition_list_destroy(list) }
             let error = rd_kafka_committed(handle, list, 10_000)
             if error != RD_KAFKA_RESP_ERR_NO_ERROR { throw BrokerError.kafka(error, "reading committed offsets of group \(group)") }
+            let entries = KafkaPartitionList.entries(list)
+            let listed = Set(wanted).union(entries.filter { $0.1 >= 0 }.map(\.0.topic))
             var lags: [PartitionLag] = []
-            for (tp, committed, _) in KafkaPartitionList.entries(list) where committed >= 0 {
-                let (_, high) = try Self.watermarks(handle, tp)
-                lags.append(PartitionLag(group: group, topic: tp.topic, partition: tp.partition, committedOffset: committed, endOffset: high, lag: max(0, high - committed)))
+            for (tp, committed, _) in entries where listed.contains(tp.topic) {
+                let (low, high) = try Self.watermarks(handle, tp)
+                lags.append(PartitionLag(group: group, topic: tp.topic, partition: tp.partition, committedOffset: committed >= 0 ? committed : nil, beginOffset: low, endOffset: high))
             }
             return lags.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
         }

@@ -14,8 +14,10 @@ public protocol MessageBroker: Sendable {
     func makeConsumer(group: String, topics: [String], configuration: ConsumerConfiguration) async throws -> any GroupConsumer
     /// Reads a partition from an offset without a group (inspection, dead-letter topics).
     func read(topic: String, partition: Int, from offset: Int64, maxRecords: Int) async throws -> [ConsumerRecord]
-    /// Committed offset and lag of `group` on every partition it has committed to or owns.
-    func lag(group: String) async throws -> [PartitionLag]
+    /// Committed offset and lag of `group` on every partition of `topics` (those that exist)
+    /// and of every topic the group has committed to or reads now. A partition without a
+    /// commit lags by every record it holds, from its beginning: where a new member starts.
+    func lag(group: String, topics: [String]) async throws -> [PartitionLag]
     /// The groups known to the broker.
     func listGroups() async throws -> [String]
     /// Releases the broker (files and locks, or connections after flushing what is queued).
@@ -23,6 +25,11 @@ public protocol MessageBroker: Sendable {
 }
 
 extension MessageBroker {
+    /// Lag on the topics the broker knows `group` by: its commits and its live members'.
+    public func lag(group: String) async throws -> [PartitionLag] {
+        try await lag(group: group, topics: [])
+    }
+
     public func produce(_ record: ProducerRecord) async throws -> RecordMetadata {
         try await produce([record])[0]
     }

@@ -70,15 +70,19 @@ public struct PartitionLag: Hashable, Sendable, Codable {
     public var partition: Int
     /// `nil` when the group never committed on this partition.
     public var committedOffset: Int64?
+    /// The partition's first offset still held (where a member without a commit starts).
+    public var beginOffset: Int64
     public var endOffset: Int64
+    /// Records from the commit (or, without one, from `beginOffset`) to the end.
     public var lag: Int64
 
-    public init(group: String, topic: String, partition: Int, committedOffset: Int64?, endOffset: Int64, lag: Int64) {
+    public init(group: String, topic: String, partition: Int, committedOffset: Int64?, beginOffset: Int64, endOffset: Int64) {
         self.group = group
         self.topic = topic
         self.partition = partition
         self.committedOffset = committedOffset
+        self.beginOffset = beginOffset
         self.endOffset = endOffset
-        self.lag = lag
+        self.lag = max(0, endOffset - max(committedOffset ?? beginOffset, beginOffset))
     }
 }

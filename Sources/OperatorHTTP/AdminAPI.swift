@@ -201,9 +201,9 @@ struct AdminAPI: Sendable {
     /// `GET /api/topics`: every topic with its partitions' offsets and each group's lag on it.
     func topics() async throws -> Response {
         var lagByTopic: [String: [TopicView.GroupLag]] = [:]
-        for group in try await SagaStatistics.groups(surface.broker) {
+        for (group, lags) in try await SagaGroups.lags(surface.broker, surface.configuration) {
             var byTopic: [String: (lag: Int64, committed: Int64)] = [:]
-            for lag in try await surface.broker.lag(group: group) {
+            for lag in lags {
                 var entry = byTopic[lag.topic] ?? (0, 0)
                 entry.lag += lag.lag
                 entry.committed += lag.committedOffset ?? 0

@@ -103,8 +103,8 @@ struct LiveFeed: Sendable {
     func topicFigures() async -> [Frame.Topic] {
         guard let listed = try? await surface.broker.listTopics() else { return [] }
         var lag: [String: [String: Int64]] = [:]
-        for group in (try? await SagaStatistics.groups(surface.broker)) ?? [] {
-            for entry in (try? await surface.broker.lag(group: group)) ?? [] { lag[entry.topic, default: [:]][group, default: 0] += entry.lag }
+        for (group, lags) in (try? await SagaGroups.lags(surface.broker, surface.configuration)) ?? [:] {
+            for entry in lags { lag[entry.topic, default: [:]][group, default: 0] += entry.lag }
         }
         return listed.sorted { $0.name < $1.name }.map { topic in
             Frame.Topic(

@@ -126,15 +126,13 @@ public final class SagaNode: Sendable {
             return SpecializedRuntime(WorkerRuntime(broker: broker, handler: handler, configuration: c, logger: logger))
         }
         func stepRuntime<H: StepHandler>(_ handler: H, _ step: SagaStep) throws -> any Service {
-            let policy = configuration[step]
-            return try runtime(
-                handler, step: step, standard: [t.requested(step)] + (0..<policy.retryTiers).map { t.retry(step, tier: $0 + 1) },
-                priority: [t.requested(step, priority: .vip)], policy: policy)
+            let lanes = SagaGroups.stepLanes(step, configuration)
+            return try runtime(handler, step: step, standard: lanes.standard, priority: lanes.priority, policy: configuration[step])
         }
         if roles.contains(.dispatcher), let dispatcherStore {
             let intake = OrderIntake(store: dispatcherStore, vipThreshold: configuration.vipAmountThreshold, messages: messages)
             var intakeRuntime = WorkerRuntimeConfiguration(
-                group: "dispatcher", standardTopics: [t.orders], priorityTopics: [t.ordersPriority], policy: StepPolicy(timeoutSeconds: 30),
+                group: SagaGroups.intake, standardTopics: [t.orders], priorityTopics: [t.ordersPriority], policy: StepPolicy(timeoutSeconds: 30),
                 router: RetryRouter(policy: StepPolicy(), retryTopic: { _ in t.rejected }, deadLetterTopic: t.rejected))
             intakeRuntime.batchSize = configuration.batchSize
             intakeRuntime.concurrency = configuration.concurrency
@@ -173,10 +171,8 @@ public final class SagaNode: Sendable {
             let handler = CompensationHandler(
                 payments: payments, gateway: gateway, inventory: inventory, shipping: shipping, notifications: notifications, world: world, messages: messages,
                 actions: metrics.compensations)
-            let policy = configuration.compensation
             services.append(try runtime(
-                handler, step: nil, standard: [t.compensation] + (0..<policy.retryTiers).map { t.retry(nil, tier: $0 + 1) },
-                priority: [], policy: policy))
+                handler, step: nil, standard: SagaGroups.compensationTopics(configuration), priority: [], policy: configuration.compensation))
         }
         return services
     }

@@ -195,6 +195,21 @@ import Testing
         #expect(try await broker.listGroups() == ["g"])
     }
 
+    /// A group without members or commits (workers down) lags by every record of the topics it
+    /// is asked about; a topic that does not exist is left out.
+    @Test func lagCountsEveryPartitionOfTheTopicsAskedForFromItsBeginning() async throws {
+        let dir = TemporaryDirectory()
+        let broker = try openBroker(dir.path)
+        try await broker.createTopic(TopicSpec(name: "t", partitions: 2))
+        _ = try await broker.produce((0..<4).map { record("t", nil, "a\($0)", partition: 0) } + (0..<3).map { record("t", nil, "b\($0)", partition: 1) })
+        #expect(try await broker.lag(group: "idle").isEmpty)
+        let lag = try await broker.lag(group: "idle", topics: ["t", "no-such-topic"])
+        #expect(lag.map(\.partition) == [0, 1])
+        #expect(lag.map(\.lag) == [4, 3])
+        #expect(lag.map(\.committedOffset) == [nil, nil])
+        #expect(lag.map(\.beginOffset) == [0, 0])
+    }
+
     @Test func aDelayedTopicHoldsRecordsUntilTheirDelayPassedWithoutBlockingOthers() async throws {
         let dir = TemporaryDirectory()
         let broker = try openBroker(dir.path)

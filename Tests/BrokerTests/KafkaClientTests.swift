@@ -93,6 +93,31 @@ import Testing
         await second.close()
     }
 
+    /// librdkafka names only the partitions a group committed on; lag lists every partition
+    /// of a topic the group committed on anywhere, and of the topics asked for, a partition
+    /// without a commit lagging by all it holds (before, a group whose workers never ran
+    /// showed no lag at all while its work piled up).
+    @Test func lagListsEveryPartitionOfATopicNotOnlyTheCommittedOnes() async throws {
+        try cluster.createTopic("half", partitions: 2)
+        try cluster.createTopic("unread", partitions: 3)
+        _ = try await broker.produce((0..<10).map { ProducerRecord(topic: "half", partition: $0 % 2, key: nil, value: Array("v\($0)".utf8)) })
+        _ = try await broker.produce((0..<6).map { ProducerRecord(topic: "unread", partition: $0 % 3, key: nil, value: Array("v\($0)".utf8)) })
+        let member = try await broker.makeConsumer(group: "g-half", topics: ["half"], configuration: ConsumerConfiguration())
+        try await awaitAssignment(member, count: 2)
+        try await member.commit([TopicPartition("half", 0): 2])
+        await member.close()
+
+        let known = try await broker.lag(group: "g-half")
+        #expect(known.map { "\($0.topic)/\($0.partition)" } == ["half/0", "half/1"])
+        #expect(known.map(\.committedOffset) == [2, nil])
+        #expect(known.map(\.lag) == [3, 5])
+
+        let asked = try await broker.lag(group: "g-half", topics: ["unread", "no-such-topic"])
+        #expect(asked.map { "\($0.topic)/\($0.partition)" } == ["half/0", "half/1", "unread/0", "unread/1", "unread/2"])
+        #expect(asked.filter { $0.topic == "unread" }.map(\.lag) == [2, 2, 2])
+        #expect(try await broker.lag(group: "never-ran", topics: ["unread"]).reduce(0) { $0 + $1.lag } == 6)
+    }
+
     /// A member's own start offsets go before the group's commits, as on the embedded broker.
     @Test func aMembersOwnStartOffsetsGoBeforeTheGroupsCommits() async throws {
         try cluster.createTopic("own", partitions: 3)

@@ -137,6 +137,23 @@ import Testing
         #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 30) == 1)
     }
 
+    /// The tracker's backlog, which the watchdog waits out before calling orders stuck, counts
+    /// every partition of the tracker's topics from the store's offsets: its group has no
+    /// member and no commit here, and counted from the group's lag it was 0.
+    @Test(arguments: StoreBackend.allCases) func theTrackersBacklogCountsPartitionsItsGroupNeverCommittedOn(_ backend: StoreBackend) async throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (broker, store) = (fixture.broker, fixture.store)
+        let requests = configuration.topics.requested(.inventory)
+        try await broker.createTopic(TopicSpec(name: requests, partitions: 2))
+        _ = try await broker.produce((0..<5).map { ProducerRecord(topic: requests, partition: $0 % 2, key: nil, value: [UInt8($0)]) })
+        _ = try store.connection.run(DispatcherStore.raiseTrackerOffset, [.text(requests), .integer(0), .integer(2)])
+        let handles = MetricHandles(factory: TestMetrics())
+        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
+                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        #expect(try await watchdog.trackerBacklog() == 3, "partition 0 recorded up to 2 of 3 records, partition 1 none of 2")
+    }
+
     /// An order without a tracker row is only a suspect while the tracker may be behind (after
     /// a restart it catches up for a while, and every order it has not reached yet has no
     /// row): it is decided once the tracker has recorded the payment topics up to where they
