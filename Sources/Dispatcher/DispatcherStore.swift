@@ -129,11 +129,11 @@ public final class DispatcherStore: Sendable {
 
     /// Orders the intake stored between `after` (exclusive) and `upTo` whose first event the
     /// tracker never recorded, oldest first, and the last acceptance time looked at (`nil`:
-    /// none in the window). At most `limit` acceptances are looked at per call (ids only: the
-    /// intake's writes wait while its connection reads).
-    public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (ids: [String], lastLookedAt: Int64?) {
-        let columns = "SELECT order_id, accepted_at FROM submitted"
-        let row = { (r: SQLRow) in (id: r.text(0), acceptedAt: r.int(1)) }
+    /// none in the window), each with where the intake read it. At most `limit` acceptances
+    /// are looked at per call (no bodies: the intake's writes wait while its connection reads).
+    public func acceptedNeverStarted(after: Int64, upTo: Int64, limit: Int = 10_000) throws -> (orders: [(id: String, source: String?)], lastLookedAt: Int64?) {
+        let columns = "SELECT order_id, accepted_at, source FROM submitted"
+        let row = { (r: SQLRow) in (id: r.text(0), acceptedAt: r.int(1), source: r.isNull(2) ? nil : r.text(2)) }
         var accepted = try intake.query(
             "\(columns) WHERE accepted_at > ? AND accepted_at <= ? ORDER BY accepted_at LIMIT ?", [.integer(after), .integer(upTo), .integer(Int64(limit))], row)
         guard var last = accepted.last?.acceptedAt else { return ([], nil) }
@@ -150,7 +150,7 @@ public final class DispatcherStore: Sendable {
             }
         }
         let started = try startedOrders(accepted.map(\.id))
-        return (accepted.map(\.id).filter { !started.contains($0) }, last)
+        return (accepted.filter { !started.contains($0.id) }.map { ($0.id, $0.source) }, last)
     }
 
     /// Which of `ids` the tracker has a row for (it saw at least one of their events).
