@@ -53,10 +53,15 @@ public struct SagaTracker: Service {
         var topics = [t.rejected, t.completed, t.compensated, t.manualReview, t.compensation, t.deadLetter(nil)]
         for step in SagaStep.allCases {
             topics += [t.requested(step), t.requested(step, priority: .vip), t.deadLetter(step)]
-            topics += (0..<configuration[step].retryTiers).map { t.retry(step, tier: $0 + 1) }
         }
-        topics += (0..<configuration.compensation.retryTiers).map { t.retry(nil, tier: $0 + 1) }
-        return topics
+        return topics + retryTopics(configuration)
+    }
+
+    /// The retry tiers' topics (delayed: a record there is read once its delay has passed).
+    public static func retryTopics(_ configuration: SagaConfiguration) -> [String] {
+        let t = configuration.topics
+        return SagaStep.allCases.flatMap { step in (0..<configuration[step].retryTiers).map { t.retry(step, tier: $0 + 1) } }
+            + (0..<configuration.compensation.retryTiers).map { t.retry(nil, tier: $0 + 1) }
     }
 
     /// Stores pointed at a log they were not made with (a fresh `--data-dir` with an old

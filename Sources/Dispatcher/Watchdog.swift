@@ -31,11 +31,7 @@ public struct Watchdog: Service {
     }
 
     public func run() async throws {
-        // Time the saga was not running does not count against an order: after a restart an
-        // order is stuck only if it stays put for a whole budget of running time. Nor does
-        // time the tracker spent catching up (`trackerBacklog`).
-        var runningSince = UnixClock.nowMillis()
-        var waitingForTracker = false
+        var tracker = TrackerWatch(runningSince: UnixClock.nowMillis())
         // Every acceptance is looked at once; at start, all of them (paged: `reconcileAccepted`).
         var acceptances = AcceptanceCheck()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -44,16 +40,16 @@ public struct Watchdog: Service {
             if Task.isShuttingDownGracefully || Task.isCancelled { break }
             do {
                 let backlog = try await trackerBacklog()
-                if backlog > Self.trackerBacklogLimit {
-                    if !waitingForTracker { logger.notice("the watchdog waits for the tracker to catch up", metadata: ["saga.backlog": "\(backlog)"]) }
-                    waitingForTracker = true
+                switch tracker.observe(backlog, now: UnixClock.nowMillis()) {
+                case .startedWaiting(let reason):
+                    logger.notice("the watchdog waits for the tracker \(reason)", metadata: ["saga.backlog": "\(backlog.records)"])
                     continue
+                case .waiting:
+                    continue
+                case .current:
+                    break
                 }
-                if waitingForTracker {
-                    waitingForTracker = false
-                    runningSince = UnixClock.nowMillis()
-                }
-                try await sweep(now: UnixClock.nowMillis(), runningSince: runningSince)
+                try await sweep(now: UnixClock.nowMillis(), runningSince: tracker.runningSince)
                 try await reconcileAccepted(&acceptances, now: UnixClock.nowMillis())
             } catch {
                 logger.error("watchdog sweep failed", metadata: ["error.message": "\(error)"])
@@ -68,11 +64,18 @@ public struct Watchdog: Service {
     /// store's offsets, since the tracker reads from them, not from its group's commits, on
     /// every partition of its topics (a partition it never committed on counts too); a
     /// partition without a row is read from its start (`SagaTracker.startOffsets`).
-    func trackerBacklog() async throws -> Int64 {
+    func trackerBacklog() async throws -> TrackerBacklog {
         let lags = try await broker.lag(group: SagaTracker.group, topics: SagaTracker.topics(configuration))
         let store = self.store
         let recorded = try await BlockingIO.run { try store.trackerOffsets() }
-        return lags.reduce(0) { $0 + max(0, $1.endOffset - max(recorded[TopicPartition($1.topic, $1.partition)] ?? 0, $1.beginOffset)) }
+        let delayed = Set(SagaTracker.retryTopics(configuration))
+        var backlog = TrackerBacklog(recorded: recorded)
+        for lag in lags {
+            let unrecorded = max(0, lag.endOffset - max(recorded[TopicPartition(lag.topic, lag.partition)] ?? 0, lag.beginOffset))
+            backlog.records += unrecorded
+            if !delayed.contains(lag.topic) { backlog.readable += unrecorded }
+        }
+        return backlog
     }
 
     /// Orders the intake accepted that the tracker never saw start: their payment request never
@@ -357,5 +360,67 @@ public struct AcceptanceCheck: Sendable {
             return caughtUp
         }
         return due
+    }
+}
+
+/// What the tracker has not recorded yet (`Watchdog.trackerBacklog`).
+struct TrackerBacklog: Equatable {
+    /// Every record not recorded yet.
+    var records: Int64 = 0
+    /// Those on topics without a delivery delay: the tracker can read them now (a retry
+    /// tier's record waits for its delay, minutes in some policies, and is not a sign of a
+    /// stalled tracker).
+    var readable: Int64 = 0
+    /// The tracker's store's offsets.
+    var recorded: [TopicPartition: Int64]
+
+    init(records: Int64 = 0, readable: Int64 = 0, recorded: [TopicPartition: Int64]) {
+        self.records = records
+        self.readable = readable
+        self.recorded = recorded
+    }
+}
+
+/// Whether the tracker's view of the orders is current enough for the watchdog to judge them,
+/// as a plain state machine. Orders' states are only as fresh as the tracker: an order whose
+/// later events wait unrecorded only looks stuck, and recovering it twice compensates it.
+///
+/// - **Catching up**: more than a batch of records unrecorded.
+/// - **Stalled**: records it could read wait and it recorded nothing since the last look. A
+///   dispatcher restarted on a Kafka cluster has its groups' partitions only once the dead
+///   member's session times out, while the workers go on; in chaos runs the watchdog then
+///   re-published 114 to 215 requests of orders that had moved on.
+///
+/// Time spent waiting does not count against an order, like time the saga was not running:
+/// once the tracker is current, every order gets a whole budget of running time again.
+struct TrackerWatch {
+    enum Verdict: Equatable {
+        case current
+        case startedWaiting(String)
+        case waiting
+    }
+
+    /// Since when the saga has run with a current tracker (`Watchdog.sweep`).
+    private(set) var runningSince: Int64
+    private var waiting = false
+    private var lastRecorded: [TopicPartition: Int64]?
+
+    init(runningSince: Int64) {
+        self.runningSince = runningSince
+    }
+
+    mutating func observe(_ backlog: TrackerBacklog, now: Int64) -> Verdict {
+        let stalled = backlog.readable > 0 && lastRecorded == backlog.recorded
+        lastRecorded = backlog.recorded
+        let reason = backlog.records > Watchdog.trackerBacklogLimit ? "to catch up" : stalled ? "to record again" : nil
+        guard let reason else {
+            if waiting {
+                waiting = false
+                runningSince = now
+            }
+            return .current
+        }
+        defer { waiting = true }
+        return waiting ? .waiting : .startedWaiting(reason)
     }
 }

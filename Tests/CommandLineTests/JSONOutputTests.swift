@@ -28,7 +28,7 @@ import TestSupport
         let temporary = TemporaryDirectory("json")
         let directory = temporary.path
         let fast = SagaRepository.root.appendingPathComponent("config/profiles/fast.yaml").path
-        let run = try runFulfillment(["run", "--orders", "300", "--faults", "default", "--json", "--config", fast, "--data-dir", directory])
+        let run = try runFulfillment(["run", "--http", "off", "--orders", "300", "--faults", "default", "--json", "--config", fast, "--data-dir", directory])
         try Self.validate(run, against: "run")
         let base = ["--data-dir", directory]
         try Self.validate(try runFulfillment(["stats", "--json", "--config", fast] + base), against: "stats")
@@ -43,7 +43,7 @@ import TestSupport
             """
         let queued = try runFulfillment(["produce", "--config", fast] + base, input: Data(lines.utf8))
         #expect(queued.exitedCleanly, "\(queued.stderr)")
-        let drained = try runFulfillment(["run", "--drain", "--json", "--config", fast] + base)
+        let drained = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--config", fast] + base)
         try Self.validate(drained, against: "run")
         for (id, state) in [("json-bad", nil), ("json-declined", "compensated"), ("json-fine", "completed")] {
             let order = try runFulfillment(["order", id, "--json"] + base)

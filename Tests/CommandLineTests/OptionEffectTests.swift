@@ -26,12 +26,12 @@ import TestSupport
 
     @Test func runStoresWhereStoreSaysAndFailsAtStartOnAnUnreachablePostgres() throws {
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let unreachable = try runFulfillment(["run", "--orders", "5", "--data-dir", path("pg-down"), "--store", "postgres://nobody@127.0.0.1:1/x"])
+        let unreachable = try runFulfillment(["run", "--http", "off", "--orders", "5", "--data-dir", path("pg-down"), "--store", "postgres://nobody@127.0.0.1:1/x"])
         #expect(unreachable.status == 2)
         #expect(unreachable.stderr.contains("127.0.0.1") && unreachable.stderr.contains("cannot connect to PostgreSQL"), "\(unreachable.stderr)")
         #expect(!FileManager.default.fileExists(atPath: path("pg-down") + "/dispatcher.sqlite"), "fell back to SQLite")
 
-        let elsewhere = try runFulfillment(["run", "--orders", "20", "--data-dir", path("data"), "--store", "sqlite:" + path("stores")])
+        let elsewhere = try runFulfillment(["run", "--http", "off", "--orders", "20", "--data-dir", path("data"), "--store", "sqlite:" + path("stores")])
         #expect(elsewhere.exitedCleanly, "\(elsewhere.stderr)")
         #expect(FileManager.default.fileExists(atPath: path("stores") + "/dispatcher.sqlite"))
         #expect(!FileManager.default.fileExists(atPath: path("data") + "/dispatcher.sqlite"))
@@ -40,14 +40,14 @@ import TestSupport
         #expect(try runFulfillment(["check", "--data-dir", path("data")]).status == 2)
 
         // The same stores with another (fresh) data directory: refused at start, by name.
-        let foreign = try runFulfillment(["run", "--orders", "5", "--data-dir", path("other-data"), "--store", "sqlite:" + path("stores")])
+        let foreign = try runFulfillment(["run", "--http", "off", "--orders", "5", "--data-dir", path("other-data"), "--store", "sqlite:" + path("stores")])
         #expect(foreign.status == 2, "\(foreign.stderr)")
         #expect(foreign.stderr.contains("were made with another log") && foreign.stderr.contains(path("stores")), "\(foreign.stderr)")
 
         if ProcessInfo.processInfo.environment["FULFILLMENT_TEST_POSTGRES"] != nil {
             // A database of its own: the server is shared by every test and every run.
             let postgres = try StoreBackend.postgres.freshLocation(directory: path("unused"))
-            let onPostgres = try runFulfillment(["run", "--orders", "20", "--json", "--data-dir", path("pg-data"), "--store", postgres])
+            let onPostgres = try runFulfillment(["run", "--http", "off", "--orders", "20", "--json", "--data-dir", path("pg-data"), "--store", postgres])
             #expect(onPostgres.exitedCleanly, "\(onPostgres.stderr)")
             #expect(!FileManager.default.fileExists(atPath: path("pg-data") + "/dispatcher.sqlite"), "run --store postgres:// must not use SQLite")
             #expect(try runFulfillment(["check", "--store", postgres]).exitedCleanly)
@@ -56,7 +56,7 @@ import TestSupport
 
     @Test func runDoesNotAcceptOptionsItWouldIgnore() throws {
         for option in [["--brokers", "127.0.0.1:9092"], ["-X", "a=b"], ["--kafka-config", "x"]] {
-            let refused = try runFulfillment(["run", "--orders", "1", "--data-dir", path("never")] + option)
+            let refused = try runFulfillment(["run", "--http", "off", "--orders", "1", "--data-dir", path("never")] + option)
             #expect(refused.status == 2, "\(option): \(refused.stderr)")
             #expect(refused.stderr.contains("Unknown option"), "\(refused.stderr)")
         }

@@ -160,7 +160,37 @@ import Testing
         let handles = MetricHandles(factory: TestMetrics())
         let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
                                 alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
-        #expect(try await watchdog.trackerBacklog() == 3, "partition 0 recorded up to 2 of 3 records, partition 1 none of 2")
+        #expect(try await watchdog.trackerBacklog().records == 3, "partition 0 recorded up to 2 of 3 records, partition 1 none of 2")
+        #expect(try await watchdog.trackerBacklog().readable == 3)
+        // A retry tier's records wait for their delay: in the backlog, not readable yet.
+        let retries = configuration.topics.retry(.inventory, tier: 1)
+        try await broker.createTopic(TopicSpec(name: retries, partitions: 1, deliveryDelayMilliseconds: 60_000))
+        _ = try await broker.produce([ProducerRecord(topic: retries, partition: 0, key: nil, value: [1])])
+        let backlog = try await watchdog.trackerBacklog()
+        #expect(backlog.records == 4)
+        #expect(backlog.readable == 3)
+    }
+
+    /// The watchdog judges orders only on a current tracker: not while it catches up (more
+    /// than a batch behind), nor while it is stalled (records it could read wait, and it
+    /// recorded nothing since the last look: a dispatcher restarted on Kafka waits for its
+    /// groups' partitions while the workers go on). Once current again, orders get a whole
+    /// budget of running time from then on.
+    @Test func theWatchdogWaitsForATrackerThatCatchesUpOrIsStalled() {
+        let p = TopicPartition("payment.completed", 0)
+        var watch = TrackerWatch(runningSince: 100)
+        #expect(watch.observe(TrackerBacklog(records: 5, readable: 5, recorded: [p: 10]), now: 1_000) == .current, "a first look cannot tell a stall")
+        #expect(watch.observe(TrackerBacklog(records: 3, readable: 3, recorded: [p: 12]), now: 2_000) == .current, "behind a little, and recording")
+        #expect(watch.observe(TrackerBacklog(records: 4, readable: 4, recorded: [p: 12]), now: 3_000) == .startedWaiting("to record again"))
+        #expect(watch.observe(TrackerBacklog(records: 9, readable: 9, recorded: [p: 12]), now: 4_000) == .waiting)
+        #expect(watch.runningSince == 100)
+        #expect(watch.observe(TrackerBacklog(records: 0, readable: 0, recorded: [p: 21]), now: 5_000) == .current)
+        #expect(watch.runningSince == 5_000, "the wait does not count against any order")
+        #expect(watch.observe(TrackerBacklog(records: 2, readable: 0, recorded: [p: 21]), now: 6_000) == .current, "records waiting for a retry delay are not a stall")
+        let behind = Watchdog.trackerBacklogLimit + 1
+        #expect(watch.observe(TrackerBacklog(records: behind, readable: behind, recorded: [p: 30]), now: 7_000) == .startedWaiting("to catch up"))
+        #expect(watch.observe(TrackerBacklog(records: 10, readable: 10, recorded: [p: 40]), now: 8_000) == .current)
+        #expect(watch.runningSince == 8_000)
     }
 
     /// An order without a tracker row is only a suspect while the tracker may be behind (after

@@ -34,14 +34,14 @@ import Testing
         // dead letters and compensations are in flight when the kill lands. Each run has
         // more orders than it can finish before the kill, even in a fast debug build.
         for round in 0..<2 {
-            let run = try Self.launch(["run", "--orders", "6000", "--faults", "default", "--data-dir", directory, "--config", fast], stdout: output)
+            let run = try Self.launch(["run", "--http", "off", "--orders", "6000", "--faults", "default", "--data-dir", directory, "--config", fast], stdout: output)
             try await Task.sleep(for: .milliseconds(Int.random(in: 1200...2500) + round * 300))
             kill(run.processIdentifier, SIGKILL)
             run.waitUntilExit()
             #expect(run.terminationReason == .uncaughtSignal, "round \(round): the run was killed, not finished")
         }
         // Restart and drain what is queued: every order ends and the books balance.
-        let drain = try Self.launch(["run", "--drain", "--json", "--data-dir", directory, "--config", fast, "--max-seconds", "120"], stdout: output)
+        let drain = try Self.launch(["run", "--http", "off", "--drain", "--json", "--data-dir", directory, "--config", fast, "--max-seconds", "120"], stdout: output)
         drain.waitUntilExit()
         let json = try #require(try? Data(contentsOf: URL(fileURLWithPath: output)))
         let summary = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])

@@ -31,7 +31,7 @@ import Testing
     static func drainUntilARunEnds(_ directory: String, runs: Int) throws -> (crashes: Int, finished: FulfillmentResult) {
         var crashes = 0
         for _ in 0..<runs {
-            let run = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+            let run = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
             guard run.reason == .uncaughtSignal else { return (crashes, run) }
             crashes += 1
             #expect(run.stderr.contains("tok_crash_process"), "died of something else: \(run.stderr.suffix(1500))")
@@ -75,7 +75,7 @@ import Testing
 
         let produced = try runFulfillment(["produce", "--data-dir", directory], input: input)
         #expect(produced.status == 0, "\(produced.stderr)")
-        let drain = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+        let drain = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
         #expect(drain.reason == .exit && drain.status == 0, "run --drain: \(drain.stderr.suffix(2000))")
         let summary = try Self.json(drain.stdout)
         #expect(summary["in_flight"] as? Int == 0)
@@ -142,7 +142,7 @@ import Testing
         let directory = temporary.path
         try Self.queue(directory, healthy: 12, poison: "poison-2", at: 5)
 
-        let first = try runFulfillment(["run", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
+        let first = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--data-dir", directory, "--max-seconds", "120"])
         #expect(first.reason == .uncaughtSignal && first.stderr.contains("tok_crash_process"), "\(first.stderr.suffix(1500))")
         // The copy: the poison order's payment request again, key, value and headers as they are.
         do {
