@@ -1,3 +1,4 @@
+import Glibc
 import Hummingbird
 import Logging
 import Messaging
@@ -29,7 +30,14 @@ public struct OperatorHTTPService: Service {
             configuration: .init(address: .hostname(host, port: port), serverName: "fulfillment"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        try await application.run()
+        do {
+            try await application.run()
+        } catch let error as IOError where error.errnoCode == EADDRINUSE || error.errnoCode == EACCES {
+            // NIO says "bind(descriptor:ptr:bytes:): Address already in use": say which
+            // address, and what to do.
+            let cause = error.errnoCode == EADDRINUSE ? "the address is in use (another fulfillment process?)" : "permission denied (a port below 1024?)"
+            throw HTTPAddressError(message: "cannot serve HTTP on \(host):\(port): \(cause); choose another with --http HOST:PORT (port 0 takes a free one) or turn it off with --http off")
+        }
     }
 }
 

@@ -54,6 +54,27 @@ import TestSupport
         }
     }
 
+    /// Another process on the `--http` port: `run` stops at start with which address and what
+    /// to do, not NIO's "bind(descriptor:ptr:bytes:)".
+    @Test func aTakenHTTPPortIsSaidPlainly() throws {
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(holder >= 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let taken = try runFulfillment(["run", "--orders", "1", "--data-dir", path("taken"), "--http", "127.0.0.1:\(port)"], limit: .seconds(60))
+        #expect(taken.status == 2, "\(taken.stderr)")
+        #expect(taken.stderr.contains("cannot serve HTTP on 127.0.0.1:\(port): the address is in use"), "\(taken.stderr)")
+        #expect(taken.stderr.contains("--http off"), "\(taken.stderr)")
+    }
+
     @Test func runDoesNotAcceptOptionsItWouldIgnore() throws {
         for option in [["--brokers", "127.0.0.1:9092"], ["-X", "a=b"], ["--kafka-config", "x"]] {
             let refused = try runFulfillment(["run", "--http", "off", "--orders", "1", "--data-dir", path("never")] + option)
