@@ -74,7 +74,7 @@ public struct OrderIntake: StepHandler {
                 case .invalid(let rejection):
                     return .success([try reject(rejection, record, db)])
                 case .valid(let order, let canonical):
-                    let source = "\(record.topic)/\(record.partition)/\(record.offset)"
+                    let source = RecordCoordinates(record.topicPartition, record.offset).description
                     let request = Self.paymentRequest(
                         order, canonical: canonical, vipThreshold: vipThreshold, createdAt: record.timestamp, messages: messages,
                         extra: [RecordHeader(SagaHeader.sourcePosition, source)])

@@ -1,5 +1,6 @@
 import Messaging
 import SagaDomain
+import SagaRuntime
 
 /// The saga's consumer groups and the topics each reads: what the services subscribe to
 /// (`SagaNode`, the tracker, the compensation driver), and so what their lag is counted on.
@@ -14,8 +15,10 @@ public enum SagaGroups {
     public static let intake = "dispatcher"
     public static let compensationDriver = "compensation-driver"
     public static let compensation = "compensation"
-    /// The group of a lane's consumer when it is the VIP one (`WorkerRuntime`).
-    public static func priorityGroup(_ group: String) -> String { group + ".priority" }
+    /// The intake's lanes: each group with the one topic it reads.
+    public static func intakeLanes(_ configuration: SagaConfiguration) -> [(group: String, topic: String)] {
+        [(intake, configuration.topics.orders), (WorkerRuntimeConfiguration.priorityGroup(intake), configuration.topics.ordersPriority)]
+    }
 
     /// A step worker's lanes: its request topic and retry tiers, and its VIP request topic.
     public static func stepLanes(_ step: SagaStep, _ configuration: SagaConfiguration) -> (standard: [String], priority: [String]) {
@@ -37,17 +40,16 @@ public enum SagaGroups {
 
     /// Every group of the saga with the topics it reads.
     public static func all(_ configuration: SagaConfiguration) -> [String: [String]] {
-        let t = configuration.topics
         var groups = [
-            intake: [t.orders], priorityGroup(intake): [t.ordersPriority],
             SagaTracker.group: SagaTracker.topics(configuration),
             compensationDriver: compensationDriverTopics(configuration),
             compensation: compensationTopics(configuration),
         ]
+        for lane in intakeLanes(configuration) { groups[lane.group] = [lane.topic] }
         for step in SagaStep.allCases {
             let lanes = stepLanes(step, configuration)
             groups[step.rawValue] = lanes.standard
-            groups[priorityGroup(step.rawValue)] = lanes.priority
+            groups[WorkerRuntimeConfiguration.priorityGroup(step.rawValue)] = lanes.priority
         }
         return groups
     }

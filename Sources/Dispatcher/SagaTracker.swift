@@ -368,11 +368,10 @@ public struct SagaTracker: Service {
     /// The `accepted` history entry, at the submission time and position the intake reported.
     /// Returns the rows written (none when the record does not say where it was submitted).
     func recordAcceptance(_ orderID: String, _ record: ConsumerRecord, _ at: Int64, _ db: StoreConnection.Transaction) throws -> Int {
-        let source = (record.header(SagaHeader.sourcePosition) ?? "").split(separator: "/")
-        guard source.count == 3, let partition = Int64(source[1]), let offset = Int64(source[2]) else { return 0 }
+        guard let source = record.header(SagaHeader.sourcePosition).flatMap(RecordCoordinates.init) else { return 0 }
         return try db.run(
             "INSERT INTO history_recent (order_id, at, topic, partition, offset, event) VALUES (?, ?, ?, ?, ?, 'accepted')",
-            [.text(orderID), .integer(at), .text(String(source[0])), .integer(partition), .integer(offset)])
+            [.text(orderID), .integer(at), .text(source.tp.topic), .integer(Int64(source.tp.partition)), .integer(source.offset)])
     }
 
     static let historyWidth = 10

@@ -140,9 +140,8 @@ public struct Watchdog: Service {
     /// What the intake's groups have still to read of the topics they read (`orders` and the
     /// priority intake), per partition: from their commit (or the start) to the end.
     func intakeUnread() async throws -> [TopicPartition: Range<Int64>] {
-        let t = configuration.topics
         var unread: [TopicPartition: Range<Int64>] = [:]
-        for (group, topic) in [(SagaGroups.intake, t.orders), (SagaGroups.priorityGroup(SagaGroups.intake), t.ordersPriority)] {
+        for (group, topic) in SagaGroups.intakeLanes(configuration) {
             for lag in try await broker.lag(group: group, topics: [topic]) where lag.topic == topic {
                 let next = min(max(lag.committedOffset ?? lag.beginOffset, lag.beginOffset), lag.endOffset)
                 unread[TopicPartition(lag.topic, lag.partition)] = next..<lag.endOffset
@@ -296,24 +295,10 @@ public struct AcceptanceCheck: Sendable {
         public var id: String
         /// Where the intake read the order, until its commit has passed it; `nil` once it
         /// has, or for an acceptance an older version stored without it.
-        var source: IntakePosition?
+        var source: RecordCoordinates?
         /// Where the payment topics ended once the intake had passed the order: the tracker
         /// has seen any request published for it when it has recorded them up to there.
         var waitFor: [TopicPartition: Int64]?
-    }
-
-    /// The partition and offset of `orders` (or the priority intake) an order was read from.
-    public struct IntakePosition: Sendable, Equatable {
-        var partition: TopicPartition
-        var offset: Int64
-
-        /// `topic/partition/offset`, as the intake stores it (`submitted.source`).
-        init?(_ text: String) {
-            let parts = text.split(separator: "/")
-            guard parts.count == 3, let partition = Int(parts[1]), let offset = Int64(parts[2]) else { return nil }
-            self.partition = TopicPartition(String(parts[0]), partition)
-            self.offset = offset
-        }
     }
 
     /// The acceptance time looked at up to; 0: not started (the walk then starts a horizon back).
@@ -328,7 +313,7 @@ public struct AcceptanceCheck: Sendable {
     var awaitsIntake: Bool { suspects.contains { $0.waitFor == nil } }
 
     mutating func suspect(_ orders: [(id: String, source: String?)]) {
-        suspects += orders.map { Suspect(id: $0.id, source: $0.source.flatMap(IntakePosition.init)) }
+        suspects += orders.map { Suspect(id: $0.id, source: $0.source.flatMap(RecordCoordinates.init)) }
     }
 
     /// Suspects the intake will not read again (`unread`: per partition of its topics, the
@@ -338,7 +323,7 @@ public struct AcceptanceCheck: Sendable {
     /// be read again either.
     mutating func intakePassed(_ unread: [TopicPartition: Range<Int64>], paymentTopicsEnds: [TopicPartition: Int64]) {
         for i in suspects.indices where suspects[i].waitFor == nil {
-            if let source = suspects[i].source, unread[source.partition]?.contains(source.offset) == true { continue }
+            if let source = suspects[i].source, unread[source.tp]?.contains(source.offset) == true { continue }
             suspects[i].source = nil
             suspects[i].waitFor = paymentTopicsEnds
         }
@@ -373,12 +358,6 @@ struct TrackerBacklog: Equatable {
     var readable: Int64 = 0
     /// The tracker's store's offsets.
     var recorded: [TopicPartition: Int64]
-
-    init(records: Int64 = 0, readable: Int64 = 0, recorded: [TopicPartition: Int64]) {
-        self.records = records
-        self.readable = readable
-        self.recorded = recorded
-    }
 }
 
 /// Whether the tracker's view of the orders is current enough for the watchdog to judge them,

@@ -177,7 +177,7 @@ public struct SagaRun: Sendable {
                             done = counts.finished + counts.rejected >= generator.count
                         } else {
                             var intakeLag: Int64 = 0
-                            for (group, topic) in [(SagaGroups.intake, configuration.topics.orders), (SagaGroups.priorityGroup(SagaGroups.intake), configuration.topics.ordersPriority)] {
+                            for (group, topic) in SagaGroups.intakeLanes(configuration) {
                                 intakeLag += try await broker.lag(group: group, topics: [topic]).filter { $0.topic == topic }.reduce(Int64(0)) { $0 + $1.lag }
                             }
                             // Intake commits only after storing and publishing, so no lag means every

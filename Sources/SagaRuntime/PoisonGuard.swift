@@ -11,6 +11,14 @@ public struct RecordCoordinates: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(tp.topic)/\(tp.partition)/\(offset)" }
+
+    /// Read back from `description` (as the `source-position` header and `submitted.source`
+    /// carry it); `nil` for anything else. Topic names hold no `/`.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, let partition = Int(parts[1]), let offset = Int64(parts[2]) else { return nil }
+        self.init(TopicPartition(String(parts[0]), partition), offset)
+    }
 }
 
 /// A unit of work as the step sees it: a topic and the idempotency key its records carry.

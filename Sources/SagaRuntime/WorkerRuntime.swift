@@ -55,6 +55,9 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// that keeps its own offsets learns of here.
     public var onCommitted: (@Sendable ([TopicPartition: Int64]) async -> Void)?
 
+    /// The consumer group of a runtime's VIP lane.
+    public static func priorityGroup(_ group: String) -> String { group + ".priority" }
+
     public init(group: String, standardTopics: [String], priorityTopics: [String], policy: StepPolicy, router: RetryRouter?) {
         self.group = group
         self.standardTopics = standardTopics
@@ -162,7 +165,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         let standard = try await broker.makeConsumer(group: configuration.group, topics: configuration.standardTopics, configuration: consumerConfiguration)
         let priority = configuration.priorityTopics.isEmpty
             ? nil
-            : try await broker.makeConsumer(group: configuration.group + ".priority", topics: configuration.priorityTopics, configuration: consumerConfiguration)
+            : try await broker.makeConsumer(group: WorkerRuntimeConfiguration.priorityGroup(configuration.group), topics: configuration.priorityTopics, configuration: consumerConfiguration)
         let consumers = [standard] + (priority.map { [$0] } ?? [])
         members.withLock { $0 = consumers }
         configuration.onReady?()

@@ -25,6 +25,13 @@ struct TrackerFixture {
         tracker = SagaTracker(broker: broker, store: store, configuration: configuration, metrics: metrics, logger: logger)
     }
 
+    /// A watchdog over this fixture's broker and store, its counters recorded nowhere.
+    func watchdog(_ configuration: SagaConfiguration) -> Watchdog {
+        let handles = MetricHandles(factory: TestMetrics())
+        return Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
+                        alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: logger)
+    }
+
     func counted(_ outcome: String, _ tier: Priority = .standard) throws -> Int64 {
         try recorded.expectCounter(metrics.total[outcome, tier.rawValue]).totalValue
     }

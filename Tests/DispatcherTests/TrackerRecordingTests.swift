@@ -209,9 +209,7 @@ import Testing
         try await log.append([(topics.requested(.payment), "o-1"), (topics.requested(.payment), "o-2"), (topics.completed, "o-1")])
         _ = try store.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES ('o-1', ?, 900)", [.blob([1])])
         try await SagaTracker.prepareStore(store, location: log.fixture.location, broker: broker)
-        let handles = MetricHandles(factory: TestMetrics())
-        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
-                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: log.fixture.logger)
+        let watchdog = log.fixture.watchdog(configuration)
         #expect(try await broker.lag(group: "tracker").reduce(0) { $0 + $1.lag } == 0, "the group's commits are past everything")
         #expect(try await watchdog.trackerBacklog().records == 3)
         try await log.runTracker(configuration: configuration) { store in try store.order("o-1")?.state == OrderState.completed.rawValue && store.order("o-2") != nil }

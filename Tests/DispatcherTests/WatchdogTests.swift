@@ -29,9 +29,7 @@ import Testing
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('o-1', ?, 4200, 1, 'standard', 'standard', 'payment', ?, ?)",
             [.blob(DispatcherDecisionTests.orderJSON("o-1")), .integer(since), .integer(since)])
         try store.connection.run("INSERT INTO open_orders VALUES ('o-1')")
-        let handles = MetricHandles(factory: TestMetrics())
-        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
-                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        let watchdog = fixture.watchdog(configuration)
 
         let worstCaseAndGrace = Int64((configuration[.payment].budgetSeconds + configuration.watchdogGraceSeconds) * 1000)
         #expect(Watchdog.memberFailoverSeconds == 10)
@@ -69,9 +67,7 @@ import Testing
         try store.connection.run(
             "INSERT INTO orders (order_id, body, amount_cents, units, tier, priority, state, created_at, updated_at) VALUES ('started', ?, 1000, 1, 'standard', 'standard', 'payment', 900, 900)",
             [.blob(DispatcherDecisionTests.orderJSON("started"))])
-        let handles = MetricHandles(factory: TestMetrics())
-        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
-                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        let watchdog = fixture.watchdog(configuration)
 
         // The tracker is behind: the standard payment topic holds a request it has not recorded.
         let standardRequests = TopicPartition(topics.requested(.payment), 0)
@@ -134,9 +130,7 @@ import Testing
         _ = try await broker.produce([ProducerRecord(topic: p0.topic, partition: 0, key: Array("other".utf8), value: [1])])
         _ = try await broker.produce([ProducerRecord(topic: p1.topic, partition: 1, key: Array("waiting".utf8), value: DispatcherDecisionTests.orderJSON("waiting"))])
         _ = try store.connection.run(DispatcherStore.raiseTrackerOffset, [.text(p0.topic), .integer(0), .integer(1)])
-        let handles = MetricHandles(factory: TestMetrics())
-        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
-                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        let watchdog = fixture.watchdog(configuration)
         var check = AcceptanceCheck()
         #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 10) == 0)
         #expect(try await watchdog.reconcileAccepted(&check, now: accepted + budget + 20) == 0, "the tracker has not read partition 1 yet")
@@ -157,9 +151,7 @@ import Testing
         try await broker.createTopic(TopicSpec(name: requests, partitions: 2))
         _ = try await broker.produce((0..<5).map { ProducerRecord(topic: requests, partition: $0 % 2, key: nil, value: [UInt8($0)]) })
         _ = try store.connection.run(DispatcherStore.raiseTrackerOffset, [.text(requests), .integer(0), .integer(2)])
-        let handles = MetricHandles(factory: TestMetrics())
-        let watchdog = Watchdog(broker: broker, store: store, configuration: configuration, recovered: handles.counter(MetricCatalogue.stuckOrdersRecovered),
-                                alerts: handles.counter(MetricCatalogue.manualReviewAlerts), logger: fixture.logger)
+        let watchdog = fixture.watchdog(configuration)
         #expect(try await watchdog.trackerBacklog().records == 3, "partition 0 recorded up to 2 of 3 records, partition 1 none of 2")
         #expect(try await watchdog.trackerBacklog().readable == 3)
         // A retry tier's records wait for their delay: in the backlog, not readable yet.

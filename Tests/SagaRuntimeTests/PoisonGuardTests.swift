@@ -8,6 +8,15 @@ import Testing
 @Suite struct PoisonGuardTests {
     let tp = TopicPartition("payment.requested", 3)
 
+    /// Coordinates read back from their text (`source-position`, `submitted.source`).
+    @Test func coordinatesReadBackFromTheirText() {
+        let coordinates = RecordCoordinates(TopicPartition("orders.priority", 3), 41)
+        #expect(RecordCoordinates(coordinates.description) == coordinates)
+        for text in ["", "orders", "orders/3", "orders/x/1", "orders/1/", "/1/2", "orders/1/2/3"] {
+            #expect(RecordCoordinates(text) == nil, "\(text)")
+        }
+    }
+
     @Test func aCleanOrKilledRunLeavesNoSuspects() {
         let killed = PoisonGuard(previous: InHandRecord(crashed: false, inHand: [tp: 10...20]))
         #expect(!killed.isSuspicious)
