@@ -495,7 +495,7 @@ function topics() {
       el("tr", {}, el("th", {}, "topic"), el("th", { class: "num" }, "partitions"), el("th", { class: "num" }, "end offset"), el("th", { class: "num" }, "records"), el("th", {}, "lag per group")),
       list.map((t) => el("tr", { "data-topic": t.name },
         el("td", { class: "mono" }, t.name), el("td", { class: "num" }, t.partitions), el("td", { class: "num" }, number(t.end_offset)), el("td", { class: "num" }, number(t.records)),
-        el("td", {}, Object.entries(t.lag).map(([group, lag]) => {
+        el("td", {}, Object.entries(t.lag).sort(([a], [b]) => a.localeCompare(b)).map(([group, lag]) => {
           const key = t.name + "|" + group;
           const series = (lagHistory[key] = lagHistory[key] || []);
           series.push(lag);
