@@ -15,6 +15,9 @@ public final class DispatcherStore: Sendable {
     /// A read-only view of `dispatcher.sqlite` (the intake's duplicate checks, progress
     /// counts): WAL readers neither block nor wait for the tracker's writes.
     public let stateReader: StoreConnection
+    /// A read-only view of `intake.sqlite`, for the tracker and the readers of order bodies:
+    /// reading on `intake` would hold the intake's transactions up.
+    public let intakeReader: StoreConnection
 
     /// `orders_parked` and `orders_compensated` are partial indexes: an update changes them only
     /// when an order enters or leaves those rare states, where an index over every order's
@@ -94,6 +97,7 @@ public final class DispatcherStore: Sendable {
             try Self.addLaterColumns(intake, postgres: StoreConnection.isPostgres(location))
         }
         stateReader = readOnly ? connection : try StoreConnection.open(location: location, name: "dispatcher", readOnly: true)
+        intakeReader = readOnly ? intake : try StoreConnection.open(location: location, name: "intake", readOnly: true)
         // `order`, `stats` and `check` open a store read-only, perhaps one an older version
         // made, which has no `every_history` until a writer opens it (a writer has just made it).
         let hasView = !readOnly || (try? connection.query("SELECT 1 FROM every_history LIMIT 0") { _ in 1 }) != nil
@@ -163,6 +167,33 @@ public final class DispatcherStore: Sendable {
         try intake.query("SELECT order_id, body, created_at, source FROM submitted WHERE order_id = ANY(?)", anyOf: ids) {
             (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), source: $0.isNull(3) ? nil : $0.text(3))
         }
+    }
+
+    /// Which of `ids` the intake stored, with their bodies.
+    public func submittedIDs(_ ids: [String]) throws -> Set<String> {
+        guard !ids.isEmpty else { return [] }
+        return Set(try intakeReader.query("SELECT order_id FROM submitted WHERE order_id = ANY(?)", anyOf: ids) { $0.text(0) })
+    }
+
+    /// The body of each of `orders` (id and the tracker's `orders.body`) as it was submitted.
+    /// The tracker keeps no second copy of a body the intake stored (it writes an empty one,
+    /// which no accepted order has: `SagaTracker.startTracking`); those come from the intake.
+    public func bodies(_ orders: [(id: String, body: [UInt8])]) throws -> [String: [UInt8]] {
+        var bodies = Dictionary(orders.filter { !$0.body.isEmpty }.map { ($0.id, $0.body) }, uniquingKeysWith: { first, _ in first })
+        let atIntake = orders.filter { $0.body.isEmpty }.map(\.id)
+        if !atIntake.isEmpty {
+            for (id, body) in try intakeReader.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: atIntake, { ($0.text(0), $0.blob(1)) }) {
+                bodies[id] = body
+            }
+        }
+        return bodies
+    }
+
+    /// The body of an order the tracker has, as it was submitted (`bodies`); nil when the
+    /// tracker has no such order.
+    public func body(of id: String) throws -> [UInt8]? {
+        guard let own = try stateReader.query("SELECT body FROM orders WHERE order_id = ?", [.text(id)], { $0.blob(0) }).first else { return nil }
+        return try bodies([(id, own)])[id]
     }
 
     /// What readers of the whole history select from: the `every_history` view, or, in a

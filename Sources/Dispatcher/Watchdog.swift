@@ -220,11 +220,15 @@ public struct Watchdog: Service {
             (id: row.text(0), state: OrderState(rawValue: row.text(1)) ?? .accepted, body: row.blob(2), priority: Priority(rawValue: row.text(3)) ?? .standard,
              recoveries: Int(row.int(4)), updatedAt: row.int(5))
         } }
+        var stuck = candidates.filter { now - max($0.updatedAt, runningSince) > budgetMilliseconds($0.state) }
+        // Bodies the tracker left with the intake (`DispatcherStore.bodies`).
+        let bodies = try await BlockingIO.run { [stuck] in try store.bodies(stuck.map { ($0.id, $0.body) }) }
+        for i in stuck.indices where stuck[i].body.isEmpty { stuck[i].body = bodies[stuck[i].id] ?? [] }
         let messages = SagaMessages(topics: configuration.topics)
         var outgoing: [ProducerRecord] = []
         var updates: [(String, Int)] = []
         var parked: [(String, String)] = []
-        for order in candidates where now - max(order.updatedAt, runningSince) > budgetMilliseconds(order.state) {
+        for order in stuck {
             let marker = [RecordHeader(SagaHeader.recoveredBy, "watchdog")]
             if let step = order.state.step {
                 if order.recoveries == 0 {

@@ -27,7 +27,7 @@ struct AdminAPI: Sendable {
     /// `GET /api/orders/{id}/body`: the order as the intake stored it (canonical JSON).
     func orderBody(_ id: String) async throws -> Response {
         let store = try requireStore()
-        let body = try await BlockingIO.run { try store.stateReader.query("SELECT body FROM orders WHERE order_id = ?", [.text(id)]) { $0.blob(0) }.first }
+        let body = try await BlockingIO.run { try store.body(of: id) }
         guard let body else { throw HTTPError(.notFound, message: "no order \(id) in the tracker") }
         return Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

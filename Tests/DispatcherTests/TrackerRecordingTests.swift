@@ -58,6 +58,36 @@ import Testing
         #expect(try store.connection.scalar("SELECT COUNT(*) FROM orders") == 3)
     }
 
+    /// The tracker keeps no second copy of a body the intake stored: its row's body is empty
+    /// and the store gives the intake's. An order that reached the saga without the intake
+    /// (a request published by hand) keeps its body in the tracker's row, however its first
+    /// event is read.
+    @Test(arguments: StoreBackend.allCases) func aBodyIsKeptOnceWithTheIntakeWhenTheIntakeHasIt(_ backend: StoreBackend) throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker) = (fixture.store, fixture.tracker)
+        let consumed = ConsumedOffsets([])
+        for id in ["o-in", "o-late"] {
+            try store.intake.run("INSERT INTO submitted (order_id, body, created_at) VALUES (?, ?, 1000)", [.text(id), .blob(DispatcherDecisionTests.orderJSON(id))])
+        }
+        try tracker.record([
+            record(topics.requested(.payment), "o-in", offset: 0, at: 1_100),
+            record(topics.requested(.payment), "o-by-hand", offset: 1, at: 1_100),
+            // Read before its payment request: tracked from a later step's event.
+            record(topics.requested(.shipping), "o-late", offset: 0, at: 1_200),
+        ], consumed: consumed)
+        let ownBody = { (id: String) in try store.connection.query("SELECT body FROM orders WHERE order_id = ?", [.text(id)]) { $0.blob(0) }.first }
+        #expect(try ownBody("o-in") == [], "the intake has it")
+        #expect(try ownBody("o-late") == [], "the intake has it")
+        #expect(try ownBody("o-by-hand") == DispatcherDecisionTests.orderJSON("o-by-hand"))
+        for id in ["o-in", "o-late", "o-by-hand"] {
+            #expect(try store.body(of: id) == DispatcherDecisionTests.orderJSON(id), "\(id)")
+        }
+        #expect(try store.body(of: "o-unknown") == nil)
+        let bodies = try store.bodies([("o-in", []), ("o-by-hand", Array("own".utf8))])
+        #expect(bodies == ["o-in": DispatcherDecisionTests.orderJSON("o-in"), "o-by-hand": Array("own".utf8)])
+    }
+
     /// A run counts its orders by state from indexes alone (`orderCounts`): those counts must
     /// be what grouping the orders themselves says, in every state and only in the scope.
     @Test(arguments: StoreBackend.allCases) func orderCountsFromIndexesAgreeWithTheOrdersThemselves(_ backend: StoreBackend) throws {

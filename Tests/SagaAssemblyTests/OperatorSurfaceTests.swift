@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import Messaging
 import SagaDomain
+import StoreDatabase
 import Synchronization
 import TestSupport
 import Testing
@@ -166,6 +167,9 @@ import Testing
         let served = try Order.decode(Array(body.body))
         #expect(served.orderID == "api-1" && served.amountCents == H.order("api-1").amountCents && served.canonicalJSON() == Array(body.body))
         #expect(try await admin.get("/api/orders/no-such-order/body").status == 404)
+        // Served from the intake's store: the tracker's row keeps no second copy.
+        let trackerStore = try StoreConnection(path: directory.path + "/data/dispatcher.sqlite", readOnly: true)
+        #expect(try trackerStore.scalar("SELECT length(body) FROM orders WHERE order_id = 'api-1'") == 0)
         #expect(try await admin.get("/api/orders?state=bogus").status == 400)
         #expect(try await admin.get("/api/orders?state=in_flight&limit=0").status == 400)
         let page = try await admin.get("/api/orders?state=manual_review")
