@@ -56,10 +56,12 @@ public struct SagaRun: Sendable {
         public var rejected: Int
         public var manual_review: Int
         public var in_flight: Int
-        /// Finished orders per second, from the start of the run to the moment the last one
-        /// finished (its `orders.completed` / `orders.compensated` event).
+        /// Orders finished during this run per second, from the start of the run to the
+        /// moment the last one finished (its `orders.completed` / `orders.compensated` event).
+        /// A `--drain` over a data directory whose orders an earlier run finished counts only
+        /// those this run finished: 0 when there were none.
         public var orders_per_s: Double
-        /// From the start to the last order finishing.
+        /// From the start to the last order finishing (0 when none finished in this run).
         public var duration_s: Double
         /// From the start until the tracker had recorded every event (its history lags the saga).
         public var tracked_s: Double
@@ -206,14 +208,14 @@ public struct SagaRun: Sendable {
         guard generator != nil || drainTarget != nil else { return nil }
         let end = marks.finishedAt.withLock { $0 } ?? ContinuousClock.now
         let tracked = Self.seconds(end - start)
-        let lastFinished = try scope.lastFinished(dispatcherStore) ?? UnixClock.nowMillis()
-        let duration = max(0.001, Double(lastFinished - startMillis) / 1000)
+        let finishedHere = try scope.finished(dispatcherStore, since: startMillis)
+        let duration = finishedHere.last.map { max(0.001, Double($0 - startMillis) / 1000) } ?? 0
         let counts = try scope.counts(dispatcherStore)
         let check = try ConservationCheck(location: storeLocation).run()
         return Summary(
             orders: generator?.count ?? counts.accepted + counts.rejected, completed: counts.completed, compensated: counts.compensated,
             rejected: counts.rejected, manual_review: counts.manualReview, in_flight: counts.inFlight,
-            orders_per_s: Double(counts.finished) / duration, duration_s: duration, tracked_s: tracked, faults: options.faults,
+            orders_per_s: duration > 0 ? Double(finishedHere.count) / duration : 0, duration_s: duration, tracked_s: tracked, faults: options.faults,
             latency_ms: try scope.latency(dispatcherStore), retries: try scope.events(dispatcherStore, "retry_scheduled"),
             dead_letters: try scope.events(dispatcherStore, "dead_lettered"), check: check)
     }
@@ -269,9 +271,13 @@ enum OrderScope: Sendable {
             rejected: Int(try store.intake.scalar("SELECT COUNT(*) FROM rejections WHERE \(filter.sql)", filter.values) ?? 0))
     }
 
-    /// When the last finished order of the scope finished (event time, ms).
-    func lastFinished(_ store: DispatcherStore) throws -> Int64? {
-        try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE \(filter.sql)", filter.values)
+    /// The scope's orders that finished at `since` (ms) or later, and when the last of them did
+    /// (event time, ms; nil when none did).
+    func finished(_ store: DispatcherStore, since: Int64) throws -> (count: Int, last: Int64?) {
+        let rows = try store.stateReader.query(
+            "SELECT COUNT(*), MAX(finished_at) FROM orders WHERE finished_at >= ? AND \(filter.sql)", [.integer(since)] + filter.values
+        ) { (Int($0.int(0)), $0.isNull(1) ? nil : $0.int(1)) }
+        return rows.first ?? (0, nil)
     }
 
     func latency(_ store: DispatcherStore) throws -> [String: SagaStatistics.Latency] {

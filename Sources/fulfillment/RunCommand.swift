@@ -103,7 +103,9 @@ struct RunCommand: AsyncParsableCommand {
             "rejected      \(s.rejected)",
             "manual review \(s.manual_review)",
             "in flight     \(s.in_flight)",
-            "throughput    \(f(s.orders_per_s)) orders/s (last order finished after \(f(s.duration_s)) s; history fully recorded after \(f(s.tracked_s)) s)",
+            s.duration_s > 0
+                ? "throughput    \(f(s.orders_per_s)) orders/s (last order finished after \(f(s.duration_s)) s; history fully recorded after \(f(s.tracked_s)) s)"
+                : "throughput    no order finished in this run (history fully recorded after \(f(s.tracked_s)) s)",
         ]
         for tier in ["standard", "vip"] {
             if let l = s.latency_ms[tier], l.count > 0 {

@@ -45,6 +45,15 @@ import TestSupport
         #expect(queued.exitedCleanly, "\(queued.stderr)")
         let drained = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--config", fast] + base)
         try Self.validate(drained, against: "run")
+        // Its rate counts the two orders it finished, not the 300 an earlier run finished.
+        let summary = try #require(try JSONSerialization.jsonObject(with: drained.stdout) as? [String: Any])
+        let (rate, duration) = (summary["orders_per_s"] as? Double ?? -1, summary["duration_s"] as? Double ?? -1)
+        #expect(duration > 0 && abs(rate * duration - 2) < 0.01, "\(rate) orders/s over \(duration) s")
+        // Nothing left to drain: nothing finished in this run.
+        let idle = try runFulfillment(["run", "--http", "off", "--drain", "--json", "--config", fast] + base)
+        try Self.validate(idle, against: "run")
+        let idleSummary = try #require(try JSONSerialization.jsonObject(with: idle.stdout) as? [String: Any])
+        #expect(idleSummary["orders_per_s"] as? Double == 0 && idleSummary["duration_s"] as? Double == 0, "\(idle.output)")
         for (id, state) in [("json-bad", nil), ("json-declined", "compensated"), ("json-fine", "completed")] {
             let order = try runFulfillment(["order", id, "--json"] + base)
             try Self.validate(order, against: "order")
