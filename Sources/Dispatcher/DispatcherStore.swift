@@ -172,7 +172,8 @@ public final class DispatcherStore: Sendable {
     /// Which of `ids` the intake stored, with their bodies.
     public func submittedIDs(_ ids: [String]) throws -> Set<String> {
         guard !ids.isEmpty else { return [] }
-        return Set(try intakeReader.query("SELECT order_id FROM submitted WHERE order_id = ANY(?)", anyOf: ids) { $0.text(0) })
+        // One read transaction for the batch's keys (on SQLite a statement per key).
+        return try intakeReader.withConnection { db in Set(try db.query("SELECT order_id FROM submitted WHERE order_id = ANY(?)", anyOf: ids) { $0.text(0) }) }
     }
 
     /// The body of each of `orders` (id and the tracker's `orders.body`) as it was submitted.
@@ -182,7 +183,10 @@ public final class DispatcherStore: Sendable {
         var bodies = Dictionary(orders.filter { !$0.body.isEmpty }.map { ($0.id, $0.body) }, uniquingKeysWith: { first, _ in first })
         let atIntake = orders.filter { $0.body.isEmpty }.map(\.id)
         if !atIntake.isEmpty {
-            for (id, body) in try intakeReader.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: atIntake, { ($0.text(0), $0.blob(1)) }) {
+            let found = try intakeReader.withConnection { db in
+                try db.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: atIntake) { ($0.text(0), $0.blob(1)) }
+            }
+            for (id, body) in found {
                 bodies[id] = body
             }
         }

@@ -344,7 +344,8 @@ public struct SagaTracker: Service {
     /// `bodyAtIntake`: the intake stored the order, body and all, so the row keeps an empty
     /// body instead of a second copy (`DispatcherStore.bodies` reads it from the intake). A
     /// body is a few hundred bytes, most of the row, and the row is written again at every
-    /// state change: leaving it out made the tracker's rebuild of 300,000 orders 12 % faster.
+    /// state change: leaving it out made the tracker's rebuild of 300,000 orders from the log
+    /// about 6 % faster, with 15 % less system CPU and a store 38 % smaller.
     @discardableResult
     func startTracking(
         _ orderID: String, _ record: ConsumerRecord, at: Int64, bodyAtIntake: Bool, _ db: StoreConnection.Transaction, _ counts: inout Counts
@@ -446,14 +447,12 @@ public struct SagaTracker: Service {
             let events = fresh.map(classify)
             // When the batch's orders that may start here were submitted, read in one
             // statement; kept current below as orders start or move earlier.
-            var createdAtOf = Dictionary(try db.query(
-                "SELECT order_id, created_at FROM orders WHERE order_id = ANY(?)",
-                anyOf: events.compactMap { event in event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil ? $0.orderID : nil } }
-            ) { ($0.text(0), $0.int(1)) }, uniquingKeysWith: { first, _ in first })
+            let mayStart = events.compactMap { event in event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil ? $0.orderID : nil } }
+            var createdAtOf = Dictionary(try db.query("SELECT order_id, created_at FROM orders WHERE order_id = ANY(?)", anyOf: mayStart) {
+                ($0.text(0), $0.int(1))
+            }, uniquingKeysWith: { first, _ in first })
             // Of the orders that start here, those whose bodies the intake has.
-            let bodiesAtIntake = try store.submittedIDs(events.compactMap { event in
-                event.flatMap { ($0.step == .payment || $0.step == nil) && $0.state != nil && createdAtOf[$0.orderID] == nil ? $0.orderID : nil }
-            })
+            let bodiesAtIntake = try store.submittedIDs(mayStart.filter { createdAtOf[$0] == nil })
             for (index, (record, event)) in zip(fresh, events).enumerated() {
                 guard let event else { continue }
                 let at = record.header(SagaHeader.failedAt).flatMap(Int64.init) ?? record.timestamp
