@@ -162,10 +162,14 @@ public final class DispatcherStore: Sendable {
         Set(try stateReader.query("SELECT order_id FROM orders WHERE order_id = ANY(?)", anyOf: ids) { $0.text(0) })
     }
 
-    /// The stored orders of `ids` (those the intake has), as the intake stored them.
+    /// The stored orders of `ids` (those the intake has), as the intake stored them: read in
+    /// one read transaction on `intakeReader`, so the intake's writes do not wait for it.
     public func submittedOrders(_ ids: [String]) throws -> [(id: String, body: [UInt8], createdAt: Int64, source: String?)] {
-        try intake.query("SELECT order_id, body, created_at, source FROM submitted WHERE order_id = ANY(?)", anyOf: ids) {
-            (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), source: $0.isNull(3) ? nil : $0.text(3))
+        guard !ids.isEmpty else { return [] }
+        return try intakeReader.withConnection { db in
+            try db.query("SELECT order_id, body, created_at, source FROM submitted WHERE order_id = ANY(?)", anyOf: ids) {
+                (id: $0.text(0), body: $0.blob(1), createdAt: $0.int(2), source: $0.isNull(3) ? nil : $0.text(3))
+            }
         }
     }
 
@@ -181,15 +185,7 @@ public final class DispatcherStore: Sendable {
     /// which no accepted order has: `SagaTracker.startTracking`); those come from the intake.
     public func bodies(_ orders: [(id: String, body: [UInt8])]) throws -> [String: [UInt8]] {
         var bodies = Dictionary(orders.filter { !$0.body.isEmpty }.map { ($0.id, $0.body) }, uniquingKeysWith: { first, _ in first })
-        let atIntake = orders.filter { $0.body.isEmpty }.map(\.id)
-        if !atIntake.isEmpty {
-            let found = try intakeReader.withConnection { db in
-                try db.query("SELECT order_id, body FROM submitted WHERE order_id = ANY(?)", anyOf: atIntake) { ($0.text(0), $0.blob(1)) }
-            }
-            for (id, body) in found {
-                bodies[id] = body
-            }
-        }
+        for stored in try submittedOrders(orders.filter { $0.body.isEmpty }.map(\.id)) { bodies[stored.id] = stored.body }
         return bodies
     }
 

@@ -494,10 +494,10 @@ public struct SagaTracker: Service {
                 // Several events of one order in a batch: one update, with the latest state; a
                 // final state (completed, compensated) wins over anything else, whatever its time.
                 // Changed in place: one lookup, no copy of the update.
-                var isNew = false
-                updates[event.orderID, default: { isNew = true; return StateUpdate(state: state, at: at, record: index) }()].merge(
+                let known = updates.count
+                updates[event.orderID, default: StateUpdate(state: state, at: at, record: index)].merge(
                     state: state, at: at, record: index, attempt: attempt, failedStep: event.failedStep, errorClass: errorClass, errorMessage: errorMessage)
-                if isNew { order.append(event.orderID) }
+                if updates.count > known { order.append(event.orderID) }
             }
             // History rows go in 50 to a statement (10 values each).
             counts.historyRows += history.count / Self.historyWidth
