@@ -6,28 +6,49 @@ import Synchronization
 /// read; a newly granted partition starts at the group's committed offset, so uncommitted
 /// records are redelivered to the next owner exactly from there.
 public final class EmbeddedGroupConsumer: GroupConsumer {
+    /// An owned partition's read state. Kept in `State` and touched only under its lock; the
+    /// round-robin list holds the same objects, so a fetch looks nothing up by partition.
+    /// Unchecked: its `var`s are read and written only under the consumer's lock; outside it
+    /// a fetch uses only the `let`s.
+    private final class Slot: @unchecked Sendable {
+        let tp: TopicPartition
+        let log: PartitionLog
+        /// The topic's delivery delay (ms), for delayed retry tiers.
+        let delay: Int64
+        var position: Int64
+        /// The next record is known not to be due yet: its offset and when it is due. Until
+        /// then a fetch skips the partition instead of reading and decoding it again (a
+        /// standard lane polls its retry tiers hundreds of times a second).
+        var notDue: (offset: Int64, due: Int64)?
+        /// Revoked: a fetch that took it before must not move its position.
+        var released = false
+
+        init(tp: TopicPartition, log: PartitionLog, delay: Int64, position: Int64) {
+            self.tp = tp
+            self.log = log
+            self.delay = delay
+            self.position = position
+        }
+    }
+
     private struct State {
-        var positions: [TopicPartition: Int64] = [:]
-        var owned: Set<TopicPartition> = [] { didSet { readableInOrder = nil } }
+        /// The owned partitions.
+        var slots: [TopicPartition: Slot] = [:] { didSet { readableInOrder = nil } }
         var paused: Set<TopicPartition> = [] { didSet { readableInOrder = nil } }
-        /// `owned` minus `paused`, sorted: the order a fetch goes round. Made again only when
-        /// either changes, not at every fetch (a standard lane reads 48 partitions, its
-        /// request topic's and its retry tiers', hundreds of times a second).
-        private var readableInOrder: [TopicPartition]?
+        /// Owned and not paused, sorted: the order a fetch goes round. Made again only when
+        /// either changes, not at every fetch: a poll checks each of them, and the tracker
+        /// reads hundreds of partitions, most of them idle, for every event it records.
+        private var readableInOrder: [Slot]?
         var cursor = 0
         var closed = false
-        /// Logs of owned partitions, so a poll does not look each one up in the broker.
-        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
         /// Fetch passes over the partitions; a parked poll makes none.
         var fetchPasses = 0
-        /// Delayed partitions whose next record is not due yet: its offset and when it is due.
-        /// Until then a fetch skips the partition instead of reading and decoding it again
-        /// (a standard lane polls its retry tiers hundreds of times a second).
-        var notDue: [TopicPartition: (offset: Int64, due: Int64)] = [:]
 
-        mutating func readable() -> [TopicPartition] {
+        var owned: Set<TopicPartition> { Set(slots.keys) }
+
+        mutating func readable() -> [Slot] {
             if let readableInOrder { return readableInOrder }
-            let made = owned.subtracting(paused).sorted()
+            let made = slots.values.filter { !paused.contains($0.tp) }.sorted { $0.tp < $1.tp }
             readableInOrder = made
             return made
         }
@@ -60,7 +81,7 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             // Park: register on every readable partition and on the group, then look once
             // more, so a record that became visible in between still wakes us.
             let waiter = Waiter()
-            let logs = state.withLock { state in state.readable().compactMap { state.logs[$0]?.log } }
+            let logs = state.withLock { state in state.readable().map(\.log) }
             for log in logs { log.addWaiter(waiter) }
             broker.setGroupWaiter(group: group, memberID: memberID, waiter)
             defer {
@@ -91,10 +112,8 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             // new owners resume from the last commit) and join again.
             state.withLock { state in
                 state.paused.subtract(state.owned)
-                state.owned = []
-                state.positions = [:]
-                state.logs = [:]
-                state.notDue = [:]
+                for slot in state.slots.values { slot.released = true }
+                state.slots = [:]
             }
             try broker.groupJoin(group: group, memberID: memberID, topics: topics, sessionTimeout: configuration.sessionTimeout)
             sync = try broker.groupSync(group: group, memberID: memberID)
@@ -103,106 +122,94 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
             await configuration.onRevoke?(sync.revoke)
             state.withLock { state in
                 for tp in sync.revoke {
-                    state.positions[tp] = nil
-                    state.owned.remove(tp)
+                    state.slots.removeValue(forKey: tp)?.released = true
                     state.paused.remove(tp)
-                    state.logs[tp] = nil
-                    state.notDue[tp] = nil
                 }
             }
             broker.groupRelease(group: group, memberID: memberID, partitions: sync.revoke)
         }
         guard !sync.granted.isEmpty else { return }
-        var starts: [TopicPartition: Int64] = [:]
-        var logs: [TopicPartition: (log: PartitionLog, delay: Int64)] = [:]
+        var granted: [Slot] = []
         let ownStarts = await configuration.startOffsets?(sync.granted) ?? [:]
         for tp in sync.granted {
             let (log, delay) = try broker.partitionLogForConsumer(tp)
-            logs[tp] = (log, delay)
             let (begin, end) = log.offsets
+            let start: Int64
             if let own = ownStarts[tp] {
-                starts[tp] = max(own, begin)
+                start = max(own, begin)
             } else if let committed = broker.committedOffset(group: group, tp) {
-                starts[tp] = max(committed, begin)
+                start = max(committed, begin)
             } else {
-                starts[tp] = configuration.autoOffsetReset == .earliest ? begin : end
+                start = configuration.autoOffsetReset == .earliest ? begin : end
             }
+            granted.append(Slot(tp: tp, log: log, delay: delay, position: start))
         }
         state.withLock { state in
-            for (tp, offset) in starts {
-                state.positions[tp] = offset
-                state.owned.insert(tp)
-                state.logs[tp] = logs[tp]
-            }
+            for slot in granted { state.slots[slot.tp] = slot }
         }
     }
 
     private func fetch(maxRecords: Int) throws -> ([ConsumerRecord], Int64?) {
-        // Each readable partition's position, log and not-due mark, in round-robin order,
-        // looked up in one pass under the lock.
-        typealias Readable = (turn: Int, tp: TopicPartition, position: Int64, log: PartitionLog, delay: Int64, notDue: (offset: Int64, due: Int64)?)
+        // The partitions with something to read, in round-robin order, found in one pass
+        // under the lock: one atomic load for each partition with nothing new.
+        typealias Readable = (turn: Int, slot: Slot, position: Int64)
+        let now = UnixClock.nowMillis()
+        var nextDue: Int64?
         let order: [Readable] = state.withLock { state in
             state.fetchPasses += 1
             let readable = state.readable()
             guard !readable.isEmpty else { return [] }
             state.cursor %= readable.count
             var order: [Readable] = []
-            order.reserveCapacity(readable.count)
             for turn in 0..<readable.count {
-                let tp = readable[(state.cursor + turn) % readable.count]
-                guard let position = state.positions[tp], let (log, delay) = state.logs[tp] else { continue }
-                order.append((turn, tp, position, log, delay, state.notDue[tp]))
+                let slot = readable[(state.cursor + turn) % readable.count]
+                if slot.position >= slot.log.highWatermark { continue }
+                if let known = slot.notDue, known.offset == slot.position, now < known.due {
+                    nextDue = min(nextDue ?? known.due, known.due)
+                    continue
+                }
+                order.append((turn, slot, slot.position))
             }
             return order
         }
         var records: [ConsumerRecord] = []
-        var nextDue: Int64?
-        var advanced: [TopicPartition: Int64] = [:]
-        var waiting: [TopicPartition: (offset: Int64, due: Int64)] = [:]
-        let now = UnixClock.nowMillis()
+        var advanced: [(slot: Slot, from: Int64, to: Int64, notDue: (offset: Int64, due: Int64)?)] = []
         // Round robin: the next poll starts after the last partition this one read from, so a
         // deep backlog in some partitions never starves the others.
         var lastRead: Int?
-        for (turn, tp, start, log, delay, notDue) in order where records.count < maxRecords {
-            var position = start
-            // Nothing new: skip the read (and its lock) entirely.
-            if position >= log.highWatermark { continue }
-            // The next record is known not to be due yet: nothing after it is either.
-            if let known = notDue, known.offset == position, now < known.due {
-                nextDue = min(nextDue ?? known.due, known.due)
-                continue
-            }
+        for (turn, slot, position) in order where records.count < maxRecords {
+            let tp = slot.tp
             let result: PartitionLog.ReadResult
             do {
                 // Read about what the remaining room can hold, not a full fetch per partition.
                 let room = max(64 << 10, (maxRecords - records.count) * 512)
-                result = try log.read(from: position, maxBytes: min(configuration.maxPartitionFetchBytes, room))
+                result = try slot.log.read(from: position, maxBytes: min(configuration.maxPartitionFetchBytes, room))
             } catch let error as BrokerError where error.code == .offsetOutOfRange {
                 // Retention removed what we would read next: continue at the oldest record.
-                position = log.offsets.begin
-                advanced[tp] = position
+                advanced.append((slot, position, slot.log.offsets.begin, nil))
                 continue
             }
             guard !result.bytes.isEmpty else { continue }
             let decoded = try broker.decode(
                 result.bytes, topic: tp.topic, partition: tp.partition, from: position, into: &records,
-                limit: maxRecords, delay: delay, now: now)
-            advanced[tp] = decoded.nextOffset
+                limit: maxRecords, delay: slot.delay, now: now)
             if decoded.nextOffset > position { lastRead = turn }
+            var waiting: (offset: Int64, due: Int64)?
             if let due = decoded.nextDue {
                 nextDue = min(nextDue ?? due, due)
                 // Only when the decode stopped at that record, not for want of room.
-                if records.count < maxRecords { waiting[tp] = (decoded.nextOffset, due) }
+                if records.count < maxRecords { waiting = (decoded.nextOffset, due) }
             }
+            advanced.append((slot, position, decoded.nextOffset, waiting))
         }
-        if let lastRead {
-            state.withLock { $0.cursor += lastRead + 1 }
-        }
-        if !advanced.isEmpty {
+        if lastRead != nil || !advanced.isEmpty {
             state.withLock { state in
-                for (tp, offset) in advanced where state.positions[tp] != nil {
-                    state.positions[tp] = offset
-                    state.notDue[tp] = waiting[tp]
+                if let lastRead { state.cursor += lastRead + 1 }
+                // A partition revoked, or sought elsewhere, since the pass began keeps what
+                // was decided meanwhile.
+                for (slot, from, to, notDue) in advanced where !slot.released && slot.position == from {
+                    slot.position = to
+                    slot.notDue = notDue
                 }
             }
         }
@@ -227,16 +234,17 @@ public final class EmbeddedGroupConsumer: GroupConsumer {
 
     public func seek(_ partition: TopicPartition, to offset: Int64) async throws {
         try state.withLock { (state) in
-            guard state.owned.contains(partition) else {
+            guard let slot = state.slots[partition] else {
                 throw BrokerError(.notPartitionOwner, "member \(memberID) does not own \(partition); seek after it is assigned")
             }
-            state.positions[partition] = offset
+            slot.position = offset
+            slot.notDue = nil
         }
     }
 
     /// The next offset this member will read on a partition it owns.
     public func position(_ partition: TopicPartition) -> Int64? {
-        state.withLock { $0.positions[partition] }
+        state.withLock { $0.slots[partition]?.position }
     }
 
     var fetchPasses: Int { state.withLock { $0.fetchPasses } }
