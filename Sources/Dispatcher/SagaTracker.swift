@@ -120,6 +120,7 @@ public struct SagaTracker: Service {
         // One flusher: batches are recorded in consumption order, as the recorded offsets
         // (which skip what a redelivery repeats) assume.
         runtime.flushers = 1
+        runtime.gatherFor = .milliseconds(50)
         runtime.journal = journal
         runtime.onReady = onReady
         runtime.startOffsets = { [self] partitions in await startOffsets(of: partitions) }

@@ -34,6 +34,11 @@ public struct WorkerRuntimeConfiguration: Sendable {
     /// While VIP traffic floods (the VIP lane keeps finding full batches), at least one
     /// standard batch in every `starvationGuard` VIP batches (`LaneTurns`).
     public var starvationGuard = 8
+    /// After a poll that found fewer records than it asked for, how long the standard lane
+    /// waits before taking what came meanwhile into the same batch (`nil`: it takes what the
+    /// poll found). For a role whose batch costs far more than its records (the tracker's
+    /// transaction), where a trickle would otherwise make a batch of each record.
+    public var gatherFor: Duration?
     /// How long a graceful shutdown lets running handlers finish before handing them back.
     public var shutdownGrace: Duration = .seconds(5)
     /// Where the records in hand are noted, so that a record that crashes the process twice
@@ -248,7 +253,13 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 await capacitySignal.wait(timeout: .milliseconds(100))
                 continue
             }
-            let records = try await standard.poll(maxRecords: min(room, configuration.batchSize), maxWait: .milliseconds(20))
+            let asked = min(room, configuration.batchSize)
+            var records = try await standard.poll(maxRecords: asked, maxWait: .milliseconds(20))
+            if let gather = configuration.gatherFor, !records.isEmpty, records.count < asked {
+                // One look after the pause, not a poll woken by each record meanwhile.
+                try? await Task.sleep(for: gather)
+                records += try await standard.poll(maxRecords: asked - records.count, maxWait: .zero)
+            }
             if !records.isEmpty {
                 configuration.journal?.took(records)
                 await accept(records, lane: .standard)
@@ -464,13 +475,20 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
     }
 
     /// Commits in its own task, so publishing the next batch never waits for a commit's fsync.
-    /// Commits stay in order: one at a time, each with the latest committable offsets.
+    /// Commits stay in order: one at a time, each with the latest committable offsets, and at
+    /// most one per `commitSpacing`: a trickle of lone records would otherwise make a commit,
+    /// and a sync of the offsets file, of each. A commit only moves where a restart after a
+    /// crash resumes; what it covers is applied and published already, and handled again
+    /// idempotently when redelivered.
     private func commitLoop(consumers: [any GroupConsumer]) async {
         while !Task.isCancelled {
             await commitSignal.wait(timeout: .milliseconds(200))
             await commit(consumers)
+            try? await Task.sleep(for: Self.commitSpacing)
         }
     }
+
+    static var commitSpacing: Duration { .milliseconds(50) }
 
     private func flush(_ batch: [Pipeline.Finished]) async {
         var outgoing: [ProducerRecord] = []

@@ -227,6 +227,59 @@ import Testing
         withExtendedLifetime(directory) {}
     }
 
+    /// A trickle of lone records, 5 ms apart: each used to make a commit (and a sync of the
+    /// offsets file) of its own, and each a store transaction of its own for a role whose
+    /// transaction costs far more than its records (the tracker). Commits are at most one per
+    /// `commitSpacing`, and a lane with `gatherFor` takes what came during its pause into the
+    /// same batch; everything is still applied, published and committed.
+    @Test(arguments: [false, true])
+    func aTrickleOfRecordsMakesFewCommitsAndGatheredBatches(inline: Bool) async throws {
+        final class Counter: Sendable {
+            let commits = Atomic(0)
+        }
+        let directory = TemporaryDirectory("runtime-trickle")
+        let (broker, logger) = try quietBroker(directory.path)
+        defer { broker.shutdown() }
+        for name in ["in", "done"] { try await broker.createTopic(TopicSpec(name: name, partitions: 1)) }
+        var configuration = WorkerRuntimeConfiguration(group: "runtime-test", standardTopics: ["in"], priorityTopics: [], policy: StepPolicy(timeoutSeconds: 120), router: nil)
+        configuration.shutdownGrace = .milliseconds(10)
+        let gather = Duration.milliseconds(100)
+        if inline { configuration.gatherFor = gather }
+        let counter = Counter()
+        configuration.onCommitted = { _ in counter.commits.add(1, ordering: .relaxed) }
+        let store = FailingStore()
+        let runtime = WorkerRuntime(broker: broker, handler: Handler(store: store, inline: inline), configuration: configuration, logger: logger)
+        let task = Task { try await runtime.run() }
+        while try await broker.lag(group: "runtime-test").isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        let records = 40
+        let started = ContinuousClock.now
+        for i in 0..<records {
+            _ = try await broker.produce([ProducerRecord(topic: "in", key: "o-\(i)", value: "{}")])
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let published = try await Self.count("done", broker)
+            let behind = try await broker.lag(group: "runtime-test").contains { $0.lag > 0 }
+            if published >= records && !behind { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let elapsed = ContinuousClock.now - started
+        task.cancel()
+        _ = try? await task.value
+        #expect(try await Self.count("done", broker) == records)
+        #expect(store.applied.flatMap { $0 }.count == records, "each record applied once")
+        // One commit per spacing of the trickle at most, and the one that caught up at the end.
+        let commitBound = Int(elapsed / WorkerRuntime<Handler>.commitSpacing) + 2
+        let commits = counter.commits.load(ordering: .relaxed)
+        #expect(commits <= commitBound, "\(commits) commits for \(records) records over \(elapsed); at most \(commitBound)")
+        if inline {
+            let batchBound = Int(elapsed / gather) + 2
+            #expect(store.applied.count <= batchBound, "\(store.applied.count) batches for \(records) records over \(elapsed); at most \(batchBound)")
+        }
+        withExtendedLifetime(directory) {}
+    }
+
     /// The offsets `onCommitted` reported, highest per partition.
     final class CommitsSeen: Sendable {
         private let seen = Mutex([TopicPartition: Int64]())
