@@ -171,6 +171,8 @@ public final class PoisonJournal: Sendable {
     private let fd: Int32
     private let path: String
     private let state: Mutex<PoisonGuard>
+    /// The file's length (its crash mark included); written only under `state`'s lock.
+    private let fileLength = Atomic<Int>(0)
     let journals: PoisonJournals
 
     init(path: String, name: String, previous: InHandRecord, journals: PoisonJournals) throws {
@@ -182,6 +184,7 @@ public final class PoisonJournal: Sendable {
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw BrokerError(.io, "cannot open the poison journal \(path): \(String(cString: strerror(errno)))") }
         _ = ccrashmarks_register(fd)
+        fileLength.store(max(0, Int(lseek(fd, 0, SEEK_END))), ordering: .relaxed)
         if !guardState.quarantined.isEmpty {
             journals.logger.error("quarantining records that crashed the process twice", metadata: [
                 "poison.consumer": "\(name)", "poison.records": "\(guardState.quarantined.map(\.description).sorted().joined(separator: ","))",
@@ -256,10 +259,23 @@ public final class PoisonJournal: Sendable {
     private func write(_ guardState: PoisonGuard) {
         // Byte 0 is the crash mark: set to 'R' when the journal is opened, then only the
         // crash handler writes it.
-        let bytes = PoisonJournals.render(guardState.record)
+        var bytes = PoisonJournals.render(guardState.record)
+        let length = bytes.count + 1
+        let before = fileLength.load(ordering: .relaxed)
+        // Shorter text is padded with spaces to the file's length, which read as nothing,
+        // rather than cut off: shrinking a file is a metadata change the file system
+        // journals, and this runs at every poll (1 % of the CPU of a run of lone orders).
+        // A file grown past `paddedLengthLimit` is cut back.
+        let pad = length < before && before <= Self.paddedLengthLimit
+        if pad { bytes += repeatElement(UInt8(ascii: " "), count: before - length) }
         _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress!, $0.count, 1) }
-        _ = ftruncate(fd, off_t(bytes.count + 1))
+        if !pad {
+            if length < before { _ = ftruncate(fd, off_t(length)) }
+            fileLength.store(length, ordering: .relaxed)
+        }
     }
+
+    static let paddedLengthLimit = 64 << 10
 }
 
 /// One turn at a time across the consumers of a cautious process.

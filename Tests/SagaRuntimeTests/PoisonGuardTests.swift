@@ -96,6 +96,27 @@ import Testing
         #expect(PoisonJournals.parse(Array("R\nsetaside t 6\nsetaside t zz\nsetaside t c3\nsetaside t 6f\n".utf8)) == InHandRecord(setAsideWork: [SetAsideWork(topic: "t", idempotencyKey: "o")]))
     }
 
+    /// A journal whose text gets shorter is padded with spaces to its length, not cut (a cut
+    /// is a metadata change at every poll), and reads as its new text only.
+    @Test func aShorterJournalIsPaddedAndReadsAsItsNewText() throws {
+        let temporary = TemporaryDirectory("poison-pad")
+        let journals = try PoisonJournals(directory: temporary.path, logger: Logger(label: "test"))
+        let journal = try journals.journal("payment")
+        let path = temporary.path + "/payment.inhand"
+        let records = (0..<12).map { ConsumerRecord(topic: "payment.requested", partition: $0, offset: 5, timestamp: 0, key: nil, value: [], headers: []) }
+        journal.took(records)
+        let long = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(PoisonJournals.parse(Array(long)).inHand.count == 12)
+        journal.committed(Dictionary(uniqueKeysWithValues: records.dropFirst().map { ($0.topicPartition, Int64(6)) }))
+        journal.took([ConsumerRecord(topic: "payment.requested", partition: 0, offset: 6, timestamp: 0, key: nil, value: [], headers: [])])
+        let short = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(short.count == long.count, "padded to the old length")
+        let parsed = PoisonJournals.parse(Array(short))
+        #expect(parsed.inHand == [TopicPartition("payment.requested", 0): 5...6])
+        #expect(!parsed.crashed)
+        journal.close()
+    }
+
     @Test func aCleanStopRemovesTheJournalAndASecondProcessIsRefused() throws {
         let temporary = TemporaryDirectory("poison")
         let directory = temporary.path
