@@ -167,8 +167,12 @@ public struct WorkerPipeline<Work: Sendable>: Sendable {
         return take
     }
 
-    /// Finished VIP outcomes wait for a flusher.
-    public var hasFinishedVIP: Bool { !finishedVIP.isEmpty }
+    /// Which flushers have something to take: the standard ones for standard outcomes, and
+    /// for VIP ones only while the VIP lane's flusher is busy with a batch (a flood of VIP
+    /// work is then not left to it alone, `takeFinished`); the VIP lane's for VIP outcomes.
+    public var flushersToWake: (standard: Bool, vip: Bool) {
+        (!finished.isEmpty || (!finishedVIP.isEmpty && flushingVIP > 0), !finishedVIP.isEmpty)
+    }
 
     /// When the finished VIP outcomes should leave: at once when no other VIP message in hand
     /// is still being handled (nothing more would join them: a trickle of VIP orders leaves

@@ -207,7 +207,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         let abandoned = state.withLock { Array($0.tasks.values) }
         for task in abandoned { task.cancel() }
         for task in abandoned { await task.value }
-        signalFlushers(vip: true)
+        signalFlushers((standard: true, vip: true))
         deadlines?.cancel()
         for flusher in flushers { await flusher.value }
         committer.cancel()
@@ -370,10 +370,10 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             return
         }
         let now = ContinuousClock.now
-        let (launches, vipFinished) = state.withLock { state in
-            (zip(messages, known).flatMap { state.pipeline.receive($0, known: $1, now: now) }, state.pipeline.hasFinishedVIP)
+        let (launches, wake) = state.withLock { state in
+            (zip(messages, known).flatMap { state.pipeline.receive($0, known: $1, now: now) }, state.pipeline.flushersToWake)
         }
-        signalFlushers(vip: vipFinished)
+        signalFlushers(wake)
         for launch in launches { self.launch(launch) }
     }
 
@@ -414,12 +414,12 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
             configuration.metrics.step?.attemptTook(.now - started)
             // Handed back at shutdown when cancelled without an overdue mark (that mark wins).
             let handedBack = Task.isCancelled
-            let (next, vipFinished) = state.withLock { state in
+            let (next, wake) = state.withLock { state in
                 state.tasks[launch.token] = nil
                 state.heartbeats[launch.token] = nil
-                return (state.pipeline.attemptEnded(launch.token, outcome: outcome, handedBack: handedBack, now: .now), state.pipeline.hasFinishedVIP)
+                return (state.pipeline.attemptEnded(launch.token, outcome: outcome, handedBack: handedBack, now: .now), state.pipeline.flushersToWake)
             }
-            signalFlushers(vip: vipFinished)
+            signalFlushers(wake)
             for n in next { self.launch(n) }
         }
         state.withLock { state in
@@ -469,9 +469,12 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
     }
 
-    private func signalFlushers(vip: Bool) {
-        flushSignal.signal()
-        if vip { vipFlushSignal.signal() }
+    /// Wakes only the flushers with something to take (`WorkerPipeline.flushersToWake`): a
+    /// trickle of VIP results used to wake the standard flushers too, each going back to a
+    /// timed wait, at every hop.
+    private func signalFlushers(_ wake: (standard: Bool, vip: Bool)) {
+        if wake.standard { flushSignal.signal() }
+        if wake.vip { vipFlushSignal.signal() }
     }
 
     /// Commits in its own task, so publishing the next batch never waits for a commit's fsync.

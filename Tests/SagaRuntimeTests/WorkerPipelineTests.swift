@@ -155,6 +155,24 @@ import Testing
         #expect(pipeline.takeFinished(max: 10).map(\.message.record.offset) == [0, 2], "then it helps the VIP lane")
     }
 
+    /// A VIP outcome wakes the VIP lane's flusher only, unless that flusher is busy with a
+    /// batch; a standard outcome wakes the standard flushers; nothing finished wakes nobody.
+    @Test func onlyFlushersWithSomethingToTakeAreWoken() {
+        var pipeline = Pipeline(concurrency: 10, timeoutSeconds: 10)
+        let v1 = pipeline.receive(message("v-1", offset: 0, vip: true), known: nil, now: t0)
+        let v2 = pipeline.receive(message("v-2", offset: 1, vip: true), known: nil, now: t0)
+        let s1 = pipeline.receive(message("s-1", offset: 0, partition: 1), known: nil, now: t0)
+        #expect(pipeline.flushersToWake == (standard: false, vip: false), "nothing finished")
+        _ = pipeline.attemptEnded(v1[0].token, outcome: .work("ok"), now: t0)
+        #expect(pipeline.flushersToWake == (standard: false, vip: true))
+        #expect(pipeline.takeFinished(max: 10, lane: .vip).count == 1)
+        _ = pipeline.attemptEnded(v2[0].token, outcome: .work("ok"), now: t0)
+        #expect(pipeline.flushersToWake == (standard: true, vip: true), "the VIP flusher is busy: the standard ones may take it")
+        _ = pipeline.takeFinished(max: 10, lane: .vip)
+        _ = pipeline.attemptEnded(s1[0].token, outcome: .work("ok"), now: t0)
+        #expect(pipeline.flushersToWake == (standard: true, vip: false))
+    }
+
     @Test func finishedVIPOutcomesLeaveAtOnceUnlessMoreVIPWorkIsStillBeingHandled() {
         var pipeline = Pipeline(concurrency: 8, timeoutSeconds: 10)
         let linger = Duration.milliseconds(5)
