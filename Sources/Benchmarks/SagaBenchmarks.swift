@@ -70,6 +70,12 @@ public struct SagaThroughputBenchmark: Sendable {
 /// the embedded broker. Their latency (produced → completed) should not depend on the
 /// backlog; the standard orders' throughput meanwhile is compared with the same backlog
 /// draining alone for as long.
+///
+/// One window is a few seconds, and on a shared machine two runs of the same thing a minute
+/// apart differ by 15 % and more. So `rounds` pairs can be run, each pair on fresh
+/// directories, the run with VIP orders first in odd rounds and second in even ones (so
+/// neither side always comes first, on a fresher page cache); the figures are then the
+/// medians of the rounds, and VIP latency is over every round's VIP orders.
 public struct VIPLatencyBenchmark: Sendable {
     public struct Report: Codable, Sendable {
         public var schema_version = 1
@@ -77,15 +83,30 @@ public struct VIPLatencyBenchmark: Sendable {
         public var vip: Int
         public var rate: Double
         public var faults: String
+        /// Over every round's VIP orders.
         public var vip_latency_ms: Latency
         public var run_s: Double
         /// Standard orders finished per second while the VIP orders came and went.
         public var standard_orders_per_s: Double
         /// The same backlog draining alone for as long.
         public var standard_orders_per_s_without_vip: Double
-        /// `standard_orders_per_s` below the reference, as a share (0.1 = 10 % slower).
+        /// `standard_orders_per_s` below the reference, as a share (0.1 = 10 % slower); with
+        /// several rounds, the median of the rounds' shares.
         public var standard_slowdown: Double
         /// Standard orders not finished when the last VIP order was.
+        public var backlog_left: Int
+        /// Each pair's figures, in the order they ran (one entry without `--rounds`).
+        public var rounds: [Round]
+    }
+
+    public struct Round: Codable, Sendable {
+        /// Whether the run with VIP orders went before the reference.
+        public var vip_run_first: Bool
+        public var vip_latency_ms: Latency
+        public var run_s: Double
+        public var standard_orders_per_s: Double
+        public var standard_orders_per_s_without_vip: Double
+        public var standard_slowdown: Double
         public var backlog_left: Int
     }
 
@@ -94,6 +115,13 @@ public struct VIPLatencyBenchmark: Sendable {
         public var p50: Double
         public var p99: Double
         public var max: Double
+
+        init(_ sorted: [Double]) {
+            count = sorted.count
+            p50 = SagaStatistics.percentile(sorted, 0.5)
+            p99 = SagaStatistics.percentile(sorted, 0.99)
+            max = sorted.last ?? 0
+        }
     }
 
     public var backlog: Int
@@ -101,16 +129,50 @@ public struct VIPLatencyBenchmark: Sendable {
     public var rate: Double
     public var faults: String
     public var configuration: SagaConfiguration
+    public var rounds: Int
 
-    public init(backlog: Int, vip: Int, rate: Double, faults: String, configuration: SagaConfiguration) {
+    public init(backlog: Int, vip: Int, rate: Double, faults: String, configuration: SagaConfiguration, rounds: Int = 1) {
         self.backlog = backlog
         self.vip = vip
         self.rate = rate
         self.faults = faults
         self.configuration = configuration
+        self.rounds = max(1, rounds)
     }
 
     public func run(directory: String, logger: Logger, progress: @escaping @Sendable (String) -> Void) async throws -> Report {
+        var rounds: [Round] = []
+        var latencies: [Double] = []
+        for index in 0..<self.rounds {
+            let vipFirst = index % 2 == 0
+            let prefix = self.rounds > 1 ? "round \(index + 1)/\(self.rounds): " : ""
+            let roundDirectory = directory + "/round-\(index + 1)"
+            let (round, vipLatencies) = try await runRound(roundDirectory, vipFirst: vipFirst, logger: logger) { progress(prefix + $0) }
+            rounds.append(round)
+            latencies += vipLatencies
+            // A round's directories are not needed once its figures are read.
+            try? FileManager.default.removeItem(atPath: roundDirectory)
+        }
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            let middle = sorted.count / 2
+            return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        }
+        return Report(
+            backlog: backlog, vip: vip, rate: rate, faults: faults, vip_latency_ms: Latency(latencies.sorted()),
+            run_s: median(rounds.map(\.run_s)), standard_orders_per_s: median(rounds.map(\.standard_orders_per_s)),
+            standard_orders_per_s_without_vip: median(rounds.map(\.standard_orders_per_s_without_vip)),
+            standard_slowdown: median(rounds.map(\.standard_slowdown)), backlog_left: Int(median(rounds.map { Double($0.backlog_left) })),
+            rounds: rounds)
+    }
+
+    /// One pair: the backlog with VIP orders added, and the same backlog alone.
+    func runRound(_ directory: String, vipFirst: Bool, logger: Logger, progress: @escaping @Sendable (String) -> Void) async throws -> (Round, [Double]) {
+        let alone = directory + "/alone"
+        var reference: ReferenceRun?
+        if !vipFirst {
+            reference = try await runReference(alone, maxSeconds: nil, logger: logger, progress: progress)
+        }
         // With VIP orders: the backlog queued first, then VIP orders at the rate.
         let withVIP = directory + "/with-vip"
         let backlogTag = try await queueBacklog(withVIP, logger: logger)
@@ -138,35 +200,51 @@ public struct VIPLatencyBenchmark: Sendable {
         let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP)
         let withRate = Double(finished) / runSeconds
 
-        // Without: the same backlog draining alone for as long.
-        let alone = directory + "/alone"
-        let aloneTag = try await queueBacklog(alone, logger: logger)
-        progress("reference: the same backlog alone for \(String(format: "%.1f", runSeconds)) s")
-        var reference = SagaRun.Options(dataDirectory: alone, configuration: configuration)
+        if reference == nil {
+            // Its clock starts at its own start: it must outlast the pipeline's fill before the
+            // first backlog order finishes (seconds with a large backlog) as well as the window.
+            let fill = Double(max(0, first - started)) / 1000
+            reference = try await runReference(alone, maxSeconds: 2 * fill + runSeconds + 5, logger: logger, progress: progress)
+        }
+        let aloneRate = try reference!.rate(over: window, seconds: runSeconds, backlog: backlog)
+        let round = Round(
+            vip_run_first: vipFirst, vip_latency_ms: Latency(vipLatencies), run_s: runSeconds, standard_orders_per_s: withRate,
+            standard_orders_per_s_without_vip: aloneRate, standard_slowdown: aloneRate > 0 ? (aloneRate - withRate) / aloneRate : 0,
+            backlog_left: left)
+        return (round, vipLatencies)
+    }
+
+    /// The same backlog draining alone: run first, it drains the whole backlog (`maxSeconds`
+    /// nil), which outlasts any window the run with VIP orders can have, since that one
+    /// leaves backlog behind.
+    struct ReferenceRun {
+        let store: DispatcherStore
+        let tag: String
+        /// When it stopped (ms).
+        let ended: Int64
+
+        /// Its backlog orders finished per second over `window` ms from its first finish.
+        func rate(over window: Int64, seconds: Double, backlog: Int) throws -> Double {
+            let first = try VIPLatencyBenchmark.firstFinished(store, tag: tag)
+            let (finished, left) = try VIPLatencyBenchmark.backlogFigures(store, tag: tag, count: backlog, until: first + window)
+            // A reference stopped inside its window would count too few orders and call the
+            // run with VIP orders faster than it was.
+            if left > 0, ended < first + window {
+                throw BenchmarkFailure(message: "the reference run stopped \(first + window - ended) ms before its window ended; its rate would be too low")
+            }
+            return Double(finished) / seconds
+        }
+    }
+
+    func runReference(_ directory: String, maxSeconds: Double?, logger: Logger, progress: @escaping @Sendable (String) -> Void) async throws -> ReferenceRun {
+        let tag = try await queueBacklog(directory, logger: logger)
+        progress("reference: the same backlog alone")
+        var reference = SagaRun.Options(dataDirectory: directory, configuration: configuration)
         reference.drain = true
-        // Its clock starts at its own start: it must outlast the pipeline's fill before the
-        // first backlog order finishes (seconds with a large backlog) as well as the window.
-        let fill = Double(max(0, first - started)) / 1000
-        reference.maxSeconds = 2 * fill + runSeconds + 5
+        reference.maxSeconds = maxSeconds
         reference.faults = faults
         _ = try await SagaRun(options: reference, logger: logger).run(progress: { _ in }, notice: { _ in })
-        let referenceEnded = UnixClock.nowMillis()
-        let aloneStore = try DispatcherStore(location: alone, readOnly: true)
-        let firstAlone = try Self.firstFinished(aloneStore, tag: aloneTag)
-        let (finishedAlone, leftAlone) = try Self.backlogFigures(aloneStore, tag: aloneTag, count: backlog, until: firstAlone + window)
-        // A reference stopped inside its window would count too few orders and call the run
-        // with VIP orders faster than it was.
-        if leftAlone > 0, referenceEnded < firstAlone + window {
-            throw BenchmarkFailure(message: "the reference run stopped \(firstAlone + window - referenceEnded) ms before its window ended; its rate would be too low")
-        }
-        let aloneRate = Double(finishedAlone) / runSeconds
-        return Report(
-            backlog: backlog, vip: vip, rate: rate, faults: faults,
-            vip_latency_ms: Latency(
-                count: vipLatencies.count, p50: SagaStatistics.percentile(vipLatencies, 0.5), p99: SagaStatistics.percentile(vipLatencies, 0.99),
-                max: vipLatencies.last ?? 0),
-            run_s: runSeconds, standard_orders_per_s: withRate, standard_orders_per_s_without_vip: aloneRate,
-            standard_slowdown: aloneRate > 0 ? (aloneRate - withRate) / aloneRate : 0, backlog_left: left)
+        return ReferenceRun(store: try DispatcherStore(location: directory, readOnly: true), tag: tag, ended: UnixClock.nowMillis())
     }
 
     /// Produces the standard backlog into a fresh data directory; returns its run tag.

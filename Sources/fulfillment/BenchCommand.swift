@@ -191,26 +191,38 @@ struct VIPBench: AsyncParsableCommand {
         abstract: "VIP orders added at a rate while a standard backlog drains: their latency, and what they cost the backlog.",
         discussion: """
             Queues --backlog standard orders, then runs the saga adding --vip VIP orders at --rate per second while the backlog drains. Reports the VIP orders' latency (produced to completed: p50, p99, max), the standard orders finished per second meanwhile, the same backlog's rate draining alone for as long (a second run on a fresh directory), and the backlog left when the last VIP order finished. Fresh temporary data directories, removed afterwards.
+
+            A window lasts a few seconds, and two runs of the same thing on a shared machine differ by 15 % and more. --rounds N runs N such pairs, the run with VIP orders first in odd rounds and second in even ones, and reports the medians of the rounds (VIP latency over every round's orders), with each round's figures.
             """)
     @Option(help: "Standard orders queued before the VIP orders come.") var backlog = 50_000
     @Option(help: "VIP orders to add.") var vip = 500
     @Option(help: "VIP orders per second.") var rate = 100.0
     @Option(help: "Fault profile: none, default, chaos, or one from the config.") var faults = "none"
+    @Option(help: "Pairs of runs (with VIP orders, and the backlog alone); the figures are their medians.") var rounds = 1
     @OptionGroup var settings: ConfigOptions
     @Flag(help: "Print one JSON object with the figures.") var json = false
 
     func validate() throws {
         if backlog < 0 || vip <= 0 || rate <= 0 { throw ValidationError("--backlog must not be negative; --vip and --rate must be positive") }
+        if rounds < 1 || rounds > 100 { throw ValidationError("--rounds must be 1 to 100") }
     }
 
     func run() async throws {
         try await reportingFailures {
             let (directory, progress) = scratch("vip", json: json)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let report = try await VIPLatencyBenchmark(backlog: backlog, vip: vip, rate: rate, faults: faults, configuration: try settings.loadConfiguration())
+            let report = try await VIPLatencyBenchmark(backlog: backlog, vip: vip, rate: rate, faults: faults, configuration: try settings.loadConfiguration(), rounds: rounds)
                 .run(directory: directory, logger: quietLogger("bench-vip"), progress: { progress.show($0) })
             progress.finish()
             if json { return try printJSON(report) }
+            if report.rounds.count > 1 {
+                for (i, round) in report.rounds.enumerated() {
+                    print(String(format: "round %d (%@ first): VIP p99 %.0f ms; standard %.0f orders/s, alone %.0f (%.1f %% slower); backlog left %d",
+                                 i + 1, round.vip_run_first ? "with VIP" : "alone", round.vip_latency_ms.p99, round.standard_orders_per_s,
+                                 round.standard_orders_per_s_without_vip, round.standard_slowdown * 100, round.backlog_left))
+                }
+                print("medians of \(report.rounds.count) rounds:")
+            }
             let l = report.vip_latency_ms
             print("VIP latency   p50 \(Int(l.p50)) ms, p99 \(Int(l.p99)) ms, max \(Int(l.max)) ms (\(l.count) orders at \(report.rate)/s over a backlog of \(report.backlog))")
             print(String(format: "standard      %.0f orders/s meanwhile, %.0f orders/s alone (%.1f %% slower)", report.standard_orders_per_s, report.standard_orders_per_s_without_vip, report.standard_slowdown * 100))
