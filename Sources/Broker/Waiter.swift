@@ -1,3 +1,4 @@
+import IOThreads
 import Synchronization
 
 /// A one-shot wake-up: a long poll parks on it until data arrives, a rebalance needs it, or
@@ -34,10 +35,7 @@ final class Waiter: Sendable {
     /// Returns once signalled, at `deadline`, or when the task is cancelled.
     func wait(until deadline: ContinuousClock.Instant) async {
         if isSignaled { return }
-        let timer = Task { [self] in
-            try? await Task.sleep(until: deadline, clock: .continuous)
-            signal()
-        }
+        let timer = Timeouts.shared.schedule(at: deadline) { [self] in signal() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state in
@@ -50,6 +48,6 @@ final class Waiter: Sendable {
         } onCancel: {
             signal()
         }
-        timer.cancel()
+        Timeouts.shared.cancel(timer)
     }
 }

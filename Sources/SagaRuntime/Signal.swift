@@ -1,3 +1,4 @@
+import IOThreads
 import Synchronization
 
 /// A wake-up that is remembered if nobody waits yet, so a signal is never lost. A signal
@@ -41,11 +42,7 @@ public final class Signal: Sendable {
             return state.nextID
         }
         guard let id else { return }
-        let timer = Task {
-            // Cancelled: the wait has returned already.
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            self.expire(id)
-        }
+        let timer = Timeouts.shared.schedule(at: .now + timeout) { self.expire(id) }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
                 if state.pending || state.expired.remove(id) != nil {
@@ -57,16 +54,17 @@ public final class Signal: Sendable {
             }
             if resumeNow { continuation.resume() }
         }
-        timer.cancel()
+        Timeouts.shared.cancel(timer)
         state.withLock { state in
             state.live.remove(id)
             state.expired.remove(id)
         }
     }
 
-    /// A timer's end. It may come after its wait returned (a cancelled sleep ends early, and
-    /// a signal can win the race with the sleep): then there is nothing to wake or to mark,
-    /// and marking it would keep its id in `expired` for good, one per signalled wait.
+    /// A timeout's end. It may come after its wait returned (a signal can win the race with
+    /// the timeout, which fires while the wait is cancelling it): then there is nothing to
+    /// wake or to mark, and marking it would keep its id in `expired` for good, one per
+    /// signalled wait.
     private func expire(_ id: Int) {
         let continuation: CheckedContinuation<Void, Never>? = state.withLock { state in
             if let continuation = state.waiters.removeValue(forKey: id) { return continuation }
