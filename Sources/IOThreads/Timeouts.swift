@@ -53,10 +53,10 @@ public final class Timeouts: @unchecked Sendable {
     /// Runs `action` on the timeouts thread once `deadline` has passed, unless `cancel`led
     /// first. Returns the token to cancel it with.
     public func schedule(at deadline: ContinuousClock.Instant, _ action: @escaping @Sendable () -> Void) -> UInt64 {
-        let remaining = deadline - ContinuousClock.now
-        let (seconds, attoseconds) = remaining.components
-        let nanoseconds = seconds < 0 ? 0 : UInt64(clamping: seconds) &* 1_000_000_000 &+ UInt64(max(0, attoseconds / 1_000_000_000))
-        let due = Self.monotonicNanoseconds() &+ min(nanoseconds, UInt64.max / 4)
+        let (seconds, attoseconds) = (deadline - ContinuousClock.now).components
+        // A century at most: further off is never, and stays clear of overflow.
+        let nanoseconds: UInt64 = seconds < 0 ? 0 : UInt64(min(seconds, 3_155_760_000)) * 1_000_000_000 + UInt64(max(0, attoseconds / 1_000_000_000))
+        let due = Self.monotonicNanoseconds() + nanoseconds
         pthread_mutex_lock(&mutex)
         nextToken += 1
         let token = nextToken

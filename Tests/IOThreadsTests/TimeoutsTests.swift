@@ -59,6 +59,21 @@ import Testing
         #expect(fired.count == 1)
     }
 
+    /// A deadline centuries away (a wait with no real limit) is scheduled, never fires, and
+    /// does not keep an earlier one from firing.
+    @Test func aDeadlineFarAwayNeverFiresAndDelaysNothing() async throws {
+        let timeouts = Timeouts()
+        let fired = Fired()
+        let far = timeouts.schedule(at: .now + .seconds(Int64.max / 2)) { fired.note(1) }
+        _ = timeouts.schedule(at: .now + .milliseconds(10)) { fired.note(2) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while fired.count < 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(fired.at.withLock { $0.keys.sorted() } == [2])
+        timeouts.cancel(far)
+        #expect(timeouts.pending == 0)
+    }
+
     @Test func theHeapGivesDeadlinesEarliestFirst() {
         var heap = DeadlineHeap()
         let dues: [UInt64] = [50, 10, 40, 10, 30, 20, 60, 0, 70, 5]
