@@ -323,10 +323,22 @@ public struct SagaTracker: Service {
             self.record = record
         }
 
+        /// Whether `state` at `at` replaces `current` at `currentAt` (neither final). The later
+        /// wins; at the same millisecond a terminal state (parked for manual review) is not
+        /// replaced by one that is not. A dead letter and the manual-review record it causes
+        /// carry the same time, and which the tracker reads first depends on how its fetch
+        /// goes round the partitions: the order stayed `compensating` when both came in one
+        /// batch, the dead letter's topic sorting after `orders.manual-review`. The update
+        /// statement keeps the same rule across batches (`updateStatement`).
+        static func replaces(_ state: OrderState, at: Int64, _ current: OrderState, at currentAt: Int64) -> Bool {
+            at > currentAt || (at == currentAt && (state.isTerminal || !current.isTerminal))
+        }
+
         /// Another event of the order in the same batch: the latest state wins, and a final
-        /// state (completed, compensated) wins over anything else, whatever its time.
+        /// state (completed, compensated) wins over anything else, whatever its time. At the
+        /// same time a parked order stays parked (`replaces`).
         mutating func merge(state: OrderState, at: Int64, record: Int, attempt: Int64?, failedStep: SagaStep?, errorClass: String?, errorMessage: String?) {
-            if !self.state.isFinal && (at >= self.at || state.isFinal) {
+            if !self.state.isFinal && (Self.replaces(state, at: at, self.state, at: self.at) || state.isFinal) {
                 self.state = state
                 self.at = at
                 self.record = record
@@ -421,7 +433,8 @@ public struct SagaTracker: Service {
             UPDATE orders SET state = ?, updated_at = ?, attempt = COALESCE(?, attempt),
                 failed_step = COALESCE(?, failed_step), error_class = COALESCE(?, error_class), error_message = COALESCE(?, error_message),
                 finished_at = COALESCE(?, finished_at)
-            WHERE order_id = ? AND state NOT IN ('completed', 'compensated') AND (updated_at <= ? OR ? = 1)
+            WHERE order_id = ? AND state NOT IN ('completed', 'compensated')
+                AND (updated_at < ? OR (updated_at = ? AND (? = 1 OR state <> 'manual_review')) OR ? = 1)
             """ + entering
     }
 
@@ -513,7 +526,8 @@ public struct SagaTracker: Service {
                 [
                     .text(u.state.rawValue), .integer(u.at), u.attempt.map { .integer($0) } ?? .null,
                     u.failedStep.map { .text($0.rawValue) } ?? .null, u.errorClass.map { .text($0) } ?? .null, u.errorMessage.map { .text($0) } ?? .null,
-                    u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.state.isFinal ? 1 : 0),
+                    u.state.isTerminal ? .integer(u.at) : .null, .text(id), .integer(u.at), .integer(u.at),
+                    .integer(u.state.isTerminal ? 1 : 0), .integer(u.state.isFinal ? 1 : 0),
                 ]
             }
             /// Orders whose update changed nothing and that were not seen in this batch's

@@ -58,6 +58,38 @@ import Testing
         #expect(try store.connection.scalar("SELECT COUNT(*) FROM orders") == 3)
     }
 
+    /// A dead letter and the manual-review record it causes carry the same time, and the
+    /// tracker may read them in either order, in one batch or two: the order is parked
+    /// whichever comes first. (With both in one batch, the dead letter's topic sorting after
+    /// `orders.manual-review`, it stayed `compensating`, and the watchdog then recovered it.)
+    /// A later event, such as a redrive's request, still moves a parked order on.
+    @Test(arguments: StoreBackend.allCases) func anOrderParkedAtItsDeadLettersMillisecondStaysParked(_ backend: StoreBackend) throws {
+        let fixture = try TrackerFixture(backend, in: temporary, configuration: configuration)
+        defer { fixture.broker.shutdown() }
+        let (store, tracker) = (fixture.store, fixture.tracker)
+        let consumed = ConsumedOffsets([])
+        let requests = ["o-1", "o-2", "o-3"].enumerated().map { record(topics.requested(.payment), $1, offset: Int64($0), at: 1_000) }
+        try tracker.record(requests, consumed: consumed)
+        let parked = { (order: String, offset: Int64) in self.record(self.topics.manualReview, order, offset: offset, at: 2_000) }
+        let dead = { (order: String, offset: Int64) in self.record(self.topics.deadLetter(.payment), order, offset: offset, at: 2_000) }
+
+        // One batch, the manual-review record read first.
+        try tracker.record([parked("o-1", 0), dead("o-1", 0)], consumed: consumed)
+        // Two batches, in each order.
+        try tracker.record([parked("o-2", 1)], consumed: consumed)
+        try tracker.record([dead("o-2", 1)], consumed: consumed)
+        try tracker.record([dead("o-3", 2)], consumed: consumed)
+        try tracker.record([parked("o-3", 2)], consumed: consumed)
+        for order in ["o-1", "o-2", "o-3"] {
+            #expect(try store.order(order)?.state == OrderState.manualReview.rawValue, "\(order) is parked")
+        }
+        #expect(try fixture.counted("manual_review") == 3, "each parked once")
+
+        // A redrive's request, later, moves it on.
+        try tracker.record([record(topics.requested(.payment), "o-1", offset: 3, at: 3_000, headers: [RecordHeader(SagaHeader.redriven, "1")])], consumed: consumed)
+        #expect(try store.order("o-1")?.state == OrderState.payment.rawValue)
+    }
+
     /// The tracker keeps no second copy of a body the intake stored: its row's body is empty
     /// and the store gives the intake's. An order that reached the saga without the intake
     /// (a request published by hand) keeps its body in the tracker's row, however its first
