@@ -169,10 +169,7 @@ public struct VIPLatencyBenchmark: Sendable {
     /// One pair: the backlog with VIP orders added, and the same backlog alone.
     func runRound(_ directory: String, vipFirst: Bool, logger: Logger, progress: @escaping @Sendable (String) -> Void) async throws -> (Round, [Double]) {
         let alone = directory + "/alone"
-        var reference: ReferenceRun?
-        if !vipFirst {
-            reference = try await runReference(alone, maxSeconds: nil, logger: logger, progress: progress)
-        }
+        let referenceFirst = vipFirst ? nil : try await runReference(alone, maxSeconds: nil, logger: logger, progress: progress)
         // With VIP orders: the backlog queued first, then VIP orders at the rate.
         let withVIP = directory + "/with-vip"
         let backlogTag = try await queueBacklog(withVIP, logger: logger)
@@ -200,13 +197,16 @@ public struct VIPLatencyBenchmark: Sendable {
         let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP)
         let withRate = Double(finished) / runSeconds
 
-        if reference == nil {
+        let reference: ReferenceRun
+        if let referenceFirst {
+            reference = referenceFirst
+        } else {
             // Its clock starts at its own start: it must outlast the pipeline's fill before the
             // first backlog order finishes (seconds with a large backlog) as well as the window.
             let fill = Double(max(0, first - started)) / 1000
             reference = try await runReference(alone, maxSeconds: 2 * fill + runSeconds + 5, logger: logger, progress: progress)
         }
-        let aloneRate = try reference!.rate(over: window, seconds: runSeconds, backlog: backlog)
+        let aloneRate = try reference.rate(over: window, seconds: runSeconds, backlog: backlog)
         let round = Round(
             vip_run_first: vipFirst, vip_latency_ms: Latency(vipLatencies), run_s: runSeconds, standard_orders_per_s: withRate,
             standard_orders_per_s_without_vip: aloneRate, standard_slowdown: aloneRate > 0 ? (aloneRate - withRate) / aloneRate : 0,

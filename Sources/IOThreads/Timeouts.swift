@@ -21,8 +21,8 @@ public final class Timeouts: @unchecked Sendable {
     private var heap = DeadlineHeap()
     private var actions: [UInt64: @Sendable () -> Void] = [:]
     private var nextToken: UInt64 = 0
-    /// The deadline the thread sleeps until (monotonic ns), or `UInt64.max` when it sleeps
-    /// until told.
+    /// When the sleeping thread wakes (monotonic ns: its first deadline plus the slack), or
+    /// `UInt64.max` when it sleeps until told or is not sleeping.
     private var sleepingUntil = UInt64.max
 
     /// The process's timeouts thread.
@@ -126,7 +126,6 @@ struct DeadlineHeap {
     private var entries: [(due: UInt64, token: UInt64)] = []
 
     var first: (due: UInt64, token: UInt64)? { entries.first }
-    var count: Int { entries.count }
 
     mutating func push(due: UInt64, token: UInt64) {
         entries.append((due, token))
