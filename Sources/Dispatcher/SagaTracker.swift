@@ -204,6 +204,8 @@ public struct SagaTracker: Service {
         let recent: RecentHistory
         var name: String { "tracker" }
         var performsInline: Bool { true }
+        /// No order waits for its history: on a busy machine the steps go first.
+        var storePriority: BlockingIO.Priority { .background }
 
         func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws {}
 

@@ -13,7 +13,23 @@ import Synchronization
 public enum BlockingIO {
     /// Eight threads are always there; more are started while every thread is busy (long
     /// polls of many consumers in one process), up to `maximumThreads`.
-    private static let pool = BlockingThreadPool(threads: 8, maximumThreads: 256)
+    private static let pool = BlockingThreadPool(name: "blocking-io", threads: 8, maximumThreads: 256, niceness: 0)
+    /// Threads at a lower scheduling priority, for `.background` work.
+    private static let backgroundPool = BlockingThreadPool(name: "blocking-bg", threads: 1, maximumThreads: 16, niceness: Priority.backgroundNiceness)
+
+    /// Whose turn it is when the cores are busy.
+    public enum Priority: Sendable {
+        /// The saga's own work: a step's transaction that an order waits for.
+        case normal
+        /// Work that may wait while the saga's runs, and has all the idle time otherwise: the
+        /// tracker recording history. On a saturated machine it falls behind and catches up
+        /// when the load eases, and the orders finish sooner (docs/performance.md). Its
+        /// threads run at nice 10 (Linux; elsewhere at the normal priority).
+        case background
+
+        /// Linux's nice of the background threads: a weight of 110 against 1,024 at nice 0.
+        public static let backgroundNiceness: Int32 = 10
+    }
 
     /// Starts a job without waiting for it.
     public static func submit(_ job: @escaping @Sendable () -> Void) {
@@ -21,8 +37,12 @@ public enum BlockingIO {
     }
 
     public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await run(.normal, body)
+    }
+
+    public static func run<T: Sendable>(_ priority: Priority, _ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            pool.submit {
+            (priority == .background ? backgroundPool : pool).submit {
                 continuation.resume(with: Result { try body() })
             }
         }
@@ -88,9 +108,13 @@ private final class BlockingThreadPool: @unchecked Sendable {
     /// Threads waiting for a job, or started and about to.
     private var idle = 0
     private let maximumThreads: Int
+    private let name: String
+    private let niceness: Int32
 
-    init(threads: Int, maximumThreads: Int) {
+    init(name: String, threads: Int, maximumThreads: Int, niceness: Int32) {
+        self.name = name
         self.maximumThreads = maximumThreads
+        self.niceness = niceness
         pthread_mutex_init(&mutex, nil)
         pthread_cond_init(&condition, nil)
         pthread_mutex_lock(&mutex)
@@ -122,7 +146,12 @@ private final class BlockingThreadPool: @unchecked Sendable {
     }
 
     private func work() -> Never {
-        ThreadName.set("blocking-io")
+        ThreadName.set(name)
+        #if os(Linux)
+        // Linux keeps the nice value per thread, and `who` 0 is the calling thread. Never
+        // set back: an unprivileged process may lower its priority but not raise it again.
+        if niceness != 0 { setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+        #endif
         pthread_mutex_lock(&mutex)
         while true {
             while head == jobs.count { pthread_cond_wait(&condition, &mutex) }

@@ -1,3 +1,4 @@
+import IOThreads
 import Messaging
 import SagaDomain
 import StoreDatabase
@@ -42,6 +43,11 @@ public protocol StepHandler: Sendable {
     /// in consumption order, with no task, timeout or heartbeat of its own.
     var performsInline: Bool { get }
 
+    /// The priority of this handler's store work (`recordedOutcomes`, `apply`) on the
+    /// blocking threads. `.background` for work no order waits for (the tracker's), so a
+    /// saturated machine gives its cores to the steps first.
+    var storePriority: BlockingIO.Priority { get }
+
     /// What the store already says about these messages, by index: `.success` with the
     /// records to re-emit for an effect already recorded (a redelivered message changes
     /// nothing and publishes the same outcome again), or `.failure` for a message that must
@@ -61,6 +67,7 @@ public protocol StepHandler: Sendable {
 
 extension StepHandler {
     public var performsInline: Bool { false }
+    public var storePriority: BlockingIO.Priority { .normal }
 
     /// Nothing recorded: every message is handled afresh.
     public func recordedOutcomes(for messages: [InboundMessage]) throws -> [Int: HandlerResult] { [:] }

@@ -55,4 +55,18 @@ import Testing
         let didOverlap = counters.overlapped.load(ordering: .relaxed)
         #expect(!didOverlap, "jobs of one lane overlapped")
     }
+
+    #if os(Linux)
+    /// Background work (the tracker's) runs on threads of its own at nice 10; normal work at
+    /// the process's priority.
+    @Test func backgroundWorkRunsAtALowerPriority() async throws {
+        let ours = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let normal = try await BlockingIO.run { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) }
+        let background = try await BlockingIO.run(.background) { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) }
+        #expect(normal == ours)
+        #expect(background == max(ours, BlockingIO.Priority.backgroundNiceness))
+        // Still normal afterwards: the background threads never lend their priority.
+        #expect(try await BlockingIO.run { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) } == ours)
+    }
+    #endif
 }

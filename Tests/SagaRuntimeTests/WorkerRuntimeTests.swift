@@ -1,5 +1,6 @@
 import Broker
 import Foundation
+import IOThreads
 import Logging
 import Messaging
 import SagaDomain
@@ -56,16 +57,24 @@ import Testing
                 throw Refused()
             }
             appliedBatches.withLock { $0.append(records) }
+            #if os(Linux)
+            let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+            appliedAtNiceness.withLock { $0.insert(nice) }
+            #endif
         }
 
         var applied: [[ConsumerRecord]] { appliedBatches.withLock { $0 } }
+        /// The nice values of the threads that applied batches.
+        let appliedAtNiceness = Mutex<Set<Int32>>([])
     }
 
     struct Handler: StepHandler {
         let store: FailingStore
         let inline: Bool
+        var priority = BlockingIO.Priority.normal
         var name: String { "runtime-test" }
         var performsInline: Bool { inline }
+        var storePriority: BlockingIO.Priority { priority }
 
         func perform(_ message: InboundMessage, heartbeat: Heartbeat) async throws -> ConsumerRecord { message.record }
 
@@ -367,6 +376,22 @@ import Testing
         #expect(try await Self.count("in.dlt", broker) == 0)
         #expect(Set(store.applied.flatMap { $0 }.compactMap(\.keyString)) == Set(orders))
     }
+
+    #if os(Linux)
+    /// The tracker's store work yields the cores to the steps': the runtime runs a handler's
+    /// transactions on the blocking threads of the handler's priority.
+    @Test(arguments: [BlockingIO.Priority.normal, .background])
+    func aHandlersTransactionsRunAtItsPriority(_ priority: BlockingIO.Priority) async throws {
+        let ours = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
+        let store = FailingStore()
+        let broker = try await run(Handler(store: store, inline: true, priority: priority), orders: (0..<200).map { "o-\($0)" }) { broker in
+            try await Self.count("done", broker) == 200
+        }
+        defer { broker.shutdown() }
+        let expected = priority == .background ? max(ours, BlockingIO.Priority.backgroundNiceness) : ours
+        #expect(store.appliedAtNiceness.withLock { $0 } == [expected])
+    }
+    #endif
 
     @Test func anInlineHandlerWithOneFlusherAppliesEachPartitionInConsumptionOrder() async throws {
         // Orders repeat across partitions, as the tracker's events do.
