@@ -190,11 +190,17 @@ public struct VIPLatencyBenchmark: Sendable {
         // Not from the first order of any kind: a VIP order finishes while the backlog's first
         // batches are still filling the pipeline, and counting that fill against the run
         // with VIP orders, but not against the run without them, would call it a slowdown.
+        // A backlog that ran out before the last VIP order finished (a fast saga drains 50,000
+        // orders in about the 5 s that 500 VIP orders at 100/s take) ends the window with its
+        // last order: the VIP orders after it competed with nothing, and counting that time
+        // would lower both rates alike and call the slowdown 0.
         let first = try Self.firstFinished(store, tag: backlogTag)
         let lastVIP = try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE priority = 'vip'") ?? first
-        let window = max(1, lastVIP - first)
+        let ranOut = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP).left == 0
+        let end = ranOut ? min(lastVIP, try Self.lastFinished(store, tag: backlogTag)) : lastVIP
+        let window = max(1, end - first)
         let runSeconds = Double(window) / 1000
-        let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP)
+        let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: end)
         let withRate = Double(finished) / runSeconds
 
         let reference: ReferenceRun
@@ -232,6 +238,13 @@ public struct VIPLatencyBenchmark: Sendable {
             if left > 0, ended < first + window {
                 throw BenchmarkFailure(message: "the reference run stopped \(first + window - ended) ms before its window ended; its rate would be too low")
             }
+            // Drained within the window: a rate over the whole window would be capped at the
+            // backlog and call a slower run with VIP orders as fast. Its rate is then its whole
+            // backlog over the time that took.
+            if left == 0 {
+                let last = try VIPLatencyBenchmark.lastFinished(store, tag: tag)
+                return Double(finished) / (Double(max(1, last - first)) / 1000)
+            }
             return Double(finished) / seconds
         }
     }
@@ -263,6 +276,10 @@ public struct VIPLatencyBenchmark: Sendable {
     /// When the first backlog order finished (ms).
     static func firstFinished(_ store: DispatcherStore, tag: String) throws -> Int64 {
         try store.stateReader.scalar("SELECT MIN(finished_at) FROM orders WHERE order_id >= ? AND order_id < ?", backlogIDs(tag)) ?? 0
+    }
+
+    static func lastFinished(_ store: DispatcherStore, tag: String) throws -> Int64 {
+        try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE order_id >= ? AND order_id < ?", backlogIDs(tag)) ?? 0
     }
 
     /// Backlog orders finished by `until` (ms), and those not.

@@ -190,7 +190,7 @@ struct VIPBench: AsyncParsableCommand {
         commandName: "vip",
         abstract: "VIP orders added at a rate while a standard backlog drains: their latency, and what they cost the backlog.",
         discussion: """
-            Queues --backlog standard orders, then runs the saga adding --vip VIP orders at --rate per second while the backlog drains. Reports the VIP orders' latency (produced to completed: p50, p99, max), the standard orders finished per second meanwhile, the same backlog's rate draining alone for as long (a second run on a fresh directory), and the backlog left when the last VIP order finished. Fresh temporary data directories, removed afterwards.
+            Queues --backlog standard orders, then runs the saga adding --vip VIP orders at --rate per second while the backlog drains. Reports the VIP orders' latency (produced to completed: p50, p99, max), the standard orders finished per second meanwhile, the same backlog's rate draining alone for as long (a second run on a fresh directory), and the backlog left when the last VIP order finished. A backlog that runs out first ends the window with its last order, and a reference run that drains it within the window counts its whole backlog over the time that took. Fresh temporary data directories, removed afterwards.
 
             A window lasts a few seconds, and two runs of the same thing on a shared machine differ by 15 % and more. --rounds N runs N such pairs, the run with VIP orders first in odd rounds and second in even ones, and reports the medians of the rounds (VIP latency over every round's orders), with each round's figures.
             """)
@@ -226,7 +226,11 @@ struct VIPBench: AsyncParsableCommand {
             let l = report.vip_latency_ms
             print("VIP latency   p50 \(Int(l.p50)) ms, p99 \(Int(l.p99)) ms, max \(Int(l.max)) ms (\(l.count) orders at \(report.rate)/s over a backlog of \(report.backlog))")
             print(String(format: "standard      %.0f orders/s meanwhile, %.0f orders/s alone (%.1f %% slower)", report.standard_orders_per_s, report.standard_orders_per_s_without_vip, report.standard_slowdown * 100))
-            print("backlog left  \(report.backlog_left) when the last VIP order finished (after \(String(format: "%.1f", report.run_s)) s)")
+            if report.backlog_left == 0 {
+                print("backlog left  0: it ran out before the last VIP order finished; the window (\(String(format: "%.1f", report.run_s)) s) ends with its last order. A larger --backlog measures the whole VIP window")
+            } else {
+                print("backlog left  \(report.backlog_left) when the last VIP order finished (after \(String(format: "%.1f", report.run_s)) s)")
+            }
         }
     }
 }
