@@ -196,11 +196,10 @@ public struct VIPLatencyBenchmark: Sendable {
         // would lower both rates alike and call the slowdown 0.
         let first = try Self.firstFinished(store, tag: backlogTag)
         let lastVIP = try store.stateReader.scalar("SELECT MAX(finished_at) FROM orders WHERE priority = 'vip'") ?? first
-        let ranOut = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP).left == 0
-        let end = ranOut ? min(lastVIP, try Self.lastFinished(store, tag: backlogTag)) : lastVIP
+        let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: lastVIP)
+        let end = left == 0 ? try Self.lastFinished(store, tag: backlogTag) : lastVIP
         let window = max(1, end - first)
         let runSeconds = Double(window) / 1000
-        let (finished, left) = try Self.backlogFigures(store, tag: backlogTag, count: backlog, until: end)
         let withRate = Double(finished) / runSeconds
 
         let reference: ReferenceRun

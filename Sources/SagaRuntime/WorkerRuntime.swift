@@ -329,7 +329,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         let recorded: [Int: HandlerResult]
         do {
             let handler = self.handler
-            recorded = try await BlockingIO.run(handler.storePriority) { try handler.recordedOutcomes(for: messages) }
+            recorded = try await onStoreThreads { try handler.recordedOutcomes(for: messages) }
         } catch {
             logger.warning("could not read recorded outcomes; handling the batch afresh", metadata: ["error.message": "\(error)"])
             recorded = [:]
@@ -572,7 +572,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         var attempts = 0
         while true {
             do {
-                return try await BlockingIO.run(handler.storePriority) { try handler.apply(items) }.map { .result($0) }
+                return try await onStoreThreads { try handler.apply(items) }.map { .result($0) }
             } catch {
                 attempts += 1
                 logger.error("store transaction failed; retrying the batch", metadata: ["error.message": "\(error)", "saga.batch_size": "\(items.count)"])
@@ -610,7 +610,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         }
         if applied.allSatisfy({ $0 == nil }) {
             let handler = self.handler
-            guard (try? await BlockingIO.run(handler.storePriority) { try handler.apply([]) }) != nil else {
+            guard (try? await onStoreThreads { try handler.apply([]) }) != nil else {
                 logger.error("no message of the batch applies alone either: retrying the batch (the store is failing, not the messages)")
                 return nil
             }
@@ -648,7 +648,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         if let error = error as? StoreError, error.code.isRetriable { return nil }
         let handler = self.handler
         do {
-            _ = try await BlockingIO.run(handler.storePriority) { try handler.apply([]) }
+            _ = try await onStoreThreads { try handler.apply([]) }
         } catch {
             return nil
         }
@@ -667,7 +667,7 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
         var lastError: any Error = CancellationError()
         for attempt in 0..<Self.batchAttempts {
             do {
-                return .success(try await BlockingIO.run(handler.storePriority) { try handler.apply([item]) }[0])
+                return .success(try await onStoreThreads { try handler.apply([item]) }[0])
             } catch {
                 lastError = error
                 logger.warning("a message's store transaction failed alone", metadata: ["order.id": "\(item.message.orderID)", "error.message": "\(error)"])
@@ -697,5 +697,11 @@ public final class WorkerRuntime<Handler: StepHandler>: Service {
                 logger.warning("offset commit failed; it is retried", metadata: ["kafka.group": "\(configuration.group)", "error.message": "\(error)"])
             }
         }
+    }
+
+    /// Runs the handler's store work on the blocking threads of its priority: the one place
+    /// that chooses them.
+    private func onStoreThreads<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await BlockingIO.run(handler.storePriority, body)
     }
 }
